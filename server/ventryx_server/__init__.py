@@ -1,0 +1,1 @@
+"""The Ventryx API server."""

@@ -1,0 +1,80 @@
+"""``create_app``: the only way a Ventryx server application is made."""
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from .auth import UsageRecorder
+from .controllers.api_keys import ApiKeysController, LeakedKeysController
+from .controllers.health import HealthController
+from .controllers.me import MeController
+from .db import check_schema, create_pool, load_queries, provide_db
+from .errors import EXCEPTION_HANDLERS, ApiError
+from .request_ids import request_id_middleware
+from .settings import Settings
+
+ROUTE_HANDLERS = [
+    HealthController,
+    MeController,
+    ApiKeysController,
+    LeakedKeysController,
+]
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+async def require_json_body(request: Request) -> None:
+    """A body must be JSON; refusing others here keeps form posts and text out of handlers."""
+    if request.method not in _BODY_METHODS:
+        return
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and media_type != "application/json":
+        error = ApiError("Send the body as JSON with Content-Type: application/json.",
+                         code="unsupported_media_type", param="Content-Type")
+        error.status = 415
+        raise error
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    queries = load_queries(settings.sql_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        pool = await create_pool(settings)
+        try:
+            await check_schema(pool, settings.sql_dir)
+            app.state.pool = pool
+            app.state.usage = UsageRecorder(pool, queries, settings.usage_flush_seconds)
+            async with app.state.usage.running():
+                yield
+        finally:
+            await pool.close()
+
+    return Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        dependencies={"db": Provide(provide_db)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_id_middleware],
+        before_request=require_json_body,
+        lifespan=[lifespan],
+        state=State({"settings": settings, "queries": queries}),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Ventryx API",
+            version="1.0.0",
+            path="/schema",
+            components=Components(security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer",
+                                         description="An API key: vtx_live_… or vtx_test_…"),
+            }),
+            security=[{"bearer": []}],
+        ),
+    )

@@ -1,0 +1,194 @@
+"""Credentials: parsed and checked offline by a guard, authorized inside the SQL itself.
+
+The guard refuses a missing, malformed or bad-checksum credential with 401 before any
+database query. Each handler's statement then joins ``authorized_caller`` with the
+scope from the handler's ``opt``; only when that yields no caller does ``deny`` ask
+the database whether the answer is 401 (not a valid credential) or 403 (missing scope).
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl
+
+import asyncpg
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from ventryx_shared.tokens import looks_like_credential, parse_token
+
+from .errors import InvalidRequest, PermissionDenied, Unauthenticated
+
+log = logging.getLogger("ventryx.auth")
+
+ENVIRONMENT_HEADER = "ventryx-environment"
+_QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
+                           "authorization", "auth"}
+
+
+def hash_secret(pepper: bytes, token: str) -> bytes:
+    return hmac.new(pepper, token.encode("ascii"), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    kind: str
+    lookup_id: str
+    secret_hash: bytes
+    environment: str
+
+    def __repr__(self) -> str:
+        return f"Credential(kind={self.kind!r}, lookup_id={self.lookup_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    org_id: str
+    credential_id: str
+    member_id: str | None
+    environment: str
+    scopes: list[str]
+
+    @property
+    def actor_id(self) -> str:
+        return self.member_id or self.credential_id
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> "Caller":
+        return cls(row["org_id"], row["credential_id"], row["member_id"], row["environment"],
+                   list(row["scopes"]))
+
+
+def _refuse_credentials_in_query(query_string: bytes) -> None:
+    if not query_string:
+        return
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name.lower() in _QUERY_CREDENTIAL_NAMES or looks_like_credential(value):
+            raise Unauthenticated(
+                "Credentials are not accepted in the URL, where logs and browser history keep "
+                "them; send Authorization: Bearer <key>. Revoke a key that was sent this way.",
+                code="credential_in_query",
+            )
+
+
+async def require_credential(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard: a well-formed credential in the Authorization header, or 401."""
+    _refuse_credentials_in_query(connection.scope.get("query_string", b""))
+    header = connection.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("No credential: send Authorization: Bearer <your API key>.",
+                              code="missing_credential")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Use the Bearer scheme: Authorization: Bearer <your API key>.",
+                              code="invalid_authorization_header")
+    parsed = parse_token(token.strip())
+    if parsed is None:
+        raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
+    environment = parsed.environment
+    if environment is None:  # dashboard sessions pick their environment per request
+        environment = connection.headers.get(ENVIRONMENT_HEADER, "live")
+        if environment not in ("live", "test"):
+            raise InvalidRequest("Ventryx-Environment must be live or test.",
+                                 code="invalid_environment", param="Ventryx-Environment")
+    connection.state.credential = Credential(
+        parsed.kind, parsed.lookup_id,
+        hash_secret(connection.app.state.settings.pepper, parsed.token), environment)
+
+
+def required_scope(request: Request) -> str | None:
+    return request.route_handler.opt.get("scope")
+
+
+def caller_params(request: Request) -> dict[str, Any]:
+    """The parameters every authorized statement takes, with this handler's scope."""
+    credential: Credential = request.state.credential
+    return {
+        "lookup_id": credential.lookup_id,
+        "secret_hash": credential.secret_hash,
+        "environment": credential.environment,
+        "scope": required_scope(request),
+    }
+
+
+async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
+    """Raises the right refusal for a credential that an authorized statement turned away."""
+    queries = request.app.state.queries
+    if await queries.authenticate(db, **caller_params(request)) is None:
+        raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
+    scope = required_scope(request)
+    raise PermissionDenied(f"This credential lacks the scope this request needs: {scope}.",
+                           code="missing_scope")
+
+
+async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Record | None,
+                     ) -> asyncpg.Record:
+    """Passes through a row of an authorized read (``caller_org_id`` set), else denies."""
+    if row is None or row["caller_org_id"] is None:
+        await deny(db, request)
+    request.app.state.usage.touch(row["caller_org_id"], row["caller_credential_id"])
+    return row
+
+
+async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
+    """Inside a transaction: the caller, with its key row locked until commit, or a denial."""
+    row = await request.app.state.queries.lock_caller(db, **caller_params(request))
+    if row is None:
+        await deny(db, request)
+    caller = Caller.from_row(row)
+    request.app.state.usage.touch(caller.org_id, caller.credential_id)
+    return caller
+
+
+class UsageRecorder:
+    """Keeps ``last_used_at`` without a write per request: at most one per key per interval."""
+
+    def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float) -> None:
+        self._pool = pool
+        self._queries = queries
+        self._interval = interval
+        self._last_marked: dict[tuple[str, str], float] = {}
+        self._pending: set[tuple[str, str]] = set()
+
+    def touch(self, org_id: str, credential_id: str) -> None:
+        key = (org_id, credential_id)
+        now = time.monotonic()
+        if now - self._last_marked.get(key, -self._interval) >= self._interval:
+            self._last_marked[key] = now
+            self._pending.add(key)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, set()
+        cutoff = time.monotonic() - self._interval
+        self._last_marked = {k: t for k, t in self._last_marked.items() if t > cutoff}
+        org_ids, key_ids = zip(*batch, strict=True)
+        async with self._pool.acquire() as db:
+            await self._queries.record_key_usage(db, org_ids=list(org_ids), key_ids=list(key_ids))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("could not record key usage: %s", type(exc).__name__)
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        task = asyncio.create_task(self.run())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self.flush()

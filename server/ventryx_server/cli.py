@@ -1,0 +1,191 @@
+"""``ventryx-server``: dev, serve, migrate, bootstrap.
+
+Every command uses DATABASE_URL when it is set, else the embedded PostgreSQL kept in
+``--data-dir``.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from ventryx_shared import credentials_file
+
+from . import embedded, migrations
+from .bootstrap import Bootstrapped, bootstrap
+from .db import load_queries
+from .settings import Settings, find_sql_dir, load_pepper
+
+DEFAULT_DATA_DIR = Path(".ventryx")
+
+
+def _database_url(data_dir: Path) -> str:
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    url = asyncio.run(embedded.ensure_database(embedded.start(data_dir)))
+    print(f"Embedded PostgreSQL running from {data_dir / 'pgdata'}", file=sys.stderr)
+    return url
+
+
+def _pepper(data_dir: Path) -> bytes:
+    return load_pepper(None if os.environ.get("DATABASE_URL") else data_dir)
+
+
+async def _with_connection(url: str, work):
+    conn = await asyncpg.connect(url)
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+def _print_credentials(created: Bootstrapped, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({
+            "organization": {"id": created.org_id, "name": created.org_name},
+            "owner": {"id": created.owner_id, "email": created.owner_email,
+                      "one_time_password": created.owner_password},
+            "api_key": {"id": created.key_id, "key": created.key, "scopes": ["org:admin"]},
+        }, indent=2))
+        return
+    print(f"""
+Organization  {created.org_name} ({created.org_id})
+Owner         {created.owner_email} ({created.owner_id})
+  one-time password (change it at first login): {created.owner_password}
+API key       {created.key_id}, scopes org:admin, live
+  {created.key}
+
+This key and password are shown once. Store them in your secrets manager now.
+""")
+
+
+def cmd_migrate(args) -> int:
+    sql_dir = find_sql_dir()
+    if args.stamp:
+        for name in migrations.stamp(sql_dir):
+            print(f"stamped {name}")
+        return 0
+    url = _database_url(args.data_dir)
+
+    async def run(conn):
+        if args.print:
+            for migration in await migrations.pending(conn, sql_dir):
+                print(f"-- {migration.filename}\n-- psql -v ON_ERROR_STOP=1 "
+                      f"--single-transaction -f sql/migrations/{migration.filename}")
+                print(migration.up_sql())
+            return 0
+        done = await migrations.migrate(conn, sql_dir)
+        for migration in done:
+            print(f"applied {migration.filename}")
+        if not done:
+            print("schema is current")
+        return 0
+
+    return asyncio.run(_with_connection(url, run))
+
+
+def cmd_bootstrap(args) -> int:
+    url = _database_url(args.data_dir)
+    pepper = _pepper(args.data_dir)
+    queries = load_queries(find_sql_dir())
+
+    async def run(conn):
+        todo = await migrations.pending(conn, find_sql_dir())
+        if todo:
+            raise SystemExit("The schema is behind; run `ventryx-server migrate` first.")
+        return await bootstrap(conn, queries, pepper, org_name=args.org,
+                               owner_email=args.owner_email)
+
+    _print_credentials(asyncio.run(_with_connection(url, run)), args.json)
+    return 0
+
+
+def _serve(url: str, pepper: bytes, host: str, port: int, workers: int) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    async def check(conn):
+        return await migrations.pending(conn, find_sql_dir())
+
+    todo = asyncio.run(_with_connection(url, check))
+    if todo:
+        print("Refusing to serve: the database schema is behind. Pending: "
+              + ", ".join(m.filename for m in todo)
+              + ". Apply them with `ventryx-server migrate` or psql (sql/README.md).",
+              file=sys.stderr)
+        return 2
+    os.environ["DATABASE_URL"] = url
+    os.environ["VENTRYX_PEPPER"] = pepper.hex()
+    Granian("ventryx_server.app:create_app", factory=True, address=host, port=port,
+            interface=Interfaces.ASGI, workers=workers, log_access=False).serve()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    return _serve(_database_url(args.data_dir), _pepper(args.data_dir), args.host, args.port,
+                  args.workers)
+
+
+def cmd_dev(args) -> int:
+    url = _database_url(args.data_dir)
+    pepper = _pepper(args.data_dir)
+    sql_dir = find_sql_dir()
+    queries = load_queries(sql_dir)
+
+    async def prepare(conn):
+        for migration in await migrations.migrate(conn, sql_dir):
+            print(f"applied {migration.filename}", file=sys.stderr)
+        if await conn.fetchval("SELECT count(*) FROM organizations"):
+            return None
+        return await bootstrap(conn, queries, pepper, org_name="Demo organization",
+                               owner_email="owner@example.com")
+
+    created = asyncio.run(_with_connection(url, prepare))
+    server_url = f"http://{args.host}:{args.port}"
+    if created is not None:
+        print("First start: created a demo organization.")
+        _print_credentials(created, as_json=False)
+        saved = credentials_file.save(server_url, created.key)
+        print(f"The dashboard will sign in with this key, saved to {saved} (mode 0600).\n")
+    print(f"Serving the Ventryx API on {server_url} (OpenAPI at {server_url}/schema)", flush=True)
+    return _serve(url, pepper, args.host, args.port, args.workers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ventryx-server", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, handler, help_text):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                         help="where the embedded PostgreSQL keeps its data (default .ventryx)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    for name, handler, help_text in (
+        ("dev", cmd_dev, "embedded PostgreSQL, migrations, a demo organization, and the API"),
+        ("serve", cmd_serve, "serve the API; refuses to start on a schema that is behind"),
+    ):
+        sub = command(name, handler, help_text)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+        sub.add_argument("--workers", type=int, default=1, help="processes (one per core)")
+
+    sub = command("migrate", cmd_migrate, "apply pending migrations")
+    sub.add_argument("--print", action="store_true", help="print the pending SQL for a DBA")
+    sub.add_argument("--stamp", action="store_true",
+                     help="write each new migration file's checksum into its record line")
+
+    sub = command("bootstrap", cmd_bootstrap,
+                  "a new organization with its owner and first org:admin key, printed once")
+    sub.add_argument("--org", required=True, help="the organization's name")
+    sub.add_argument("--owner-email", default="owner@example.com")
+    sub.add_argument("--json", action="store_true")
+
+    args = parser.parse_args(argv)
+    sys.exit(args.handler(args))

@@ -1,0 +1,221 @@
+"""API keys: create, list, get, update, revoke, rotate, and the leaked-key kill switch."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import Parameter
+
+from ventryx_shared.api_keys import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRotate,
+    ApiKeyRotated,
+    ApiKeyUpdate,
+    LeakedKeyReport,
+)
+from ventryx_shared.common import Accepted, Data, Environment, Page
+from ventryx_shared.ids import new_id
+from ventryx_shared.scopes import grants_all
+from ventryx_shared.tokens import parse_token
+
+from .. import audit, idempotency
+from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
+from ..db import fetch_all
+from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
+from ..keys import mint, to_api_key, to_created
+from .pagination import Limit, StartingAfter, cursor, page
+
+READ = {"scope": "api-keys:read"}
+WRITE = {"scope": "api-keys:write"}
+KeyId = Annotated[str, Parameter(description="The key's id, key_…", max_length=64)]
+
+
+def _no_such_key(key_id: str) -> NotFound:
+    # The same words for a key of another organization, another environment, or none.
+    return NotFound(f"No such API key: '{key_id[:64]}'", param="id")
+
+
+def _check_scopes(caller: Caller, scopes: list[str]) -> None:
+    if len(set(scopes)) != len(scopes):
+        raise UnprocessableEntity("scopes lists a scope more than once.", code="duplicate_scope",
+                                  param="scopes")
+    if not grants_all(caller.scopes, scopes):
+        missing = sorted(set(scopes) - set(caller.scopes))
+        raise PermissionDenied(
+            f"A key cannot grant scopes its creator lacks: {', '.join(missing)}.",
+            code="scope_escalation", param="scopes")
+
+
+def _check_environment(caller: Caller, environment: str) -> None:
+    if caller.environment == "test" and environment == "live":
+        raise PermissionDenied("A test credential cannot create or manage live keys.",
+                               code="environment_escalation", param="environment")
+
+
+async def _locked_key(db: asyncpg.Connection, request: Request, caller: Caller,
+                      key_id: str) -> asyncpg.Record:
+    row = await request.app.state.queries.lock_api_key(
+        db, org_id=caller.org_id, id=key_id, caller_environment=caller.environment)
+    if row is None:
+        raise _no_such_key(key_id)
+    return row
+
+
+async def _audit(db, request, caller: Caller, action: str, key: asyncpg.Record, **details):
+    await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
+                       action=action, target_type="api_key", target_id=key["id"],
+                       environment=key["environment"], details=details or None)
+
+
+class ApiKeysController(Controller):
+    path = "/v1/api-keys"
+    tags = ["API keys"]
+    guards = [require_credential]
+
+    @post("/", operation_id="createApiKey", opt=WRITE, status_code=201)
+    async def create_api_key(self, request: Request, db: asyncpg.Connection,
+                             data: ApiKeyCreate) -> Response[Data[ApiKeyCreated]]:
+        """Create a key; the response is the only one that ever carries the key itself."""
+        if data.expires_at is not None and (
+            data.expires_at.tzinfo is None or data.expires_at <= datetime.now(UTC)
+        ):
+            raise UnprocessableEntity("expires_at must be a future time with a time zone.",
+                                      param="expires_at")
+        async with db.transaction():
+            caller = await lock_caller(db, request)
+            environment = data.environment or caller.environment
+            _check_environment(caller, environment)
+            _check_scopes(caller, data.scopes)
+            if replay := await idempotency.claim(db, request, caller.org_id):
+                return replay
+            new_key = mint(environment, request.app.state.settings.pepper)
+            row = await request.app.state.queries.insert_api_key(
+                db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
+                secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=data.name,
+                environment=environment, scopes=data.scopes, created_by=caller.actor_id,
+                expires_at=data.expires_at)
+            await _audit(db, request, caller, "api_key.created", row, scopes=data.scopes)
+            await idempotency.remember(db, request, caller.org_id, 201,
+                                       msgspec.json.encode(Data(to_created(row, None))))
+        return Response(Data(to_created(row, new_key.token)), status_code=201)
+
+    @get("/", operation_id="listApiKeys", opt=READ)
+    async def list_api_keys(
+        self, request: Request, db: asyncpg.Connection, limit: Limit = 20,
+        starting_after: StartingAfter = None,
+        status: Literal["active", "expired", "revoked"] | None = None,
+        environment: Environment | None = None,
+    ) -> Page[ApiKey]:
+        """List keys, newest first; never the key itself."""
+        rows = await fetch_all(request.app.state.queries.list_api_keys(
+            db, **caller_params(request), key_environment=environment, status=status,
+            starting_after=cursor("key", starting_after), limit=limit + 1))
+        await authorized(db, request, rows[0] if rows else None)
+        items, has_more = page([to_api_key(r) for r in rows if r["id"] is not None], limit)
+        return Page(items, has_more)
+
+    @get("/{key_id:str}", operation_id="getApiKey", opt=READ)
+    async def get_api_key(self, request: Request, db: asyncpg.Connection,
+                          key_id: KeyId) -> Data[ApiKey]:
+        """Retrieve one key, redacted."""
+        row = await request.app.state.queries.get_api_key(db, **caller_params(request), id=key_id)
+        row = await authorized(db, request, row)
+        if row["id"] is None:
+            raise _no_such_key(key_id)
+        return Data(to_api_key(row))
+
+    @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
+    async def update_api_key(self, request: Request, db: asyncpg.Connection, key_id: KeyId,
+                             data: ApiKeyUpdate) -> Data[ApiKey]:
+        """Rename a key or change its scopes, never beyond the caller's own."""
+        async with db.transaction():
+            caller = await lock_caller(db, request)
+            key = await _locked_key(db, request, caller, key_id)
+            _check_scopes(caller, list(key["scopes"]))
+            if data.scopes is not None:
+                _check_scopes(caller, data.scopes)
+            if key["revoked_at"] is not None:
+                raise Conflict("A revoked key cannot be changed.", code="key_revoked")
+            row = await request.app.state.queries.update_api_key(
+                db, org_id=caller.org_id, id=key_id, name=data.name, scopes=data.scopes)
+            changes = {f: getattr(data, f) for f in ("name", "scopes") if getattr(data, f)}
+            await _audit(db, request, caller, "api_key.updated", row, **changes)
+        return Data(to_api_key(row))
+
+    @delete("/{key_id:str}", operation_id="revokeApiKey", opt=WRITE, status_code=200)
+    async def revoke_api_key(self, request: Request, db: asyncpg.Connection,
+                             key_id: KeyId) -> Data[ApiKey]:
+        """Revoke a key. Instantaneous: once this returns, every request with it gets 401."""
+        async with db.transaction():
+            caller = await lock_caller(db, request)
+            # FOR UPDATE waits for writes made with this key to commit, and makes every
+            # later one re-read the row and find it revoked.
+            key = await _locked_key(db, request, caller, key_id)
+            row = await request.app.state.queries.revoke_api_key(db, org_id=caller.org_id,
+                                                                 id=key_id)
+            if key["revoked_at"] is None:
+                await _audit(db, request, caller, "api_key.revoked", row)
+        return Data(to_api_key(row))
+
+    @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201)
+    async def rotate_api_key(self, request: Request, db: asyncpg.Connection, key_id: KeyId,
+                             data: ApiKeyRotate | None = None) -> Response[Data[ApiKeyRotated]]:
+        """A successor with the same name, scopes and environment; the old key expires after
+        the grace period (0: now)."""
+        grace = (data or ApiKeyRotate()).grace_period_seconds
+        async with db.transaction():
+            caller = await lock_caller(db, request)
+            old = await _locked_key(db, request, caller, key_id)
+            _check_scopes(caller, list(old["scopes"]))
+            if old["revoked_at"] is not None:
+                raise Conflict("A revoked key cannot be rotated.", code="key_revoked")
+            if old["rotated_to"] is not None:
+                raise Conflict(f"This key was already rotated to {old['rotated_to']}.",
+                               code="key_already_rotated")
+            if replay := await idempotency.claim(db, request, caller.org_id):
+                return replay
+            queries = request.app.state.queries
+            new_key = mint(old["environment"], request.app.state.settings.pepper)
+            row = await queries.insert_api_key(
+                db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
+                secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=old["name"],
+                environment=old["environment"], scopes=list(old["scopes"]),
+                created_by=caller.actor_id, expires_at=None)
+            retired = await queries.retire_rotated_api_key(
+                db, org_id=caller.org_id, id=key_id, grace_seconds=float(grace),
+                successor_id=row["id"])
+            await _audit(db, request, caller, "api_key.rotated", retired, successor=row["id"],
+                         grace_period_seconds=grace)
+            created = to_created(row, None)
+            rotated = ApiKeyRotated(**msgspec.structs.asdict(created),
+                                    previous_key=to_api_key(retired))
+            await idempotency.remember(db, request, caller.org_id, 201,
+                                       msgspec.json.encode(Data(rotated)))
+        return Response(Data(msgspec.structs.replace(rotated, key=new_key.token)),
+                        status_code=201)
+
+
+class LeakedKeysController(Controller):
+    path = "/v1/api-keys/revoke-leaked"
+    tags = ["API keys"]
+
+    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[])
+    async def revoke_leaked(self, request: Request, db: asyncpg.Connection,
+                            data: LeakedKeyReport) -> Data[Accepted]:
+        """Report a key found in public; a real one is revoked. Always 202, no credential."""
+        parsed = parse_token(data.key.strip())
+        if parsed is None or parsed.kind != "api_key":
+            return Data(Accepted())
+        async with db.transaction():
+            row = await request.app.state.queries.revoke_leaked_api_key(
+                db, lookup_id=parsed.lookup_id,
+                secret_hash=hash_secret(request.app.state.settings.pepper, parsed.token))
+            if row is not None:
+                await audit.record(db, request, org_id=row["org_id"], actor_id="leak_report",
+                                   action="api_key.revoked_as_leaked", target_type="api_key",
+                                   target_id=row["id"], environment=row["environment"])
+        return Data(Accepted())

@@ -1,0 +1,73 @@
+"""The asyncpg pool, the SQL loaded from ``sql/queries``, and the per-request connection."""
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosql
+import asyncpg
+from litestar import Litestar
+from litestar.datastructures import State
+
+from . import migrations
+from .settings import Settings
+
+
+def load_queries(sql_dir: Path) -> aiosql.queries.Queries:
+    return aiosql.from_path(sql_dir / "queries", "asyncpg", mandatory_parameters=False)
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Replaces asyncpg's per-release reset query (a second round trip per request).
+
+    Safe because no Ventryx code leaves session state on a pooled connection: no
+    session-level SET (only SET LOCAL), advisory locks only as pg_advisory_xact_lock,
+    LISTEN only on dedicated connections outside the pool, and transactions always end
+    (asyncpg rolls back an open one before this is called).
+    """
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        reset=_keep_session,
+    )
+
+
+class SchemaBehind(SystemExit):
+    pass
+
+
+async def check_schema(pool: asyncpg.Pool, sql_dir: Path) -> None:
+    async with pool.acquire() as conn:
+        todo = await migrations.pending(conn, sql_dir)
+    if todo:
+        names = ", ".join(m.filename for m in todo)
+        raise SchemaBehind(
+            f"The database schema is behind; apply {names} "
+            "(`ventryx-server migrate`, or psql as sql/README.md shows) before serving."
+        )
+
+
+@asynccontextmanager
+async def pool_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+    settings: Settings = app.state.settings
+    pool = await create_pool(settings)
+    try:
+        await check_schema(pool, settings.sql_dir)
+        app.state.pool = pool
+        yield
+    finally:
+        await pool.close()
+
+
+async def provide_db(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
+    async with state.pool.acquire() as connection:
+        yield connection
+
+
+async def fetch_all(rows: AsyncIterator[asyncpg.Record]) -> list[asyncpg.Record]:
+    """aiosql yields the rows of a many-row query; this collects them."""
+    return [row async for row in rows]

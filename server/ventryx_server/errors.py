@@ -1,0 +1,169 @@
+"""One exception hierarchy, and the handlers that turn every failure into the error envelope."""
+
+import logging
+import re
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from ventryx_shared.common import ErrorBody, ErrorDetail
+from ventryx_shared.ids import new_id
+
+log = logging.getLogger("ventryx.errors")
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]{0,100})")
+
+
+class ApiError(Exception):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.param = param
+        self.headers = headers or {}
+
+
+class InvalidRequest(ApiError):
+    status = 400
+
+
+class UnprocessableEntity(ApiError):
+    status = 422
+    code = "invalid_value"
+
+
+class Unauthenticated(ApiError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ApiError):
+    status = 403
+    type = "permission_error"
+    code = "missing_scope"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "not_found_error"
+    code = "resource_missing"
+
+
+class Conflict(ApiError):
+    status = 409
+    type = "conflict_error"
+    code = "conflict"
+
+
+class RateLimited(ApiError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    type = "api_error"
+    code = "service_unavailable"
+
+
+def request_id_of(request: Request) -> str:
+    """The request's id; requests that match no route get theirs here."""
+    state = request.scope.setdefault("state", {})
+    if "request_id" not in state:
+        state["request_id"] = new_id("req")
+    return state["request_id"]
+
+
+def error_response(request: Request, error: ApiError) -> Response:
+    body = ErrorBody(ErrorDetail(type=error.type, code=error.code, message=error.message,
+                                 request_id=request_id_of(request), param=error.param))
+    headers = {"Request-Id": body.error.request_id, **error.headers}
+    return Response(content=msgspec.json.encode(body), status_code=error.status,
+                    media_type="application/json", headers=headers)
+
+
+def _api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(request, exc)
+
+
+def _validation_error(request: Request, exc: ValidationException) -> Response:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    first = extra[0] if extra and isinstance(extra[0], dict) else {}
+    param = first.get("key") or None
+    detail = first.get("message") or exc.detail
+    if unknown := _UNKNOWN_FIELD.search(detail):
+        return error_response(request, UnprocessableEntity(
+            f"Unknown field: {unknown[1]}", code="unknown_field", param=unknown[1]))
+    if first.get("source") in ("query", "path"):
+        return error_response(request, InvalidRequest(f"Invalid {param}: {detail}",
+                                                      code="invalid_parameter", param=param))
+    return error_response(request, UnprocessableEntity(detail, code="invalid_value", param=param))
+
+
+_HTTP_ERRORS: dict[int, tuple[type[ApiError], str, str]] = {
+    400: (InvalidRequest, "invalid_request", "The request is not valid."),
+    401: (Unauthenticated, "missing_credential", "Authentication required."),
+    403: (PermissionDenied, "forbidden", "Not allowed."),
+    404: (NotFound, "route_not_found", "No such endpoint."),
+    405: (InvalidRequest, "method_not_allowed", "This endpoint does not take that method."),
+    413: (InvalidRequest, "body_too_large", "The request body is too large."),
+    415: (InvalidRequest, "unsupported_media_type", "Send the body as application/json."),
+}
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 400 and "json" in str(exc.detail).lower():
+        return error_response(request, InvalidRequest("The body is not valid JSON.",
+                                                      code="invalid_json"))
+    kind, code, message = _HTTP_ERRORS.get(exc.status_code, (InvalidRequest, "invalid_request", ""))
+    error = kind(message or exc.detail, code=code)
+    error.status = exc.status_code
+    headers = {"Allow": exc.headers["Allow"]} if exc.headers and "Allow" in exc.headers else None
+    response = error_response(request, error)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                        asyncpg.TooManyConnectionsError, TimeoutError)):
+        log.warning("database unavailable request_id=%s: %s", request_id_of(request),
+                    type(exc).__name__)
+        return error_response(request, ServiceUnavailable(
+            "Ventryx is briefly unavailable; retry shortly.", headers={"Retry-After": "1"}))
+    if isinstance(exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)):
+        return error_response(request, Conflict(
+            "A concurrent change touched the same objects; retry the request.",
+            code="concurrent_change"))
+    log.error("unhandled %s request_id=%s", type(exc).__name__, request_id_of(request),
+              exc_info=exc)
+    error = ApiError("Something went wrong on our side.", code="internal_error")
+    error.status, error.type = HTTP_500_INTERNAL_SERVER_ERROR, "api_error"
+    return error_response(request, error)
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: _api_error,
+    ValidationException: _validation_error,
+    NotAuthorizedException: _http_error,
+    PermissionDeniedException: _http_error,
+    NotFoundException: _http_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

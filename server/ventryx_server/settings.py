@@ -1,0 +1,66 @@
+"""Server settings, read from the environment unless a caller (a test, the CLI) passes them."""
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def find_sql_dir() -> Path:
+    """``sql/`` of the checkout in development, or the copy packed into the wheel."""
+    packaged = Path(__file__).parent / "sql"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "sql"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    # The HMAC key that turns API keys into what the database stores. It must never be
+    # kept in the database: a stolen copy of api_keys is then worthless.
+    pepper: bytes = field(repr=False)
+    sql_dir: Path = field(default_factory=find_sql_dir)
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    # last_used_at is written at most once per key per process in this many seconds.
+    usage_flush_seconds: float = 10.0
+    max_body_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        url = os.environ.get("DATABASE_URL")
+        if not url:
+            raise SystemExit("DATABASE_URL is not set")
+        return cls(database_url=url, pepper=load_pepper(),
+                   usage_flush_seconds=float(os.environ.get("VENTRYX_USAGE_FLUSH_SECONDS", 10)))
+
+
+def load_pepper(data_dir: Path | None = None) -> bytes:
+    """VENTRYX_PEPPER (hex), else VENTRYX_PEPPER_FILE, else ``pepper`` in the dev data folder."""
+    if value := os.environ.get("VENTRYX_PEPPER"):
+        return _decode_pepper(value, "VENTRYX_PEPPER")
+    if path := os.environ.get("VENTRYX_PEPPER_FILE"):
+        return _decode_pepper(Path(path).read_text().strip(), path)
+    if data_dir is None:
+        raise SystemExit(
+            "No pepper: set VENTRYX_PEPPER (64 hex characters) or VENTRYX_PEPPER_FILE. "
+            "Keep it outside the database; losing it invalidates every API key."
+        )
+    path = data_dir / "pepper"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    return _decode_pepper(path.read_text().strip(), str(path))
+
+
+def _decode_pepper(value: str, source: str) -> bytes:
+    try:
+        pepper = bytes.fromhex(value)
+    except ValueError:
+        raise SystemExit(f"{source}: the pepper must be hex") from None
+    if len(pepper) < 32:
+        raise SystemExit(f"{source}: the pepper must be at least 32 bytes (64 hex characters)")
+    return pepper

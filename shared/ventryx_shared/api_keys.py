@@ -1,0 +1,66 @@
+"""API keys on the wire."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .common import Environment
+from .scopes import Scope
+
+KeyName = Annotated[
+    str,
+    Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$",
+         description="A label for people: what uses this key"),
+]
+ScopeList = Annotated[list[Scope], Meta(min_length=1, max_length=7)]
+KeyStatus = Literal["active", "expired", "revoked"]
+GracePeriod = Annotated[int, Meta(ge=0, le=30 * 24 * 3600)]
+
+
+class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: KeyName
+    scopes: ScopeList
+    environment: Environment | None = None
+    expires_at: datetime | None = None
+
+
+class ApiKeyUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: KeyName | None = None
+    scopes: ScopeList | None = None
+
+
+class ApiKeyRotate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    grace_period_seconds: GracePeriod = 0
+
+
+class LeakedKeyReport(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    key: Annotated[str, Meta(max_length=200)]
+
+
+class ApiKey(msgspec.Struct, kw_only=True):
+    """A key as lists and reads show it: never the secret, never its hash."""
+
+    id: str
+    name: str
+    redacted_key: str
+    scopes: list[str]
+    environment: Environment
+    status: KeyStatus
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rotated_to: str | None = None
+
+
+class ApiKeyCreated(ApiKey, kw_only=True):
+    """The one response that carries the key itself (``key`` is null on an idempotent replay)."""
+
+    key: str | None
+
+
+class ApiKeyRotated(ApiKeyCreated, kw_only=True):
+    previous_key: ApiKey

@@ -1,0 +1,2 @@
+DROP TABLE organizations;
+DROP TABLE schema_migrations;

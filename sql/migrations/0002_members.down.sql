@@ -1,0 +1,2 @@
+DROP TABLE members;
+DELETE FROM schema_migrations WHERE version = 2;

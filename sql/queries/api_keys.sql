@@ -1,0 +1,76 @@
+-- API keys. Reads fold authentication into their own statement; writes run in a
+-- transaction that first locks the caller's key row (lock-caller in auth.sql).
+-- A live credential manages keys of both environments; a test one sees only test keys.
+
+-- name: get-api-key^
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN api_keys k
+       ON k.org_id = c.org_id AND k.id = :id
+      AND (c.environment = 'live' OR k.environment = c.environment);
+
+-- name: list-api-keys
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN LATERAL (
+    SELECT *
+    FROM api_keys k
+    WHERE k.org_id = c.org_id
+      AND (c.environment = 'live' OR k.environment = c.environment)
+      AND (:key_environment::text IS NULL OR k.environment = :key_environment)
+      AND (:starting_after::text IS NULL OR k.id < :starting_after)
+      AND CASE :status::text
+            WHEN 'active' THEN k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+            WHEN 'expired' THEN k.revoked_at IS NULL AND k.expires_at <= now()
+            WHEN 'revoked' THEN k.revoked_at IS NOT NULL
+            ELSE true
+          END
+    ORDER BY k.id DESC
+    LIMIT :limit
+) k ON true;
+
+-- name: lock-api-key^
+SELECT *
+FROM api_keys k
+WHERE k.org_id = :org_id AND k.id = :id
+  AND (:caller_environment = 'live' OR k.environment = :caller_environment)
+FOR UPDATE;
+
+-- name: insert-api-key^
+INSERT INTO api_keys (org_id, id, lookup_id, secret_hash, key_suffix, name, environment,
+                      scopes, created_by, expires_at)
+VALUES (:org_id, :id, :lookup_id, :secret_hash, :key_suffix, :name, :environment,
+        :scopes, :created_by, :expires_at)
+RETURNING *;
+
+-- name: update-api-key^
+UPDATE api_keys
+SET name = coalesce(:name, name), scopes = coalesce(:scopes, scopes), updated_at = now()
+WHERE org_id = :org_id AND id = :id
+RETURNING *;
+
+-- name: revoke-api-key^
+UPDATE api_keys
+SET revoked_at = coalesce(revoked_at, now()), updated_at = now()
+WHERE org_id = :org_id AND id = :id
+RETURNING *;
+
+-- name: retire-rotated-api-key^
+UPDATE api_keys
+SET expires_at = least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => :grace_seconds)),
+    rotated_to = :successor_id,
+    updated_at = now()
+WHERE org_id = :org_id AND id = :id
+RETURNING *;
+
+-- name: revoke-leaked-api-key^
+-- The kill switch for a key found in public: proof of possession is the key itself.
+UPDATE api_keys k
+SET revoked_at = now(), updated_at = now()
+FROM (
+    SELECT org_id, id FROM api_keys
+    WHERE lookup_id = :lookup_id AND secret_hash = :secret_hash AND revoked_at IS NULL
+    FOR UPDATE
+) leaked
+WHERE k.org_id = leaked.org_id AND k.id = leaked.id
+RETURNING k.org_id, k.id, k.environment;

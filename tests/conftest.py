@@ -1,0 +1,230 @@
+"""One PostgreSQL, one real server process, and factories for organizations and keys.
+
+PostgreSQL is ``DATABASE_URL``'s server when set (tests make and drop their own
+databases on it), else the embedded one kept in ``.ventryx-test/``. The API under test
+is a real ``ventryx-server serve`` process on loopback; its log is scanned for secrets.
+"""
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from ventryx_server import embedded, migrations
+from ventryx_server.bootstrap import bootstrap
+from ventryx_server.db import load_queries
+from ventryx_server.settings import find_sql_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+SQL_DIR = find_sql_dir()
+TEST_PEPPER = bytes.fromhex("7e" * 32)
+DATA_DIR = ROOT / ".ventryx-test"
+
+
+@dataclass
+class Org:
+    id: str
+    name: str
+    owner_id: str
+    owner_email: str
+    owner_password: str
+    admin_key_id: str
+    admin_key: str
+
+    def __repr__(self) -> str:
+        return f"Org({self.id})"
+
+
+@dataclass
+class SecretLedger:
+    """Every secret the suite has seen, so a test can prove none reached a log."""
+
+    values: set[str] = field(default_factory=set)
+
+    def add(self, value: str) -> str:
+        self.values.add(value)
+        return value
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    return embedded.start(DATA_DIR)
+
+
+async def create_scratch_database(admin_url: str, prefix: str = "vtx_test") -> str:
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return embedded.database_url(admin_url, name)
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url):
+    url = await create_scratch_database(admin_url)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrations.migrate(conn, SQL_DIR)
+    finally:
+        await conn.close()
+    yield url
+    await drop_database(admin_url, url)
+
+
+@pytest.fixture(scope="session")
+async def db(database_url):
+    """A pool on the test database, for setting up and for checking what was written."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def queries():
+    return load_queries(SQL_DIR)
+
+
+@pytest.fixture(scope="session")
+def ledger() -> SecretLedger:
+    return SecretLedger()
+
+
+class ServerProcess:
+    """A real ``ventryx-server serve`` on a loopback port, logging to a file."""
+
+    def __init__(self, database_url: str, log_path: Path, extra_env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": TEST_PEPPER.hex(),
+               "VENTRYX_USAGE_FLUSH_SECONDS": "0.2", **(extra_env or {})}
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ventryx_server", "serve", "--port", str(self.port)],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server_log_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def server(database_url, server_log_dir):
+    process = ServerProcess(database_url, server_log_dir / "server-a.log")
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def second_server(database_url, server_log_dir):
+    """Another server process on the same database, as behind a load balancer."""
+    process = ServerProcess(database_url, server_log_dir / "server-b.log")
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+async def client(server):
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def make_org(db, queries, ledger):
+    """A new organization with its owner and an org:admin live key (as `bootstrap` makes)."""
+
+    async def make(name: str = "Acme") -> Org:
+        async with db.acquire() as conn:
+            made = await bootstrap(conn, queries, TEST_PEPPER, org_name=name,
+                                   owner_email=f"owner-{secrets.token_hex(4)}@example.com")
+        ledger.add(made.key)
+        ledger.add(made.owner_password)
+        return Org(made.org_id, name, made.owner_id, made.owner_email, made.owner_password,
+                   made.key_id, made.key)
+
+    return make
+
+
+@pytest.fixture
+async def org(make_org) -> Org:
+    return await make_org()
+
+
+@pytest.fixture
+def make_key(client, ledger):
+    """Creates a key through the API with an org's admin key; returns (id, key)."""
+
+    async def make(org: Org, scopes: list[str], environment: str = "live",
+                   name: str = "test key", **extra) -> tuple[str, str]:
+        response = await client.post("/v1/api-keys", headers=bearer(org.admin_key), json={
+            "name": name, "scopes": scopes, "environment": environment, **extra})
+        assert response.status_code == 201, response.text
+        data = response.json()["data"]
+        return data["id"], ledger.add(data["key"])
+
+    return make
+
+
+async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(interval)
