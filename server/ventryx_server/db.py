@@ -8,6 +8,7 @@ import aiosql
 import asyncpg
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from . import migrations
 from .settings import Settings
@@ -61,6 +62,10 @@ async def pool_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         yield
     finally:
         await pool.close()
+
+
+# What handlers declare to get a pooled connection: ``db: Db``.
+Db = NamedDependency[asyncpg.Connection]
 
 
 async def provide_db(state: State) -> AsyncGenerator[asyncpg.Connection, None]:

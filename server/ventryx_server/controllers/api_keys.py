@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import Parameter
-
+from litestar.params import FromQuery, JSONBody, Parameter
 from ventryx_shared.api_keys import (
     ApiKey,
     ApiKeyCreate,
@@ -24,7 +23,7 @@ from ventryx_shared.tokens import parse_token
 
 from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
-from ..db import fetch_all
+from ..db import Db, fetch_all
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, to_api_key, to_created
 from .pagination import Limit, StartingAfter, cursor, page
@@ -56,7 +55,7 @@ def _check_environment(caller: Caller, environment: str) -> None:
                                code="environment_escalation", param="environment")
 
 
-async def _locked_key(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _locked_key(db: Db, request: Request, caller: Caller,
                       key_id: str) -> asyncpg.Record:
     row = await request.app.state.queries.lock_api_key(
         db, org_id=caller.org_id, id=key_id, caller_environment=caller.environment)
@@ -77,8 +76,8 @@ class ApiKeysController(Controller):
     guards = [require_credential]
 
     @post("/", operation_id="createApiKey", opt=WRITE, status_code=201)
-    async def create_api_key(self, request: Request, db: asyncpg.Connection,
-                             data: ApiKeyCreate) -> Response[Data[ApiKeyCreated]]:
+    async def create_api_key(self, request: Request, db: Db,
+                             data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
         if data.expires_at is not None and (
             data.expires_at.tzinfo is None or data.expires_at <= datetime.now(UTC)
@@ -105,10 +104,10 @@ class ApiKeysController(Controller):
 
     @get("/", operation_id="listApiKeys", opt=READ)
     async def list_api_keys(
-        self, request: Request, db: asyncpg.Connection, limit: Limit = 20,
+        self, request: Request, db: Db, limit: Limit = 20,
         starting_after: StartingAfter = None,
-        status: Literal["active", "expired", "revoked"] | None = None,
-        environment: Environment | None = None,
+        status: FromQuery[Literal["active", "expired", "revoked"] | None] = None,
+        environment: FromQuery[Environment | None] = None,
     ) -> Page[ApiKey]:
         """List keys, newest first; never the key itself."""
         rows = await fetch_all(request.app.state.queries.list_api_keys(
@@ -119,7 +118,7 @@ class ApiKeysController(Controller):
         return Page(items, has_more)
 
     @get("/{key_id:str}", operation_id="getApiKey", opt=READ)
-    async def get_api_key(self, request: Request, db: asyncpg.Connection,
+    async def get_api_key(self, request: Request, db: Db,
                           key_id: KeyId) -> Data[ApiKey]:
         """Retrieve one key, redacted."""
         row = await request.app.state.queries.get_api_key(db, **caller_params(request), id=key_id)
@@ -129,8 +128,8 @@ class ApiKeysController(Controller):
         return Data(to_api_key(row))
 
     @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
-    async def update_api_key(self, request: Request, db: asyncpg.Connection, key_id: KeyId,
-                             data: ApiKeyUpdate) -> Data[ApiKey]:
+    async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
+                             data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
         """Rename a key or change its scopes, never beyond the caller's own."""
         async with db.transaction():
             caller = await lock_caller(db, request)
@@ -147,7 +146,7 @@ class ApiKeysController(Controller):
         return Data(to_api_key(row))
 
     @delete("/{key_id:str}", operation_id="revokeApiKey", opt=WRITE, status_code=200)
-    async def revoke_api_key(self, request: Request, db: asyncpg.Connection,
+    async def revoke_api_key(self, request: Request, db: Db,
                              key_id: KeyId) -> Data[ApiKey]:
         """Revoke a key. Instantaneous: once this returns, every request with it gets 401."""
         async with db.transaction():
@@ -162,8 +161,8 @@ class ApiKeysController(Controller):
         return Data(to_api_key(row))
 
     @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201)
-    async def rotate_api_key(self, request: Request, db: asyncpg.Connection, key_id: KeyId,
-                             data: ApiKeyRotate | None = None) -> Response[Data[ApiKeyRotated]]:
+    async def rotate_api_key(self, request: Request, db: Db, key_id: KeyId,
+                             data: JSONBody[ApiKeyRotate | None] = None) -> Response[Data[ApiKeyRotated]]:
         """A successor with the same name, scopes and environment; the old key expires after
         the grace period (0: now)."""
         grace = (data or ApiKeyRotate()).grace_period_seconds
@@ -204,8 +203,8 @@ class LeakedKeysController(Controller):
     tags = ["API keys"]
 
     @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[])
-    async def revoke_leaked(self, request: Request, db: asyncpg.Connection,
-                            data: LeakedKeyReport) -> Data[Accepted]:
+    async def revoke_leaked(self, request: Request, db: Db,
+                            data: JSONBody[LeakedKeyReport]) -> Data[Accepted]:
         """Report a key found in public; a real one is revoked. Always 202, no credential."""
         parsed = parse_token(data.key.strip())
         if parsed is None or parsed.kind != "api_key":

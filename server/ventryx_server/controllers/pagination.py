@@ -3,7 +3,6 @@
 from typing import Annotated, Any
 
 from litestar.params import Parameter
-
 from ventryx_shared.ids import is_id
 
 from ..errors import InvalidRequest

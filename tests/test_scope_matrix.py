@@ -1,0 +1,149 @@
+"""Every authenticated endpoint × every scope: 2xx when the seed's table grants it, else 403.
+
+SAMPLES holds one valid request per operation_id. A new endpoint without a sample fails
+test_every_authenticated_endpoint_has_a_sample, so none can skip the matrix.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import TEST_PEPPER, Org, bearer
+from ventryx_server.app import create_app
+from ventryx_server.auth import require_credential
+from ventryx_server.settings import Settings
+from ventryx_shared.scopes import SCOPES, grants
+
+
+@dataclass
+class Context:
+    """What a sample may use: the org, its admin key, and the scope under test."""
+
+    org: Org
+    scope: str
+    client: Any
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return bearer(self.org.admin_key)
+
+    async def create(self, path: str, body: dict) -> dict:
+        response = await self.client.post(path, headers=self.admin, json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["data"]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    json: Any = None
+    params: dict | None = None
+
+
+Sample = Callable[[Context], Awaitable[Request]]
+
+
+async def _a_key(ctx: Context) -> str:
+    # A target the caller could manage if it had api-keys:write: no scopes beyond its own.
+    data = await ctx.create("/v1/api-keys", {"name": "matrix target", "scopes": [ctx.scope]})
+    return data["id"]
+
+
+async def create_api_key(ctx):
+    return Request("POST", "/v1/api-keys", {"name": "matrix", "scopes": [ctx.scope]})
+
+
+async def list_api_keys(ctx):
+    return Request("GET", "/v1/api-keys")
+
+
+async def get_api_key(ctx):
+    return Request("GET", f"/v1/api-keys/{await _a_key(ctx)}")
+
+
+async def update_api_key(ctx):
+    return Request("PATCH", f"/v1/api-keys/{await _a_key(ctx)}", {"name": "renamed"})
+
+
+async def revoke_api_key(ctx):
+    return Request("DELETE", f"/v1/api-keys/{await _a_key(ctx)}")
+
+
+async def rotate_api_key(ctx):
+    return Request("POST", f"/v1/api-keys/{await _a_key(ctx)}/rotate",
+                   {"grace_period_seconds": 60})
+
+
+async def get_me(ctx):
+    return Request("GET", "/v1/me")
+
+
+SAMPLES: dict[str, Sample] = {
+    "createApiKey": create_api_key,
+    "listApiKeys": list_api_keys,
+    "getApiKey": get_api_key,
+    "updateApiKey": update_api_key,
+    "revokeApiKey": revoke_api_key,
+    "rotateApiKey": rotate_api_key,
+    "getMe": get_me,
+}
+
+
+def authenticated_routes() -> dict[str, str | None]:
+    """operation_id → the scope its handler requires, for every guarded handler."""
+    app = create_app(Settings(database_url="postgresql://unused", pepper=TEST_PEPPER))
+    found = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if handler.operation_id and require_credential in handler.resolve_guards():
+                found[handler.operation_id] = handler.opt.get("scope")
+    return found
+
+
+ROUTES = authenticated_routes()
+
+
+def test_every_authenticated_endpoint_has_a_sample():
+    assert sorted(set(ROUTES) - set(SAMPLES)) == []
+
+
+def test_every_required_scope_is_one_of_the_seven():
+    assert {scope for scope in ROUTES.values() if scope is not None} <= set(SCOPES)
+
+
+@pytest.fixture(scope="module")
+async def matrix_org(client, db, queries, ledger):
+    from ventryx_server.bootstrap import bootstrap
+
+    async with db.acquire() as conn:
+        made = await bootstrap(conn, queries, TEST_PEPPER, org_name="Matrix",
+                               owner_email="matrix-owner@example.com")
+    ledger.add(made.key)
+    org = Org(made.org_id, "Matrix", made.owner_id, made.owner_email, made.owner_password,
+              made.key_id, made.key)
+    keys = {}
+    for scope in SCOPES:
+        response = await client.post("/v1/api-keys", headers=bearer(org.admin_key),
+                                     json={"name": f"only {scope}", "scopes": [scope]})
+        keys[scope] = ledger.add(response.json()["data"]["key"])
+    return org, keys
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("operation_id", sorted(ROUTES))
+async def test_scope_grants_exactly_what_the_seed_table_says(client, matrix_org, operation_id,
+                                                             scope):
+    org, keys = matrix_org
+    request = await SAMPLES[operation_id](Context(org, scope, client))
+    response = await client.request(request.method, request.path, json=request.json,
+                                    params=request.params, headers=bearer(keys[scope]))
+    needed = ROUTES[operation_id]
+    if needed is None or grants([scope], needed):
+        assert response.status_code < 300, response.text
+    else:
+        assert response.status_code == 403, response.text
+        error = response.json()["error"]
+        assert error["type"] == "permission_error"
+        assert needed in error["message"]
