@@ -1,0 +1,3 @@
+DROP FUNCTION event_trigger_patterns(text);
+DROP TABLE workflows;
+DELETE FROM schema_migrations WHERE version = 6;
