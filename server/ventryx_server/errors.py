@@ -14,12 +14,12 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-
 from ventryx_shared.common import ErrorBody, ErrorDetail
 from ventryx_shared.ids import new_id
 
 log = logging.getLogger("ventryx.errors")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]{0,100})")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]{0,100})")
 
 
 class ApiError(Exception):
@@ -109,6 +109,9 @@ def _validation_error(request: Request, exc: ValidationException) -> Response:
     if unknown := _UNKNOWN_FIELD.search(detail):
         return error_response(request, UnprocessableEntity(
             f"Unknown field: {unknown[1]}", code="unknown_field", param=unknown[1]))
+    if missing := _MISSING_FIELD.search(detail):
+        return error_response(request, UnprocessableEntity(
+            f"Missing required field: {missing[1]}", code="missing_field", param=missing[1]))
     if first.get("source") in ("query", "path"):
         return error_response(request, InvalidRequest(f"Invalid {param}: {detail}",
                                                       code="invalid_parameter", param=param))
@@ -140,9 +143,20 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
     return response
 
 
+# SQLSTATE classes that mean the database is unreachable or overloaded, not that the
+# request was wrong: connection exceptions, insufficient resources, operator
+# intervention (shutdown, restart) and a database that no longer exists.
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "3D")
+
+
+def _is_outage(exc: Exception) -> bool:
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+        return True
+    return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_SQLSTATE_CLASSES)
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                        asyncpg.TooManyConnectionsError, TimeoutError)):
+    if _is_outage(exc):
         log.warning("database unavailable request_id=%s: %s", request_id_of(request),
                     type(exc).__name__)
         return error_response(request, ServiceUnavailable(

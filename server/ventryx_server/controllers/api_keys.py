@@ -202,7 +202,7 @@ class LeakedKeysController(Controller):
     path = "/v1/api-keys/revoke-leaked"
     tags = ["API keys"]
 
-    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[])
+    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}])
     async def revoke_leaked(self, request: Request, db: Db,
                             data: JSONBody[LeakedKeyReport]) -> Data[Accepted]:
         """Report a key found in public; a real one is revoked. Always 202, no credential."""

@@ -11,12 +11,12 @@ class HealthController(Controller):
     tags = ["Health"]
     include_in_schema = True
 
-    @get("/healthz", operation_id="health", security=[])
+    @get("/healthz", operation_id="health", security=[{}])
     async def healthz(self) -> dict[str, str]:
         """The process is alive (does not touch the database)."""
         return {"status": "ok"}
 
-    @get("/readyz", operation_id="ready", security=[])
+    @get("/readyz", operation_id="ready", security=[{}])
     async def readyz(self, state: State) -> Response[dict[str, str]]:
         """The database answers and its schema is current."""
         try:

@@ -1,0 +1,78 @@
+""""Revocation is instantaneous. Any in-flight requests using the revoked key will return
+401 Unauthorized." — on every server process, and for writes still in flight."""
+
+import asyncio
+
+import httpx
+from conftest import bearer
+
+from ventryx_server.auth import hash_secret
+from conftest import TEST_PEPPER
+
+
+async def test_next_request_after_delete_gets_401(client, org, make_key):
+    key_id, key = await make_key(org, ["api-keys:read"])
+    assert (await client.get("/v1/api-keys", headers=bearer(key))).status_code == 200
+    revoked = await client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key))
+    assert revoked.status_code == 200
+    response = await client.get("/v1/api-keys", headers=bearer(key))
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+async def test_revocation_through_one_process_is_seen_by_another(
+        client, second_server, org, make_key):
+    key_id, key = await make_key(org, ["api-keys:read", "api-keys:write"])
+    async with httpx.AsyncClient(base_url=second_server.url) as other:
+        assert (await other.get("/v1/api-keys", headers=bearer(key))).status_code == 200
+        await client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key))
+        for method, path in (("GET", "/v1/api-keys"), ("GET", "/v1/me"),
+                             ("POST", "/v1/api-keys")):
+            response = await other.request(method, path, headers=bearer(key),
+                                           json={"name": "x", "scopes": ["api-keys:read"]}
+                                           if method == "POST" else None)
+            assert response.status_code == 401, (method, path, response.text)
+
+
+async def test_write_in_flight_when_revocation_commits_gets_401_and_writes_nothing(
+        client, org, make_key, db):
+    """Hold a revocation open exactly as DELETE does it (lock the row FOR UPDATE, set
+    revoked_at), start a write with the key, then commit the revocation."""
+    key_id, key = await make_key(org, ["api-keys:write"])
+    before = await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id)
+    async with db.acquire() as conn:
+        revocation = conn.transaction()
+        await revocation.start()
+        await conn.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
+                           org.id, key_id)
+        await conn.execute("UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2",
+                           org.id, key_id)
+        write = asyncio.create_task(client.post(
+            "/v1/api-keys", headers=bearer(key),
+            json={"name": "in flight", "scopes": ["api-keys:write"]}))
+        done, _ = await asyncio.wait({write}, timeout=0.5)
+        assert not done, "the write did not wait for the revocation's lock"
+        await revocation.commit()
+    response = await write
+    assert response.status_code == 401, response.text
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id) == before
+
+
+async def test_revocation_waits_for_a_write_already_holding_the_key(client, org, make_key, db):
+    """A write that locked its key before the revocation commits first; the revocation
+    returns only after it, so nothing the key wrote commits after its revocation."""
+    key_id, key = await make_key(org, ["api-keys:write"])
+    async with db.acquire() as conn:
+        write = conn.transaction()
+        await write.start()
+        locked = await conn.fetchrow(
+            "SELECT * FROM locked_authorized_caller($1, $2, 'live', 'api-keys:write')",
+            key[9:21], hash_secret(TEST_PEPPER, key))
+        assert locked["credential_id"] == key_id
+        revoke = asyncio.create_task(
+            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)))
+        done, _ = await asyncio.wait({revoke}, timeout=0.5)
+        assert not done, "the revocation did not wait for the write in flight"
+        await write.commit()
+    assert (await revoke).status_code == 200
+    assert (await client.get("/v1/me", headers=bearer(key))).status_code == 401
