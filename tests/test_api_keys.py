@@ -5,8 +5,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import bearer, wait_for
 
+from conftest import bearer, wait_for
 from ventryx_shared.tokens import parse_token
 
 KEY_SHAPE = re.compile(r"^vtx_(live|test)_[0-9A-Za-z]{50}$")

@@ -5,8 +5,8 @@ import asyncio
 import asyncpg
 import httpx
 import pytest
-from conftest import ServerProcess, bearer, create_scratch_database, drop_database
 
+from conftest import ServerProcess, bearer, create_scratch_database, drop_database
 from ventryx_server import migrations
 from ventryx_server.settings import find_sql_dir
 from ventryx_shared.tokens import BASE62, generate_api_key

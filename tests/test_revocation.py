@@ -4,10 +4,9 @@
 import asyncio
 
 import httpx
-from conftest import bearer
 
+from conftest import TEST_PEPPER, bearer
 from ventryx_server.auth import hash_secret
-from conftest import TEST_PEPPER
 
 
 async def test_next_request_after_delete_gets_401(client, org, make_key):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from conftest import TEST_PEPPER, Org, bearer
 from ventryx_server.app import create_app
 from ventryx_server.auth import require_credential

@@ -18,7 +18,7 @@ from ventryx_shared import credentials_file
 from . import embedded, migrations
 from .bootstrap import Bootstrapped, bootstrap
 from .db import load_queries
-from .settings import Settings, find_sql_dir, load_pepper
+from .settings import find_sql_dir, load_pepper
 
 DEFAULT_DATA_DIR = Path(".ventryx")
 
