@@ -21,7 +21,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from ventryx_shared.tokens import looks_like_credential, parse_token
+from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
 from .errors import InvalidRequest, PermissionDenied, Unauthenticated
 
@@ -90,6 +90,8 @@ async def require_credential(connection: ASGIConnection, _: BaseRouteHandler) ->
                               code="invalid_authorization_header")
     parsed = parse_token(token.strip())
     if parsed is None:
+        if token.strip().startswith(SESSION_PREFIX):
+            raise _invalid_session()
         raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
     environment = parsed.environment
     if environment is None:  # dashboard sessions pick their environment per request
@@ -120,11 +122,26 @@ def caller_params(request: Request) -> dict[str, Any]:
 async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
     """Raises the right refusal for a credential that an authorized statement turned away."""
     queries = request.app.state.queries
-    if await queries.authenticate(db, **caller_params(request)) is None:
+    is_session = request.state.credential.kind == "session"
+    caller = await queries.authenticate(db, **caller_params(request))
+    if caller is None:
+        if is_session:
+            raise _invalid_session()
         raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
+    if is_session and not caller["scopes"]:
+        # Every role has scopes; a session has none only while its member still holds
+        # a one-time password (member_session_scopes in 0008_sessions.up.sql).
+        raise PermissionDenied(
+            "Change your one-time password first: POST /v1/members/me/password. Until then "
+            "this session can only do that, GET /v1/me and log out.",
+            code="password_change_required")
     scope = required_scope(request)
     raise PermissionDenied(f"This credential lacks the scope this request needs: {scope}.",
                            code="missing_scope")
+
+
+def _invalid_session() -> Unauthenticated:
+    return Unauthenticated("Invalid or expired session: log in again.", code="invalid_session")
 
 
 async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Record | None,
@@ -146,8 +163,12 @@ async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
     return caller
 
 
+SESSION_ID_PREFIX = "ses_"
+
+
 class UsageRecorder:
-    """Keeps ``last_used_at`` without a write per request: at most one per key per interval."""
+    """Keeps keys' ``last_used_at`` and sessions' idle expiry fresh without a write per
+    request: at most one per credential per interval."""
 
     def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float) -> None:
         self._pool = pool
@@ -169,9 +190,18 @@ class UsageRecorder:
         batch, self._pending = self._pending, set()
         cutoff = time.monotonic() - self._interval
         self._last_marked = {k: t for k, t in self._last_marked.items() if t > cutoff}
-        org_ids, key_ids = zip(*batch, strict=True)
+        keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]
+        sessions = [(org, ses) for org, ses in batch if ses.startswith(SESSION_ID_PREFIX)]
         async with self._pool.acquire() as db:
-            await self._queries.record_key_usage(db, org_ids=list(org_ids), key_ids=list(key_ids))
+            if keys:
+                org_ids, key_ids = zip(*keys, strict=True)
+                await self._queries.record_key_usage(db, org_ids=list(org_ids),
+                                                     key_ids=list(key_ids))
+            if sessions:
+                # A session in use stays alive: its idle expiry moves forward here.
+                org_ids, session_ids = zip(*sessions, strict=True)
+                await self._queries.record_session_activity(db, org_ids=list(org_ids),
+                                                            session_ids=list(session_ids))
 
     async def run(self) -> None:
         while True:

@@ -1,0 +1,181 @@
+"""Members' dashboard sessions: log in (``POST /v1/sessions``) and log out.
+
+A session token (``vtxs_…``) goes through the same folded authorization as an API key
+(authorized_caller in 0008_sessions.up.sql); its scopes follow the member's role on
+every request, and it picks its environment per request (``Ventryx-Environment``).
+"""
+
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, delete, post
+
+from ventryx_shared.common import Data
+from ventryx_shared.ids import new_id
+from ventryx_shared.me import Organization
+from ventryx_shared.sessions import Session, SessionCreate, SessionCreated
+from ventryx_shared.tokens import LOOKUP_LENGTH, SESSION_PREFIX, generate_session_token
+
+from .. import audit
+from ..auth import hash_secret, lock_caller, require_credential
+from ..db import fetch_all
+from ..errors import RateLimited, Unauthenticated, UnprocessableEntity
+from ..passwords import HASHER, hash_password, needs_rehash, verify_password
+from .members import require_session, to_member
+
+SESSION_IDLE_SECONDS = 12 * 3600
+SESSION_LIFETIME_SECONDS = 7 * 24 * 3600
+
+# Failed logins allowed per window before 429: per email (an account being guessed)
+# and per client address (one source guessing many accounts).
+LOGIN_WINDOW_SECONDS = 15 * 60
+MAX_FAILURES_PER_EMAIL = 10
+MAX_FAILURES_PER_ADDRESS = 100
+
+# Checked when the email matches no member, so that answer costs the same argon2 work
+# as a wrong password. Made with the live parameters, so it follows any change to them.
+_DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(32))
+
+_WRONG_LOGIN = "Incorrect email or password."
+
+
+def to_session(row: asyncpg.Record) -> Session:
+    return msgspec.convert({f: row[f] for f in Session.__struct_fields__}, Session)
+
+
+def client_address(request: Request) -> str:
+    """The TCP peer; behind a proxy, configure the ASGI server to trust its forwarded
+    headers (uvicorn/granian ``--forwarded-allow-ips``) so this is the real client."""
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginThrottle:
+    email_key: str
+    address_key: str
+
+    @classmethod
+    def of(cls, request: Request, email: str) -> "LoginThrottle":
+        # The email is kept only as an HMAC: the table is no address book.
+        digest = hash_secret(request.app.state.settings.pepper, email.lower()).hex()
+        return cls(f"email:{digest}", f"address:{client_address(request)}")
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.email_key, self.address_key]
+
+    async def claim_attempt(self, db: asyncpg.Connection, request: Request) -> list[int]:
+        """Counts this attempt as a failure until proven otherwise, or raises 429."""
+        queries = request.app.state.queries
+        async with db.transaction():
+            await queries.lock_throttle_keys(db, throttle_keys=self.keys)
+            limits = await fetch_all(queries.login_throttle(
+                db, throttle_keys=self.keys,
+                max_failures=[MAX_FAILURES_PER_EMAIL, MAX_FAILURES_PER_ADDRESS],
+                window_seconds=float(LOGIN_WINDOW_SECONDS)))
+            blocked = [r for r in limits if r["failures"] >= r["max_failures"]]
+            if blocked:
+                retry_after = max(r["retry_after_seconds"] for r in blocked)
+                raise RateLimited(
+                    f"Too many failed logins; try again in {retry_after} seconds.",
+                    code="too_many_login_attempts", headers={"Retry-After": str(retry_after)})
+            rows = await fetch_all(queries.record_login_attempt(
+                db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS)))
+        return [row["id"] for row in rows]
+
+    async def succeeded(self, db: asyncpg.Connection, request: Request,
+                        attempt_ids: list[int]) -> None:
+        await request.app.state.queries.forget_login_failures(
+            db, email_key=self.email_key, attempt_ids=attempt_ids)
+
+
+async def _matching_members(candidates: list[asyncpg.Record],
+                            password: str) -> list[asyncpg.Record]:
+    if not candidates:
+        await verify_password(_DUMMY_HASH, password)
+        return []
+    matched = []
+    for member in candidates:
+        if await verify_password(member["password_hash"] or _DUMMY_HASH, password):
+            matched.append(member)
+    return matched
+
+
+async def _record_failure(db: asyncpg.Connection, request: Request,
+                          candidates: list[asyncpg.Record]) -> None:
+    # An email that matches no member has no organization whose log could hold it.
+    async with db.transaction():
+        for member in candidates:
+            await audit.record(db, request, org_id=member["org_id"], actor_id=member["id"],
+                               action="session.login_failed", target_type="member",
+                               target_id=member["id"], environment=None,
+                               details={"reason": "incorrect_password"})
+
+
+class SessionsController(Controller):
+    path = "/v1/sessions"
+    tags = ["Sessions"]
+
+    @post("/", operation_id="createSession", status_code=201, security=[])
+    async def create_session(self, request: Request, db: asyncpg.Connection,
+                             data: SessionCreate) -> Response[Data[SessionCreated]]:
+        """Log a member in: a dashboard session token, shown once. No credential needed."""
+        queries = request.app.state.queries
+        throttle = LoginThrottle.of(request, data.email)
+        attempt_ids = await throttle.claim_attempt(db, request)
+        candidates = await fetch_all(queries.find_login_candidates(
+            db, email=data.email, org_id=data.organization))
+        matched = await _matching_members(candidates, data.password)
+        if not matched:
+            await _record_failure(db, request, candidates)
+            raise Unauthenticated(_WRONG_LOGIN, code="invalid_login")
+        if len(matched) > 1:
+            await throttle.succeeded(db, request, attempt_ids)
+            choices = ", ".join(f"{m['org_id']} ({m['org_name']})" for m in matched)
+            raise UnprocessableEntity(
+                f"This email is a member of several organizations; send organization, one "
+                f"of: {choices}.", code="organization_required", param="organization")
+        member = matched[0]
+        verified_hash = member["password_hash"]
+        fresh_hash = (await hash_password(data.password)) if needs_rehash(verified_hash) else None
+        token = generate_session_token()
+        async with db.transaction():
+            await throttle.succeeded(db, request, attempt_ids)
+            row = await queries.insert_session(
+                db, org_id=member["org_id"], id=new_id("ses"), member_id=member["id"],
+                lookup_id=token[len(SESSION_PREFIX):][:LOOKUP_LENGTH],
+                secret_hash=hash_secret(request.app.state.settings.pepper, token),
+                idle_seconds=float(SESSION_IDLE_SECONDS),
+                lifetime_seconds=float(SESSION_LIFETIME_SECONDS),
+                verified_hash=verified_hash, client_address=client_address(request))
+            if row is None:  # the password changed, or the member left, a moment ago
+                raise Unauthenticated(_WRONG_LOGIN, code="invalid_login")
+            if fresh_hash is not None:
+                await queries.rehash_member_password(
+                    db, org_id=member["org_id"], id=member["id"], new_hash=fresh_hash,
+                    verified_hash=verified_hash)
+            await audit.record(db, request, org_id=member["org_id"], actor_id=member["id"],
+                               action="session.created", target_type="session",
+                               target_id=row["id"], environment=None)
+        created = SessionCreated(
+            token=token, session=to_session(row), member=to_member(member),
+            organization=Organization(id=member["org_id"], name=member["org_name"]))
+        return Response(Data(created), status_code=201)
+
+    @delete("/current", operation_id="deleteCurrentSession", guards=[require_credential],
+            opt={"scope": None}, status_code=200)
+    async def delete_current_session(self, request: Request,
+                                     db: asyncpg.Connection) -> Data[Session]:
+        """Log out: the session used for this request ends at once."""
+        async with db.transaction():
+            caller = await lock_caller(db, request)
+            require_session(caller)
+            row = await request.app.state.queries.end_session(db, org_id=caller.org_id,
+                                                              id=caller.credential_id)
+            await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
+                               action="session.ended", target_type="session",
+                               target_id=caller.credential_id, environment=caller.environment)
+        return Data(to_session(row))
+

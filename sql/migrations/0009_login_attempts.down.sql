@@ -1,0 +1,2 @@
+DROP TABLE login_attempts;
+DELETE FROM schema_migrations WHERE version = 9;

@@ -1,0 +1,71 @@
+-- Members of an organization. Reads fold authentication into their own statement;
+-- writes run in a transaction that starts with lock-caller (auth.sql) and then lock the
+-- member rows they change FOR UPDATE, which waits for writes made with that member's
+-- sessions (they hold FOR KEY SHARE on the member row) to commit.
+
+-- name: list-members
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, m.*
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN LATERAL (
+    SELECT *
+    FROM members m
+    WHERE m.org_id = c.org_id
+      AND (:role::text IS NULL OR m.role = :role)
+      AND (:starting_after::text IS NULL OR m.id < :starting_after)
+    ORDER BY m.id DESC
+    LIMIT :limit
+) m ON true;
+
+-- name: get-member^
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, m.*
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN members m ON m.org_id = c.org_id AND m.id = :id;
+
+-- name: get-caller-member^
+-- The caller's own member row (a session's), for changing its password.
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, m.*
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN members m ON m.org_id = c.org_id AND m.id = c.member_id;
+
+-- name: get-member-role$
+SELECT role FROM members WHERE org_id = :org_id AND id = :id;
+
+-- name: lock-member^
+SELECT * FROM members WHERE org_id = :org_id AND id = :id FOR UPDATE;
+
+-- name: count-locked-owners$
+-- Locks every owner row, so two requests that each demote or remove one of the last
+-- two owners run one after the other and the second sees that only one is left.
+SELECT count(*) FROM (
+    SELECT 1 FROM members WHERE org_id = :org_id AND role = 'owner' FOR UPDATE
+) owners;
+
+-- name: create-member^
+-- No row when the email is already a member of this organization.
+INSERT INTO members (org_id, id, email, name, role, password_hash, must_change_password)
+VALUES (:org_id, :id, :email, :name, :role, :password_hash, true)
+ON CONFLICT DO NOTHING
+RETURNING *;
+
+-- name: update-member^
+UPDATE members
+SET role = coalesce(:role, role), name = coalesce(:name, name), updated_at = now()
+WHERE org_id = :org_id AND id = :id
+RETURNING *;
+
+-- name: delete-member^
+-- The member's sessions go with the row (ON DELETE CASCADE); their API keys stay.
+DELETE FROM members WHERE org_id = :org_id AND id = :id RETURNING *;
+
+-- name: set-member-password^
+-- Only if the hash is still the one the current password was checked against.
+UPDATE members
+SET password_hash = :new_hash, must_change_password = false, updated_at = now()
+WHERE org_id = :org_id AND id = :id AND password_hash = :verified_hash
+RETURNING *;
+
+-- name: list-active-keys-created-by
+SELECT id FROM api_keys
+WHERE org_id = :org_id AND created_by = :member_id AND revoked_at IS NULL
+  AND (expires_at IS NULL OR expires_at > now())
+ORDER BY id;
