@@ -11,8 +11,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from .auth import UsageRecorder
 from .controllers.api_keys import ApiKeysController, LeakedKeysController
+from .controllers.audit_log import AuditLogController
 from .controllers.health import HealthController
 from .controllers.me import MeController
+from .controllers.members import MembersController
+from .controllers.organizations import OrganizationController
+from .controllers.sessions import SessionsController
 from .db import check_schema, create_pool, load_queries, provide_db
 from .errors import EXCEPTION_HANDLERS, ApiError
 from .request_ids import request_id_middleware
@@ -23,6 +27,10 @@ ROUTE_HANDLERS = [
     MeController,
     ApiKeysController,
     LeakedKeysController,
+    OrganizationController,
+    MembersController,
+    SessionsController,
+    AuditLogController,
 ]
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
