@@ -158,12 +158,30 @@ def server_log_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("server-logs")
 
 
+def secrets_found_in_logs(log_dir: Path, secrets_seen: set[str]) -> list[str]:
+    """Which secrets (or their stored hashes) appear in any server log of the session."""
+    from ventryx_server.auth import hash_secret
+
+    text = "\n".join(path.read_text(errors="replace") for path in log_dir.glob("*.log"))
+    found = []
+    for secret in secrets_seen:
+        forms = {secret, secret[9:-6] if len(secret) > 20 else secret}
+        if secret.isascii():
+            forms.add(hash_secret(TEST_PEPPER, secret).hex())
+        if any(form in text for form in forms):
+            found.append(secret[:12] + "…")
+    return found
+
+
 @pytest.fixture(scope="session")
-def server(database_url, server_log_dir):
+def server(database_url, server_log_dir, ledger):
     process = ServerProcess(database_url, server_log_dir / "server-a.log")
     process.wait_ready()
     yield process
     process.stop()
+    # Every secret any test created, checked against everything every server logged.
+    leaked = secrets_found_in_logs(server_log_dir, ledger.values)
+    assert not leaked, f"secrets reached the server log: {leaked}"
 
 
 @pytest.fixture(scope="session")
