@@ -1,0 +1,47 @@
+"""API keys: an authenticated single-row read, GET /v1/me, and the same read without auth."""
+
+import aiosql
+import asyncpg
+from litestar import get
+from ventryx_server.errors import NotFound
+from ventryx_server.keys import to_api_key
+from ventryx_shared.api_keys import ApiKey
+from ventryx_shared.common import Data
+
+from harness import BenchContext, Scenario
+
+# Through aiosql like the server's own queries, so the baseline pays the same adapter.
+_QUERIES = aiosql.from_str(
+    """
+-- name: get-api-key-row^
+SELECT k.* FROM api_keys k WHERE k.org_id = :org_id AND k.id = :id;
+""",
+    "asyncpg",
+    mandatory_parameters=False,  # as the server loads its own
+)
+
+BASELINE = "baseline: api_keys row, no auth"
+
+
+@get("/baseline/api-keys/{org_id:str}/{key_id:str}")
+async def api_key_without_auth(db: asyncpg.Connection, org_id: str, key_id: str) -> Data[ApiKey]:
+    """The server's GET /v1/api-keys/{id} minus the credential: same row, same JSON."""
+    row = await _QUERIES.get_api_key_row(db, org_id=org_id, id=key_id)
+    if row is None:
+        raise NotFound(f"No such API key: '{key_id}'", param="id")
+    return Data(to_api_key(row))
+
+
+BASELINE_ROUTES = [api_key_without_auth]
+
+
+async def prepare(ctx: BenchContext) -> list[Scenario]:
+    # A key that may only read keys: the scope check is part of what is measured.
+    _, reader = await ctx.create_key(["api-keys:read"], name="bench reader")
+    return [
+        Scenario(BASELINE, "baseline", f"/baseline/api-keys/{ctx.org_id}/{ctx.admin_key_id}",
+                 token=reader),
+        Scenario("GET /v1/api-keys/{id}", "server", f"/v1/api-keys/{ctx.admin_key_id}",
+                 token=reader, baseline=BASELINE),
+        Scenario("GET /v1/me", "server", "/v1/me", token=reader, baseline=BASELINE),
+    ]

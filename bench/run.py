@@ -1,0 +1,228 @@
+"""Ventryx benchmark: ``uv run python bench/run.py`` (``--help`` for the knobs).
+
+Starts an embedded PostgreSQL in a fresh temporary folder, migrates it, creates an
+organization and keys, starts the real server (``ventryx-server serve``) and the baseline
+app (bench/baseline_app.py: the same stack without authentication) side by side, then
+loads each scenario of every bench/bench_*.py over loopback, several rounds interleaved,
+and prints requests/s, p50 and p99 per scenario and each one's throughput as a ratio to
+its baseline, computed round by round. Everything is stopped and deleted at the end.
+"""
+
+import argparse
+import asyncio
+import atexit
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import asyncpg
+import httpx
+from ventryx_server import embedded, migrations
+from ventryx_server.bootstrap import bootstrap
+from ventryx_server.db import load_queries
+from ventryx_server.settings import find_sql_dir
+
+from harness import (
+    BENCH_DIR,
+    BenchContext,
+    Measurement,
+    Scenario,
+    discover_modules,
+    median,
+    pick_load_generator,
+    probe,
+)
+
+ROOT = BENCH_DIR.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A server process on a free loopback port, logging to a file in the run's folder."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path):
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([*command, "--port", str(self.port)], env=env, cwd=ROOT,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_answering(self, path: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited; its log:\n"
+                                 f"{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + path, timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"{self.name} did not answer within {timeout:g}s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+async def prepare_database(admin_url: str, pepper: bytes):
+    database_url = await embedded.ensure_database(admin_url, f"bench_{secrets.token_hex(4)}")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrations.migrate(conn, find_sql_dir())
+        org = await bootstrap(conn, load_queries(find_sql_dir()), pepper,
+                              org_name="Benchmark organization", owner_email="bench@example.com")
+    finally:
+        await conn.close()
+    return database_url, org
+
+
+async def prepare_scenarios(modules, server: Process, baseline: Process, database_url: str,
+                            org) -> list[Scenario]:
+    scenarios: list[Scenario] = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
+        conn = await asyncpg.connect(database_url)
+        try:
+            ctx = BenchContext(server.url, baseline.url, database_url, org.org_id, org.key_id,
+                               org.key, api, conn)
+            for module in modules:
+                if hasattr(module, "prepare"):
+                    scenarios.extend(await module.prepare(ctx))
+        finally:
+            await conn.close()
+    names = {scenario.name for scenario in scenarios}
+    for scenario in scenarios:
+        if scenario.baseline and scenario.baseline not in names:
+            raise SystemExit(f"{scenario.name}: its baseline {scenario.baseline!r} is no scenario")
+    urls = {"server": server.url, "baseline": baseline.url}
+    for scenario in scenarios:
+        await probe(urls[scenario.target], scenario)
+    return scenarios
+
+
+def report(scenarios: list[Scenario], results: dict[str, list[Measurement]], header: str) -> None:
+    print(header)
+    width = max(len(s.name) for s in scenarios) + 2
+    print(f"{'scenario':<{width}}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   "
+          "ratio to baseline (median, per round)")
+    for scenario in scenarios:
+        runs = results[scenario.name]
+        line = (f"{scenario.name:<{width}}{median([r.requests_per_second for r in runs]):>9,.0f}"
+                f"{median([r.p50_ms for r in runs]):>9.2f}{median([r.p99_ms for r in runs]):>9.2f}")
+        if scenario.baseline:
+            ratios = [own.requests_per_second / base.requests_per_second
+                      for own, base in zip(runs, results[scenario.baseline], strict=True)]
+            line += f"   {median(ratios):.2f}  ({', '.join(f'{r:.2f}' for r in ratios)})"
+        else:
+            line += "   (baseline)"
+        print(line)
+    print("req/s, p50 and p99 are medians over the rounds; each ratio divides a round's "
+          "req/s by its baseline's in that same round.")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
+    parser.add_argument("--seconds", type=float, default=10, help="per scenario per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=2, help="seconds per scenario, unreported")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, for both apps")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--only", action="append",
+                        help="run only this bench module (e.g. bench_api_keys); repeatable")
+    args = parser.parse_args()
+
+    load = pick_load_generator(args.threads)
+    modules, problems = discover_modules(set(args.only) if args.only else None)
+    for problem in problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    if not modules:
+        raise SystemExit("no bench module to run")
+
+    run_dir = Path(tempfile.mkdtemp(prefix="ventryx-bench-"))
+    # Registered before PostgreSQL starts, so it runs after the embedded server's own
+    # exit handler has stopped it (atexit runs last-registered first).
+    atexit.register(shutil.rmtree, run_dir, True)
+    pepper = secrets.token_bytes(32)
+    admin_url = embedded.start(run_dir)
+    database_url, org = asyncio.run(prepare_database(admin_url, pepper))
+    env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": pepper.hex(),
+           "BENCH_MODULES": ",".join(module.__name__ for module in modules)}
+    workers = ["--workers", str(args.workers)]
+    server = Process("server", [sys.executable, "-m", "ventryx_server", "serve", *workers], env,
+                     run_dir)
+    baseline = Process("baseline", [sys.executable, str(BENCH_DIR / "baseline_app.py"), *workers],
+                       env, run_dir)
+    try:
+        server.wait_answering("/readyz")
+        baseline.wait_answering("/")
+        scenarios = asyncio.run(prepare_scenarios(modules, server, baseline, database_url, org))
+        urls = {"server": server.url, "baseline": baseline.url}
+
+        def measure(scenario: Scenario, seconds: float) -> Measurement:
+            result = load.run(urls[scenario.target], scenario, args.connections, seconds)
+            if result.failures:
+                raise SystemExit(f"{scenario.name}: {result.failures} failed requests; "
+                                 f"see {server.log_path} / {baseline.log_path}")
+            return result
+
+        for scenario in scenarios:
+            measure(scenario, args.warmup)
+        results: dict[str, list[Measurement]] = defaultdict(list)
+        for round_number in range(args.rounds):
+            # Rotate the order each round so no scenario always runs right after another.
+            shift = round_number % len(scenarios)
+            for scenario in scenarios[shift:] + scenarios[:shift]:
+                results[scenario.name].append(measure(scenario, args.seconds))
+                print(f"round {round_number + 1}/{args.rounds} {scenario.name}: "
+                      f"{results[scenario.name][-1].requests_per_second:,.0f} req/s",
+                      file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+        baseline.stop()
+
+    server_version = asyncio.run(_server_version(admin_url))
+    report(scenarios, results, header=(
+        f"\nVentryx benchmark: {load.version}, {args.connections} connections"
+        f"{f', {args.threads} thread(s)' if load.name == 'wrk' else ''}, "
+        f"{args.seconds:g}s x {args.rounds} rounds interleaved after {args.warmup:g}s warm-up; "
+        f"granian --workers {args.workers} for server and baseline; PostgreSQL "
+        f"{server_version} (embedded); {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; app, database and load generator share the machine.\n"))
+    return 0
+
+
+async def _server_version(admin_url: str) -> str:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        return await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
