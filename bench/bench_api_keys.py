@@ -2,13 +2,13 @@
 
 import aiosql
 import asyncpg
+from harness import BenchContext, Scenario
 from litestar import get
+
 from ventryx_server.errors import NotFound
 from ventryx_server.keys import to_api_key
 from ventryx_shared.api_keys import ApiKey
 from ventryx_shared.common import Data
-
-from harness import BenchContext, Scenario
 
 # Through aiosql like the server's own queries, so the baseline pays the same adapter.
 _QUERIES = aiosql.from_str(

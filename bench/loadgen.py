@@ -46,7 +46,7 @@ async def connection(host: str, port: int, request: bytes, deadline: float,
             head = await reader.readuntil(b"\r\n\r\n")
             await reader.readexactly(content_length(head))
             latencies.append(time.perf_counter() - started)
-            if not head[9:10] in (b"2", b"3"):
+            if head[9:10] not in (b"2", b"3"):
                 failures.append(1)
     finally:
         writer.close()

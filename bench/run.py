@@ -26,11 +26,6 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from ventryx_server import embedded, migrations
-from ventryx_server.bootstrap import bootstrap
-from ventryx_server.db import load_queries
-from ventryx_server.settings import find_sql_dir
-
 from harness import (
     BENCH_DIR,
     BenchContext,
@@ -41,6 +36,11 @@ from harness import (
     pick_load_generator,
     probe,
 )
+
+from ventryx_server import embedded, migrations
+from ventryx_server.bootstrap import bootstrap
+from ventryx_server.db import load_queries
+from ventryx_server.settings import find_sql_dir
 
 ROOT = BENCH_DIR.parent
 
