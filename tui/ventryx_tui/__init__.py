@@ -1,1 +1,3 @@
 """The Ventryx terminal dashboard."""
+
+__version__ = "0.1.0"

@@ -1,5 +1,299 @@
-"""The Ventryx terminal dashboard."""
+"""``ventryx [--server URL] [--read-only]``: the Ventryx terminal dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+from textual.theme import Theme
+
+from ventryx_shared.me import Caller
+from ventryx_shared.scopes import grants
+
+from .client import ApiError, ServerUnreachable, VentryxClient
+from .credentials import CredentialStore
+from .screens.api_keys import ApiKeysScreen
+from .screens.audit_log import AuditLogScreen
+from .screens.events import EventsScreen
+from .screens.help import HelpScreen
+from .screens.members import MembersScreen
+from .screens.overview import OverviewScreen
+from .screens.sign_in import SignInScreen, StartScreen
+from .screens.workflows import WorkflowsScreen
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+RECONNECT_SECONDS = 2.0
+
+# Sixteen ANSI colours only, so the dashboard reads the same on a bare xterm, over SSH,
+# and in a terminal's own palette.
+ANSI_THEME = Theme(
+    name="ventryx-16",
+    ansi=True,
+    primary="ansi_cyan",
+    secondary="ansi_blue",
+    accent="ansi_yellow",
+    warning="ansi_yellow",
+    error="ansi_red",
+    success="ansi_green",
+    foreground="ansi_default",
+    background="ansi_default",
+    surface="ansi_default",
+    panel="ansi_default",
+    boost="ansi_default",
+    dark=True,
+    variables={
+        "ansi-background": "ansi_black",
+        "ansi-foreground": "ansi_white",
+        "border-blurred": "ansi_bright_black",
+        "block-cursor-foreground": "ansi_black",
+        "block-cursor-background": "ansi_cyan",
+        "input-cursor-background": "ansi_white",
+        "input-cursor-foreground": "ansi_black",
+        "input-cursor-text-style": "none",
+        "input-selection-background": "ansi_blue",
+        "input-selection-foreground": "ansi_white",
+        "screen-selection-background": "ansi_blue",
+        "screen-selection-foreground": "ansi_white",
+        "footer-key-foreground": "ansi_cyan",
+    },
+)
+
+# (mode, key, title, screen). The number keys follow this order, as tabs in k9s do.
+SECTIONS: tuple[tuple[str, str, str, type[Screen]], ...] = (
+    ("overview", "1", "Overview", OverviewScreen),
+    ("api-keys", "2", "API keys", ApiKeysScreen),
+    ("workflows", "3", "Workflows", WorkflowsScreen),
+    ("events", "4", "Events", EventsScreen),
+    ("members", "5", "Members", MembersScreen),
+    ("audit-log", "6", "Audit log", AuditLogScreen),
+)
 
 
-def main() -> None:
-    raise SystemExit("The Ventryx dashboard is not built yet.")
+class VentryxApp(App):
+    """Holds the connection, the caller and the live/test choice; screens do the rest."""
+
+    CSS_PATH = "ventryx.tcss"
+    TITLE = "Ventryx"
+    ENABLE_COMMAND_PALETTE = True
+    MODES = {mode: screen for mode, _key, _title, screen in SECTIONS}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("t", "toggle_environment", "Live/Test", id="toggle-environment"),
+        *(Binding(key, f"go('{mode}')", title, show=False, id=f"go-{mode}")
+          for mode, key, title, _screen in SECTIONS),
+    ]
+
+    environment: reactive[str] = reactive("live")
+    connection: reactive[str] = reactive("connecting")
+    caller: reactive[Caller | None] = reactive(None)
+
+    def __init__(self, server: str | None = None, *, read_only: bool = False,
+                 store: CredentialStore | None = None, credential: str | None = None,
+                 timeout: float = 10.0):
+        super().__init__()
+        self.requested_server = server
+        self.read_only = read_only
+        self.store = store or CredentialStore()
+        self.initial_credential = credential
+        self.timeout = timeout
+        self.client: VentryxClient | None = None
+        self._reconnect_timer = None
+
+    # Start-up and sign-in
+
+    def get_default_screen(self) -> Screen:
+        return StartScreen()
+
+    def on_mount(self) -> None:
+        self.register_theme(ANSI_THEME)
+        self.theme = "ventryx-16"
+        saved = self.store.load()
+        server = self.requested_server or (saved[0] if saved else DEFAULT_SERVER)
+        credential = self.initial_credential
+        if credential is None and saved and saved[0].rstrip("/") == server.rstrip("/"):
+            credential = saved[1]
+        if credential:
+            self.connect(server, credential, remember=False)
+        else:
+            self.push_screen(SignInScreen(server))
+
+    @work(exclusive=True, group="connect")
+    async def connect(self, server: str, credential: str, remember: bool = True) -> None:
+        """Check the credential with ``GET /v1/me``; on success, open the overview."""
+        client = VentryxClient(server, credential, timeout=self.timeout)
+        try:
+            caller = await client.me()
+        except ApiError as error:
+            await client.aclose()
+            if isinstance(self.screen, SignInScreen):
+                self.screen.show_error(error)
+            else:
+                self.push_screen(SignInScreen(server, error=error))
+            return
+        if self.client is not None:
+            await self.client.aclose()
+        client.environment = caller.environment
+        self.client = client
+        self.environment = caller.environment
+        self.caller = caller
+        self.connection = "connected"
+        if remember:
+            self.store.save(server, credential)
+        if isinstance(self.screen, SignInScreen):
+            self.pop_screen()
+        self.switch_mode("overview")
+
+    @work(exclusive=True, group="connect")
+    async def sign_in_with_password(self, server: str, email: str, password: str) -> None:
+        client = VentryxClient(server, "", timeout=self.timeout)
+        try:
+            token = await client.sign_in(email, password)
+        except ApiError as error:
+            if isinstance(self.screen, SignInScreen):
+                self.screen.show_error(error)
+            return
+        finally:
+            await client.aclose()
+        self.connect(server, token)
+
+    # What the caller may do
+
+    def may(self, scope: str) -> bool:
+        return self.caller is not None and grants(self.caller.scopes, scope)
+
+    def may_change(self, scope: str) -> bool:
+        """Mutating actions need the scope and a dashboard that was not started --read-only."""
+        return not self.read_only and self.may(scope)
+
+    @property
+    def can_switch_environment(self) -> bool:
+        """A live key sees both environments' keys, a session may pick either; a test key
+        sees test only."""
+        return self.caller is not None and (
+            self.caller.credential_type == "session" or self.caller.environment == "live")
+
+    # Actions
+
+    def action_go(self, mode: str) -> None:
+        if self.client is None:
+            return
+        self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_toggle_environment(self) -> None:
+        if not self.can_switch_environment:
+            self.notify("This test key sees only test data. Sign in with a live key or as a "
+                        "member to switch.", severity="warning")
+            return
+        self.environment = "test" if self.environment == "live" else "live"
+
+    def watch_environment(self, environment: str) -> None:
+        if self.client is not None:
+            self.client.environment = environment
+        reload = getattr(self.screen, "environment_changed", None)
+        if reload is not None:
+            reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Navigation waits behind dialogs and the sign-in screen, so a keypress there
+        # never yanks the user away from a half-typed form.
+        if action in {"go", "toggle_environment"}:
+            return self.client is not None and not isinstance(self.screen, ModalScreen)
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.client is None:
+            return
+        for mode, key, title, _screen in SECTIONS:
+            yield SystemCommand(f"Go to {title}", f"Open the {title} screen (key {key})",
+                                lambda mode=mode: self.action_go(mode))
+        yield SystemCommand("Switch live/test", "Show the other environment (key t)",
+                            self.action_toggle_environment)
+        yield SystemCommand("Help", "Every key on this screen (key ?)", self.action_help)
+        yield SystemCommand("Sign out", "Forget the saved credential and sign in again",
+                            self.action_sign_out)
+        commands = getattr(screen, "palette_commands", None)
+        if commands is not None:
+            yield from commands()
+
+    def action_sign_out(self) -> None:
+        self.sign_out()
+
+    @work(exclusive=True, group="connect")
+    async def sign_out(self) -> None:
+        server = self.client.server if self.client else (self.requested_server or DEFAULT_SERVER)
+        if self.client is not None:
+            try:
+                await self.client.sign_out()
+            except ApiError:
+                pass  # the session may already be gone; forgetting it locally is what matters
+            await self.client.aclose()
+        self.store.forget()
+        self.client = None
+        self.caller = None
+        self.connection = "connecting"
+        await self.switch_mode("_default")
+        self.push_screen(SignInScreen(server))
+
+    # Errors and reconnecting
+
+    def report_error(self, error: ApiError) -> None:
+        """The one place a failed call is shown to the user: message and request id."""
+        if isinstance(error, ServerUnreachable):
+            self.server_lost()
+            return
+        if error.status == 401 and self.client is not None:
+            self.notify(f"{error.describe()} Sign in again (palette: Sign out).",
+                        severity="error", timeout=10)
+            return
+        self.notify(error.describe(), severity="error", timeout=8)
+
+    def server_lost(self) -> None:
+        if self.connection == "reconnecting":
+            return
+        self.connection = "reconnecting"
+        self._reconnect_timer = self.set_interval(RECONNECT_SECONDS, self.probe_server)
+
+    @work(exclusive=True, group="probe")
+    async def probe_server(self) -> None:
+        if self.client is None or not await self.client.healthy():
+            return
+        if self._reconnect_timer is not None:
+            self._reconnect_timer.stop()
+            self._reconnect_timer = None
+        self.connection = "connected"
+        self.notify("Reconnected to the server.")
+        reload = getattr(self.screen, "reconnected", None)
+        if reload is not None:
+            reload()
+
+    async def on_unmount(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ventryx", description="The Ventryx terminal dashboard.")
+    parser.add_argument("--server", help="the server's URL (default: the saved one, else "
+                        f"{DEFAULT_SERVER}); VENTRYX_SERVER works too")
+    parser.add_argument("--read-only", action="store_true",
+                        help="hide every action that changes something")
+    args = parser.parse_args(argv)
+    server = args.server or os.environ.get("VENTRYX_SERVER")
+    VentryxApp(server, read_only=args.read_only).run()
+
+
+if __name__ == "__main__":
+    main()

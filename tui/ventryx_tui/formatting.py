@@ -1,0 +1,77 @@
+"""How values are drawn in tables. Everything that changes from run to run (times, ids,
+key tails) goes through here, so snapshot tests can hold it still."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def _parse(value: datetime | str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(value: datetime | str | None, empty: str = "-") -> str:
+    """``2026-04-02 10:00`` in UTC: short enough for an 80-column table."""
+    moment = _parse(value)
+    if moment is None:
+        return empty
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def date(value: datetime | str | None, empty: str = "-") -> str:
+    moment = _parse(value)
+    if moment is None:
+        return empty
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def precise(value: datetime | str | None, empty: str = "-") -> str:
+    moment = _parse(value)
+    if moment is None:
+        return empty
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def relative(value: datetime | str | None, empty: str = "never") -> str:
+    """``3m ago`` / ``in 2h``: how long ago or ahead, to the largest whole unit."""
+    moment = _parse(value)
+    if moment is None:
+        return empty
+    seconds = int((moment - now()).total_seconds())
+    ahead, seconds = seconds > 0, abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            amount = f"{seconds // size}{unit}"
+            break
+    else:
+        amount = f"{seconds}s"
+    return f"in {amount}" if ahead else f"{amount} ago"
+
+
+def identifier(value: str | None) -> str:
+    return value or "-"
+
+
+def redacted_key(value: str) -> str:
+    return value
+
+
+def duration(seconds: int) -> str:
+    if seconds == 0:
+        return "immediately"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"

@@ -1,0 +1,1 @@
+"""One screen per section of the dashboard, and the dialogs they open."""

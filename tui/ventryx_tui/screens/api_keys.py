@@ -1,0 +1,222 @@
+"""API keys: the table, and create / reveal / edit / revoke / rotate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.widgets import Static
+
+from ventryx_shared.api_keys import ApiKey, ApiKeyCreated, ApiKeyRotated
+from ventryx_shared.scopes import SCOPE_DESCRIPTIONS
+
+from .. import formatting as fmt
+from ..client import ApiError, VentryxClient
+from ..widgets.table import ResourceTable
+from .base import SectionScreen
+from .key_dialogs import (
+    CreateKeyDialog,
+    EditKeyDialog,
+    RevealDialog,
+    RevokeKeyDialog,
+    RotateKeyDialog,
+)
+
+_RESOURCE_SHORT = {"workflows": "wf", "events": "ev", "api-keys": "keys"}
+_ACTION_SHORT = {"read": "r", "write": "w"}
+
+
+def short_scopes(scopes: list[str]) -> str:
+    """``wf:rw ev:w``: scopes grouped per resource, so a row fits 80 columns. The detail
+    line under the table spells them out."""
+    if "org:admin" in scopes:
+        return "org:admin"
+    grouped: dict[str, str] = {}
+    for scope in scopes:
+        resource, _, action = scope.partition(":")
+        name = _RESOURCE_SHORT.get(resource, resource)
+        grouped[name] = grouped.get(name, "") + _ACTION_SHORT.get(action, action)
+    return " ".join(f"{name}:{actions}" for name, actions in grouped.items())
+
+
+class ApiKeysScreen(SectionScreen):
+    SECTION = "API keys"
+    HELP = ("Scopes are shortened in the table (wf = workflows, ev = events, keys = api-keys; "
+            "r = read, w = write); the line under the table spells out the selected key. "
+            "A new key's secret is shown once, in its reveal dialog, and never again.")
+    MUTATING = {"new_key": "api-keys:write", "edit_key": "api-keys:write",
+                "revoke_key": "api-keys:write", "rotate_key": "api-keys:write"}
+    BINDINGS = [
+        Binding("n", "new_key", "New", id="new-key"),
+        Binding("e", "edit_key", "Edit", id="edit-key"),
+        Binding("x", "revoke_key", "Revoke", id="revoke-key"),
+        Binding("o", "rotate_key", "Rotate", id="rotate-key"),
+    ]
+
+    # Most telling first, so an 80-column terminal shows name, status, key and scopes; the
+    # rest scrolls sideways and is spelled out in the detail lines under the table.
+    COLUMNS = ("Name", "Status", "Key", "Scopes", "Env", "Created", "Last used", "Expires")
+
+    def __init__(self):
+        super().__init__()
+        self.keys: list[ApiKey] = []
+        self.truncated = False
+
+    def compose_body(self) -> ComposeResult:
+        table = ResourceTable(id="keys-table")
+        table.add_column("Name", width=18)
+        table.add_columns(*self.COLUMNS[1:])
+        yield table
+        yield Static(id="detail", classes="detail")
+
+    async def fetch(self, client: VentryxClient):
+        environment = self.app.environment if self.app.can_switch_environment else None
+        return await client.list_api_keys(environment=environment)
+
+    def show(self, result) -> None:
+        self.keys, self.truncated = result
+        self.render_rows()
+
+    def show_failure(self, error: ApiError) -> None:
+        self.keys = []
+        self.render_rows()
+
+    def filter_changed(self) -> None:
+        self.render_rows()
+
+    def visible_keys(self) -> list[ApiKey]:
+        return [key for key in self.keys
+                if self.matches(key.name, key.redacted_key, key.id, key.status,
+                                key.environment, " ".join(key.scopes))]
+
+    def render_rows(self) -> None:
+        table = self.query_one(ResourceTable)
+        selected = table.selected_key
+        table.clear()
+        for key in self.visible_keys():
+            table.add_row(
+                Text(key.name, overflow="ellipsis", no_wrap=True),
+                key.status,
+                fmt.redacted_key(key.redacted_key),
+                short_scopes(key.scopes),
+                key.environment,
+                fmt.date(key.created_at),
+                fmt.relative(key.last_used_at),
+                fmt.relative(key.expires_at, empty="never"),
+                key=key.id,
+            )
+        if selected is not None:
+            for index, key in enumerate(self.visible_keys()):
+                if key.id == selected:
+                    table.move_cursor(row=index)
+        self.update_detail()
+
+    def selected(self) -> ApiKey | None:
+        key_id = self.query_one(ResourceTable).selected_key
+        return next((key for key in self.keys if key.id == key_id), None)
+
+    def on_data_table_row_highlighted(self) -> None:
+        self.update_detail()
+
+    def update_detail(self) -> None:
+        detail = self.query_one("#detail", Static)
+        key = self.selected()
+        if key is None:
+            shown, total = len(self.visible_keys()), len(self.keys)
+            if total == 0:
+                text = "No API keys in this environment." + (
+                    "" if self.app.read_only or not self.app.may("api-keys:write")
+                    else " Press n to create one.")
+            else:
+                text = f"No key matches the filter ({shown} of {total})."
+            detail.update(Text(text))
+            return
+        lines = Text()
+        lines.append(f"{key.name}", style="bold")
+        lines.append(f"  {fmt.identifier(key.id)}  {key.environment}  {key.status}")
+        if key.rotated_to:
+            lines.append(f"  rotated to {fmt.identifier(key.rotated_to)}")
+        lines.append("\n")
+        lines.append("scopes: " + ", ".join(key.scopes))
+        lines.append("\n")
+        lines.append(f"created {fmt.precise(key.created_at)} by {fmt.identifier(key.created_by)}")
+        if key.revoked_at:
+            lines.append(f"; revoked {fmt.precise(key.revoked_at)}")
+        elif key.expires_at:
+            verb = "expired" if key.status == "expired" else "expires"
+            lines.append(f"; {verb} {fmt.precise(key.expires_at)}")
+        if self.truncated:
+            lines.append("\nShowing the newest 500 keys; filter to find older ones.")
+        detail.update(lines)
+
+    # Actions
+
+    def grantable_scopes(self) -> list[str]:
+        caller = self.app.caller
+        held = caller.scopes if caller else []
+        if "org:admin" in held:
+            return list(SCOPE_DESCRIPTIONS)
+        return [scope for scope in SCOPE_DESCRIPTIONS if scope in held]
+
+    def action_new_key(self) -> None:
+        self.app.push_screen(CreateKeyDialog(self.grantable_scopes(), self.app.environment),
+                             self._created)
+
+    def _created(self, created: ApiKeyCreated | None) -> None:
+        if created is None:
+            return
+        self.app.push_screen(RevealDialog.for_key(created), lambda _done: self.load())
+
+    def action_edit_key(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+        if key.status == "revoked":
+            self.notify("A revoked key cannot be changed.", severity="warning")
+            return
+        self.app.push_screen(EditKeyDialog(key, self.grantable_scopes()), self._changed)
+
+    def action_revoke_key(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+        if key.status == "revoked":
+            self.notify("This key is already revoked.", severity="warning")
+            return
+        self.app.push_screen(RevokeKeyDialog(key), self._changed)
+
+    def _changed(self, key: ApiKey | None) -> None:
+        if key is not None:
+            self.notify(f"{key.name}: {key.status}, scopes {', '.join(key.scopes)}.")
+            self.load()
+
+    def action_rotate_key(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+        if key.status == "revoked" or key.rotated_to:
+            self.notify("Only an active key that was not rotated yet can be rotated.",
+                        severity="warning")
+            return
+        self.app.push_screen(RotateKeyDialog(key), self._rotated)
+
+    def _rotated(self, rotated: ApiKeyRotated | None) -> None:
+        if rotated is None:
+            return
+        old = rotated.previous_key
+        dies = (f"The old key {old.redacted_key} stops working "
+                f"{fmt.precise(old.expires_at or old.revoked_at, empty='now')}.")
+        self.app.push_screen(RevealDialog.for_key(rotated, note=dies), lambda _done: self.load())
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield from super().palette_commands()
+        for action, title, text in (
+            ("new_key", "New API key", "Create a key and see its secret once (key n)"),
+            ("edit_key", "Edit API key", "Rename the selected key or change its scopes (key e)"),
+            ("revoke_key", "Revoke API key", "Revoke the selected key at once (key x)"),
+            ("rotate_key", "Rotate API key", "A successor now, the old key dies later (key o)"),
+        ):
+            if self.check_action(action, ()):
+                yield SystemCommand(title, text, getattr(self, f"action_{action}"))

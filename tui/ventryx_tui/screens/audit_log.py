@@ -1,0 +1,81 @@
+"""Audit log: who did what, to what, when, with which request id. Read-only by nature."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import Static
+
+from .. import formatting as fmt
+from ..client import ApiError, VentryxClient
+from ..widgets.table import ResourceTable
+from .base import SectionScreen
+
+
+class AuditLogScreen(SectionScreen):
+    SECTION = "Audit log"
+    HELP = ("Every change to keys, workflows, members and the organization, and every "
+            "login, newest first (org:admin). / narrows by actor, action, target or "
+            "request id.")
+    COLUMNS = ("Time", "Action", "Target", "Actor", "Env", "Request id")
+
+    def __init__(self):
+        super().__init__()
+        self.entries: list[dict] = []
+
+    def compose_body(self) -> ComposeResult:
+        table = ResourceTable(id="audit-table")
+        table.add_columns(*self.COLUMNS)
+        yield table
+        yield Static(id="detail", classes="detail")
+
+    async def fetch(self, client: VentryxClient):
+        return await client.list_audit_log()
+
+    def show(self, result) -> None:
+        self.entries, _more = result
+        self.render_rows()
+
+    def show_failure(self, error: ApiError) -> None:
+        self.entries = []
+        self.render_rows()
+
+    def filter_changed(self) -> None:
+        self.render_rows()
+
+    def render_rows(self) -> None:
+        table = self.query_one(ResourceTable)
+        table.clear()
+        for entry in self.entries:
+            if not self.matches(*entry.values()):
+                continue
+            table.add_row(
+                fmt.timestamp(entry.get("created_at") or entry.get("occurred_at")),
+                entry.get("action", ""),
+                fmt.identifier(entry.get("target_id")),
+                fmt.identifier(entry.get("actor_id")),
+                entry.get("environment") or "-",
+                fmt.identifier(entry.get("request_id")),
+                key=entry.get("id"),
+            )
+        self.update_detail()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self.update_detail()
+
+    def update_detail(self) -> None:
+        entry_id = self.query_one(ResourceTable).selected_key
+        entry = next((e for e in self.entries if e.get("id") == entry_id), None)
+        detail = self.query_one("#detail", Static)
+        if entry is None:
+            detail.update(Text("No audit log entries to show." if not self.entries
+                               else "No entry matches the filter."))
+            return
+        details = entry.get("details")
+        detail.update(Text(
+            f"{entry.get('action')} on {entry.get('target_type', '')} "
+            f"{fmt.identifier(entry.get('target_id'))} by {fmt.identifier(entry.get('actor_id'))}"
+            f" from {entry.get('client_address') or entry.get('ip') or '-'}\n"
+            f"at {fmt.precise(entry.get('created_at') or entry.get('occurred_at'))}"
+            f"  request {fmt.identifier(entry.get('request_id'))}"
+            + (f"\n{details}" if details else "")))

@@ -1,0 +1,231 @@
+"""What every section screen shares: the top bar, a notice line, a filter, loading and errors.
+
+Every network call runs in an exclusive worker (a newer refresh cancels the older one), the
+table shows a loading state meanwhile, and a failure shows the server's message and request
+id in the notice line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Input, Static
+
+from ..client import ApiError, VentryxClient
+from ..widgets.notice import Notice
+from ..widgets.table import ResourceTable
+from ..widgets.top_bar import TopBar
+
+T = TypeVar("T")
+
+
+class SectionScreen(Screen):
+    SECTION = ""
+    HELP = ""
+    # Actions that change something: hidden in --read-only mode and without the scope.
+    MUTATING: dict[str, str] = {}
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh", id="refresh"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("escape", "back", "Back", show=False, id="back"),
+    ]
+
+    filter_text: reactive[str] = reactive("", init=False)
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(self.SECTION)
+        yield Notice(id="notice")
+        yield from self.compose_body()
+        yield Input(placeholder="filter: type to narrow, enter to keep, esc to clear",
+                    id="filter", compact=True)
+        yield Footer(compact=True)
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @property
+    def notice(self) -> Notice:
+        return self.query_one("#notice", Notice)
+
+    @property
+    def client(self) -> VentryxClient | None:
+        return self.app.client
+
+    # Loading
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def environment_changed(self) -> None:
+        self.load()
+
+    def reconnected(self) -> None:
+        self.load()
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    def loading_target(self):
+        return self.query_one(ResourceTable)
+
+    @work(exclusive=True, group="load")
+    async def load(self) -> None:
+        if self.client is None:
+            return
+        target = self.loading_target()
+        target.loading = True
+        try:
+            result = await self.fetch(self.client)
+        except ApiError as error:
+            self.notice.show_error(error)
+            self.app.report_error(error)
+            self.show_failure(error)
+        else:
+            self.notice.clear()
+            self.show(result)
+        finally:
+            target.loading = False
+
+    async def fetch(self, client: VentryxClient) -> Any:
+        return None
+
+    def show(self, result: Any) -> None:
+        pass
+
+    def show_failure(self, error: ApiError) -> None:
+        pass
+
+    # Changes
+
+    def change(self, what: str, call: Callable[[VentryxClient], Awaitable[T]],
+               done: Callable[[T], None]) -> None:
+        """Run a mutating call in the screen's exclusive ``change`` worker."""
+        self._change(what, call, done)
+
+    @work(exclusive=True, group="change")
+    async def _change(self, what, call, done) -> None:
+        if self.client is None:
+            return
+        self.notice.show_text(f"{what}...")
+        try:
+            result = await call(self.client)
+        except ApiError as error:
+            self.notice.show_error(error, what)
+            self.app.report_error(error)
+            return
+        self.notice.clear()
+        done(result)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        scope = self.MUTATING.get(action)
+        if scope is not None and not self.app.may_change(scope):
+            return False
+        return True
+
+    # Filter and back
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.add_class("-shown")
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip().lower()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_kept(self) -> None:
+        self.focus_main()
+
+    def watch_filter_text(self) -> None:
+        self.filter_changed()
+
+    def filter_changed(self) -> None:
+        pass
+
+    def matches(self, *values: object) -> bool:
+        if not self.filter_text:
+            return True
+        return any(self.filter_text in str(value).lower() for value in values if value)
+
+    def focus_main(self) -> None:
+        self.query_one(ResourceTable).focus()
+
+    def action_back(self) -> None:
+        field = self.query_one("#filter", Input)
+        if field.has_focus or field.value:
+            field.value = ""
+            field.remove_class("-shown")
+            self.focus_main()
+            return
+        if self.app.current_mode != "overview":
+            self.app.switch_mode("overview")
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand(f"Refresh {self.SECTION}", "Load it again (key r)",
+                            self.action_refresh)
+        yield SystemCommand(f"Filter {self.SECTION}", "Narrow the rows (key /)",
+                            self.action_filter)
+
+
+class Dialog(ModalScreen[T]):
+    """A modal form that makes its own call, shows a failure in place and keeps what was
+    typed, and closes with the call's result."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
+    TITLE_TEXT = ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(Text(self.TITLE_TEXT, style="bold"), classes="dialog-title")
+            yield from self.compose_form()
+            yield Static(id="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield from self.compose_buttons()
+
+    def compose_form(self) -> ComposeResult:
+        yield from ()
+
+    def compose_buttons(self) -> ComposeResult:
+        yield Button("Cancel", id="cancel", compact=True)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def show_error(self, text: str) -> None:
+        error = self.query_one("#dialog-error", Static)
+        error.update(Text(text))
+        error.display = bool(text)
+
+    def on_mount(self) -> None:
+        self.query_one("#dialog-error", Static).display = False
+
+    def submit(self, what: str, call: Callable[[VentryxClient], Awaitable[Any]]) -> None:
+        self._submit(what, call)
+
+    @work(exclusive=True, group="submit")
+    async def _submit(self, what, call) -> None:
+        self.show_error("")
+        dialog = self.query_one("#dialog")
+        dialog.loading = True
+        try:
+            result = await call(self.app.client)
+        except ApiError as error:
+            self.failed(error, what)
+            return
+        finally:
+            dialog.loading = False
+        self.dismiss(result)
+
+    def failed(self, error: ApiError, what: str) -> None:
+        self.show_error(f"{what} failed: {error.describe()}")
+        self.app.report_error(error)

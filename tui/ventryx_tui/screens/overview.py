@@ -1,0 +1,131 @@
+"""Overview: who you are, the organization, counts per resource, and recent activity.
+
+Each part is loaded on its own, so a part the caller may not see (or an endpoint the server
+does not have) says why in its own line while the rest still shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from .. import formatting as fmt
+from ..client import ApiError, ServerUnreachable, VentryxClient
+from .base import SectionScreen
+
+
+@dataclass
+class OverviewData:
+    caller: Any
+    org: Any
+    keys: Any
+    workflows: Any
+    events: Any
+    members: Any
+    activity: Any
+
+
+def _count(result: Any, noun: str, active: int | None = None) -> str:
+    if isinstance(result, ApiError):
+        return f"unavailable: {result.describe()}"
+    items, more = result
+    text = f"{len(items)}{'+' if more else ''} {noun}"
+    if active is not None:
+        text += f" ({active} active)"
+    return text
+
+
+class OverviewScreen(SectionScreen):
+    SECTION = "Overview"
+    HELP = ("The organization, your credential and its scopes, how many of each resource "
+            "you can see in this environment, and the latest audit log entries.")
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="overview"):
+            yield Static(id="overview-identity")
+            yield Static(id="overview-counts")
+            yield Static(id="overview-activity")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":
+            return False  # nothing to narrow here
+        return super().check_action(action, parameters)
+
+    def loading_target(self):
+        return self.query_one("#overview")
+
+    def focus_main(self) -> None:
+        self.query_one("#overview").focus()
+
+    async def fetch(self, client: VentryxClient) -> OverviewData:
+        environment = self.app.environment if self.app.can_switch_environment else None
+        results = await asyncio.gather(
+            client.me(), client.get_org(), client.list_api_keys(environment=environment),
+            client.list_workflows(), client.list_events(limit=100), client.list_members(),
+            client.list_audit_log(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, ServerUnreachable):
+                raise result
+            if isinstance(result, BaseException) and not isinstance(result, ApiError):
+                raise result
+        if isinstance(results[0], ApiError):
+            raise results[0]
+        return OverviewData(*results)
+
+    def show(self, data: OverviewData) -> None:
+        caller = data.caller
+        self.app.caller = caller
+        identity = Table.grid(padding=(0, 2))
+        identity.add_column(style="bold", no_wrap=True)
+        identity.add_column()
+        org_name = caller.organization.name
+        if isinstance(data.org, dict) and data.org.get("name"):
+            org_name = data.org["name"]
+        identity.add_row("Organization", Text(
+            f"{org_name}  {fmt.identifier(caller.organization.id)}"))
+        identity.add_row("Environment", Text(
+            f"{self.app.environment.upper()}"
+            + ("" if self.app.can_switch_environment else "  (a test key sees only test data)")))
+        credential = "API key" if caller.credential_type == "api_key" else "member session"
+        identity.add_row("Signed in with", Text(
+            f"{credential} {fmt.identifier(caller.credential_id)}, {caller.environment}"))
+        identity.add_row("Scopes", Text(", ".join(caller.scopes)))
+        identity.add_row("Server", Text(self.client.server if self.client else "-"))
+        self.query_one("#overview-identity", Static).update(identity)
+
+        counts = Table.grid(padding=(0, 2))
+        counts.add_column(style="bold", no_wrap=True)
+        counts.add_column()
+        active = None
+        if not isinstance(data.keys, ApiError):
+            active = sum(1 for key in data.keys[0] if key.status == "active")
+        counts.add_row("API keys", Text(_count(data.keys, "keys", active)))
+        counts.add_row("Workflows", Text(_count(data.workflows, "workflows")))
+        if isinstance(data.events, ApiError):
+            counts.add_row("Events", Text(f"unavailable: {data.events.describe()}"))
+        else:
+            counts.add_row("Events", Text(
+                f"{len(data.events)}{'+' if len(data.events) >= 100 else ''} recent events"))
+        counts.add_row("Members", Text(_count(data.members, "members")))
+        self.query_one("#overview-counts", Static).update(counts)
+
+        activity = Text()
+        activity.append("Recent activity\n", style="bold")
+        if isinstance(data.activity, ApiError):
+            activity.append(f"unavailable: {data.activity.describe()}")
+        elif not data.activity[0]:
+            activity.append("nothing yet")
+        else:
+            for entry in data.activity[0][:6]:
+                activity.append(
+                    f"{fmt.timestamp(entry.get('created_at') or entry.get('occurred_at'))}  "
+                    f"{entry.get('action', '?')}  {fmt.identifier(entry.get('target_id'))}  "
+                    f"by {fmt.identifier(entry.get('actor_id'))}\n")
+        self.query_one("#overview-activity", Static).update(activity)

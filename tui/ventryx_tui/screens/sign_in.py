@@ -1,0 +1,75 @@
+"""Before there is a connection: a waiting screen, and the sign-in form."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from ..client import ApiError
+
+
+class StartScreen(Screen):
+    """Shown while the saved credential is being checked."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Ventryx\n\nConnecting...", justify="center"), id="start")
+
+
+class SignInScreen(Screen):
+    """An API key, or a member's email and password, for a server URL."""
+
+    BINDINGS = [Binding("escape", "app.quit", "Quit", id="sign-in-quit")]
+    AUTO_FOCUS = "#api-key"
+
+    def __init__(self, server: str, error: ApiError | None = None):
+        super().__init__()
+        self.server = server
+        self.initial_error = error
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="sign-in"):
+            yield Static(Text("Sign in to Ventryx", style="bold"), classes="dialog-title")
+            yield Label("Server")
+            yield Input(self.server, id="server", compact=True)
+            yield Label("API key (vtx_live_... or vtx_test_...)")
+            yield Input(id="api-key", password=True, compact=True,
+                        placeholder="paste a key, then enter")
+            yield Label("or a member login: email and password")
+            yield Input(id="email", placeholder="you@example.com", compact=True)
+            yield Input(id="password", password=True, placeholder="password", compact=True)
+            yield Static(id="sign-in-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Sign in", id="sign-in-button", variant="primary", compact=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        error = self.query_one("#sign-in-error", Static)
+        error.display = False
+        if self.initial_error is not None:
+            self.show_error(self.initial_error)
+
+    def show_error(self, error: ApiError) -> None:
+        field = self.query_one("#sign-in-error", Static)
+        field.update(Text(f"Sign-in failed: {error.describe()}"))
+        field.display = True
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#sign-in-button")
+    def sign_in(self) -> None:
+        server = self.query_one("#server", Input).value.strip()
+        key = self.query_one("#api-key", Input).value.strip()
+        email = self.query_one("#email", Input).value.strip()
+        password = self.query_one("#password", Input).value
+        if not server:
+            self.show_error(ApiError("Enter the server's URL."))
+        elif key:
+            self.app.connect(server, key)
+        elif email and password:
+            self.app.sign_in_with_password(server, email, password)
+        else:
+            self.show_error(ApiError("Enter an API key, or an email and password."))
