@@ -1,8 +1,13 @@
 """Dashboard sessions: login, throttling, expiry, logout and password changes."""
 
+import asyncio
 import secrets
+import statistics
+import time
 
-from conftest import bearer
+import pytest
+
+from conftest import bearer, wait_for
 from ventryx_shared.tokens import parse_token
 
 NEW_PASSWORD_LENGTH = 24
@@ -75,3 +80,430 @@ async def test_login_with_the_right_password_gives_a_session_token(client, ledge
     assert me.status_code == 200
     assert me.json()["data"]["credential_type"] == "session"
     assert me.json()["data"]["member_id"] == org.owner_id
+
+
+@pytest.fixture
+async def forget_local_login_failures(db):
+    """Throttle counts are per client address, and every test logs in from 127.0.0.1:
+    tests that fail logins on purpose clear that address's count afterwards."""
+    yield
+    async with db.acquire() as conn:
+        await conn.execute("DELETE FROM login_attempts WHERE throttle_key LIKE 'address:%'")
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_answer(
+        client, db, org, forget_local_login_failures):
+    wrong = await login(client, org.owner_email, "not the password at all")
+    unknown = await login(client, f"nobody-{secrets.token_hex(4)}@example.com",
+                          "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    wrong_error, unknown_error = wrong.json()["error"], unknown.json()["error"]
+    assert wrong_error.pop("request_id") != unknown_error.pop("request_id")
+    assert wrong_error == unknown_error == {
+        "type": "authentication_error", "code": "invalid_login",
+        "message": "Incorrect email or password."}
+    async with db.acquire() as conn:
+        sessions = await conn.fetchval("SELECT count(*) FROM sessions WHERE org_id = $1", org.id)
+    assert sessions == 0
+
+
+async def test_failed_login_is_audited_for_the_organization_whose_member_it_named(
+        client, db, org, forget_local_login_failures):
+    response = await login(client, org.owner_email.upper(), "not the password at all")
+    assert response.status_code == 401
+    async with db.acquire() as conn:
+        entries = await conn.fetch(
+            "SELECT actor_id, action, target_type, target_id, request_id, client_address "
+            "FROM audit_log WHERE org_id = $1 AND action LIKE 'session.%'", org.id)
+    assert [dict(e) for e in entries] == [{
+        "actor_id": org.owner_id, "action": "session.login_failed", "target_type": "member",
+        "target_id": org.owner_id, "request_id": response.headers["request-id"],
+        "client_address": "127.0.0.1"}]
+
+
+async def test_successful_login_is_audited_with_its_session(client, db, ledger, org):
+    response = await login(client, org.owner_email, org.owner_password)
+    assert response.status_code == 201
+    ledger.add(response.json()["data"]["token"])
+    async with db.acquire() as conn:
+        entry = await conn.fetchrow(
+            "SELECT * FROM audit_log WHERE org_id = $1 AND action = 'session.created'", org.id)
+    assert entry["actor_id"] == org.owner_id
+    assert entry["target_id"] == response.json()["data"]["session"]["id"]
+
+
+async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right_password(
+        client, db, org, forget_local_login_failures):
+    from ventryx_server.controllers.sessions import LOGIN_WINDOW_SECONDS, MAX_FAILURES_PER_EMAIL
+
+    for _ in range(MAX_FAILURES_PER_EMAIL):
+        assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
+    throttled = await login(client, org.owner_email, org.owner_password)
+    assert throttled.status_code == 429
+    assert throttled.json()["error"]["type"] == "rate_limit_error"
+    assert 0 < int(throttled.headers["retry-after"]) <= LOGIN_WINDOW_SECONDS
+    # The same email in another case is the same account.
+    assert (await login(client, org.owner_email.upper(), org.owner_password)).status_code == 429
+    # Other people, from the same address, are not locked out.
+    other = await login(client, f"someone-{secrets.token_hex(4)}@example.com", "a wrong guess")
+    assert other.status_code == 401
+    # Throttled attempts are neither audited nor counted again.
+    async with db.acquire() as conn:
+        failures = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE org_id = $1 AND action = 'session.login_failed'",
+            org.id)
+    assert failures == MAX_FAILURES_PER_EMAIL
+
+
+async def test_many_failures_from_one_address_are_throttled_across_emails(
+        client, db, org, forget_local_login_failures):
+    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_ADDRESS
+
+    # All but the last failure are put in the table directly: the count, not argon2, is
+    # what this test is about.
+    async with db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO login_attempts (throttle_key) "
+            "SELECT 'address:127.0.0.1' FROM generate_series(1, $1)",
+            MAX_FAILURES_PER_ADDRESS - 1)
+    last = await login(client, f"guess-{secrets.token_hex(4)}@example.com", "a wrong guess")
+    assert last.status_code == 401
+    blocked = await login(client, org.owner_email, org.owner_password)
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) > 0
+
+
+async def test_a_right_password_clears_the_emails_failures(
+        client, ledger, org, forget_local_login_failures):
+    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL
+
+    for _ in range(MAX_FAILURES_PER_EMAIL - 1):
+        assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
+    right = await login(client, org.owner_email, org.owner_password)
+    assert right.status_code == 201
+    ledger.add(right.json()["data"]["token"])
+    for _ in range(MAX_FAILURES_PER_EMAIL - 1):
+        assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
+
+
+async def test_unknown_email_takes_as_long_as_a_wrong_password(
+        client, org, forget_local_login_failures):
+    # Loose on purpose (medians within a factor of two); bench/ has the exact figure.
+    async def timed(email: str) -> float:
+        started = time.perf_counter()
+        response = await login(client, email, "a wrong guess")
+        assert response.status_code == 401
+        return time.perf_counter() - started
+
+    wrong, unknown = [], []
+    for _ in range(7):
+        wrong.append(await timed(org.owner_email))
+        unknown.append(await timed(f"nobody-{secrets.token_hex(4)}@example.com"))
+    ratio = statistics.median(unknown) / statistics.median(wrong)
+    assert 0.5 < ratio < 2, (wrong, unknown)
+
+
+async def test_an_idle_session_expires(client, db, ledger, org):
+    token = await owner_session(client, ledger, org)
+    assert (await client.get("/v1/org", headers=bearer(token))).status_code == 200
+    await asyncio.sleep(0.5)  # let the server's activity flush (every 0.2 s in tests) pass
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE sessions SET idle_expires_at = now() - interval '1 second' "
+                           "WHERE org_id = $1", org.id)
+    response = await client.get("/v1/org", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_session"
+
+
+async def test_a_session_past_its_absolute_lifetime_expires(client, db, ledger, org):
+    token = await owner_session(client, ledger, org)
+    async with db.acquire() as conn:
+        await conn.execute(
+            "UPDATE sessions SET absolute_expires_at = now() - interval '1 second' "
+            "WHERE org_id = $1", org.id)
+    assert (await client.get("/v1/me", headers=bearer(token))).status_code == 401
+
+
+async def test_using_a_session_pushes_its_idle_expiry_forward(client, db, ledger, org):
+    from ventryx_server.controllers.sessions import SESSION_IDLE_SECONDS
+
+    token = await owner_session(client, ledger, org)
+    session_id = (await client.get("/v1/me", headers=bearer(token))).json()["data"][
+        "credential_id"]
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE sessions SET idle_expires_at = now() + interval '1 minute' "
+                           "WHERE org_id = $1 AND id = $2", org.id, session_id)
+
+    async def pushed() -> bool:
+        assert (await client.get("/v1/me", headers=bearer(token))).status_code == 200
+        async with db.acquire() as conn:
+            left = await conn.fetchval(
+                "SELECT extract(epoch FROM idle_expires_at - now()) FROM sessions "
+                "WHERE org_id = $1 AND id = $2", org.id, session_id)
+        return left > SESSION_IDLE_SECONDS - 60
+
+    assert await wait_for(pushed)
+
+
+async def test_logout_ends_the_session_at_once(client, db, ledger, org):
+    token = await owner_session(client, ledger, org)
+    response = await client.delete("/v1/sessions/current", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["ended_at"] is not None
+    after = await client.get("/v1/me", headers=bearer(token))
+    assert after.status_code == 401
+    assert after.json()["error"]["code"] == "invalid_session"
+    assert (await client.delete("/v1/sessions/current", headers=bearer(token))).status_code == 401
+    async with db.acquire() as conn:
+        ended = await conn.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1 AND "
+                                    "action = 'session.ended'", org.id)
+    assert ended == 1
+
+
+async def test_an_api_key_cannot_log_out(client, db, org):
+    response = await client.delete("/v1/sessions/current", headers=bearer(org.admin_key))
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "session_required"
+    assert (await client.get("/v1/me", headers=bearer(org.admin_key))).status_code == 200
+
+
+async def test_a_one_time_password_session_can_only_change_its_password(client, ledger, org):
+    response = await login(client, org.owner_email, org.owner_password)
+    token = ledger.add(response.json()["data"]["token"])
+    me = await client.get("/v1/me", headers=bearer(token))
+    assert me.status_code == 200 and me.json()["data"]["scopes"] == []
+    for method, path in [("GET", "/v1/api-keys"), ("GET", "/v1/members"),
+                         ("GET", "/v1/audit-log"), ("PATCH", "/v1/org")]:
+        refused = await client.request(method, path, headers=bearer(token),
+                                       json={"name": "x"} if method == "PATCH" else None)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["error"]["code"] == "password_change_required"
+    new_password = ledger.add(secrets.token_urlsafe(NEW_PASSWORD_LENGTH))
+    changed = await client.post("/v1/members/me/password", headers=bearer(token), json={
+        "current_password": org.owner_password, "new_password": new_password})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["data"]["member"]["must_change_password"] is False
+    # The same session now has the role's scopes, from its very next request.
+    assert (await client.get("/v1/members", headers=bearer(token))).status_code == 200
+    assert (await client.get("/v1/me", headers=bearer(token))).json()["data"]["scopes"] == [
+        "org:admin"]
+
+
+async def test_changing_the_password_ends_every_other_session(client, ledger, org):
+    token = await owner_session(client, ledger, org)
+    other = await login(client, org.owner_email, org.owner_password)
+    other_token = ledger.add(other.json()["data"]["token"])
+    old_password = org.owner_password
+    new_password = ledger.add(secrets.token_urlsafe(NEW_PASSWORD_LENGTH))
+    changed = await client.post("/v1/members/me/password", headers=bearer(token), json={
+        "current_password": old_password, "new_password": new_password})
+    assert changed.status_code == 200
+    assert changed.json()["data"]["other_sessions_ended"] == 1
+    assert (await client.get("/v1/me", headers=bearer(other_token))).status_code == 401
+    assert (await client.get("/v1/me", headers=bearer(token))).status_code == 200
+    assert (await login(client, org.owner_email, old_password)).status_code == 401
+    again = await login(client, org.owner_email, new_password)
+    assert again.status_code == 201
+    ledger.add(again.json()["data"]["token"])
+
+
+async def test_password_change_needs_the_current_password_and_writes_nothing_otherwise(
+        client, db, ledger, org):
+    token = await owner_session(client, ledger, org)
+    async with db.acquire() as conn:
+        before = await conn.fetchrow("SELECT password_hash, updated_at FROM members "
+                                     "WHERE org_id = $1 AND id = $2", org.id, org.owner_id)
+        audit_before = await conn.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1",
+                                            org.id)
+    bad_requests = [
+        ({"current_password": "not it at all", "new_password": "x" * 20}, 422,
+         "incorrect_password"),
+        ({"current_password": org.owner_password, "new_password": "short"}, 422, None),
+        ({"current_password": org.owner_password, "new_password": org.owner_password}, 422,
+         "password_unchanged"),
+        ({"current_password": org.owner_password, "new_password": "x" * 257}, 422, None),
+        ({"current_password": org.owner_password}, 422, None),
+        ({"current_password": org.owner_password, "new_password": "x" * 20, "extra": 1}, 422,
+         "unknown_field"),
+    ]
+    for body, status, code in bad_requests:
+        response = await client.post("/v1/members/me/password", headers=bearer(token),
+                                     json=body)
+        assert response.status_code == status, (body, response.text)
+        if code:
+            assert response.json()["error"]["code"] == code
+    keyed = await client.post("/v1/members/me/password", headers=bearer(org.admin_key), json={
+        "current_password": org.owner_password, "new_password": "x" * 20})
+    assert keyed.status_code == 403
+    assert keyed.json()["error"]["code"] == "session_required"
+    async with db.acquire() as conn:
+        after = await conn.fetchrow("SELECT password_hash, updated_at FROM members "
+                                    "WHERE org_id = $1 AND id = $2", org.id, org.owner_id)
+        audit_after = await conn.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1",
+                                          org.id)
+    assert after == before
+    assert audit_after == audit_before
+
+
+async def test_login_rehashes_a_password_stored_with_older_parameters(client, db, ledger, org):
+    from argon2 import PasswordHasher
+
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    password = ledger.add(secrets.token_urlsafe(NEW_PASSWORD_LENGTH))
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE members SET password_hash = $3, must_change_password = false "
+                           "WHERE org_id = $1 AND id = $2", org.id, org.owner_id,
+                           weak.hash(password))
+    response = await login(client, org.owner_email, password)
+    assert response.status_code == 201
+    ledger.add(response.json()["data"]["token"])
+    async with db.acquire() as conn:
+        stored = await conn.fetchval("SELECT password_hash FROM members "
+                                     "WHERE org_id = $1 AND id = $2", org.id, org.owner_id)
+    assert "m=19456,t=2,p=1" in stored
+    assert (await login(client, org.owner_email, password)).status_code == 201
+
+
+async def test_bad_login_requests_are_refused_and_write_nothing(client, db):
+    async with db.acquire() as conn:
+        before = await conn.fetchval("SELECT count(*) FROM login_attempts")
+        sessions_before = await conn.fetchval("SELECT count(*) FROM sessions")
+    for body in [{}, {"email": "a@example.com"}, {"password": "x"},
+                 {"email": "a@example.com", "password": "x", "role": "owner"},
+                 {"email": "a@example.com", "password": "x", "organization": "acme"},
+                 {"email": "a@example.com", "password": ""},
+                 {"email": 5, "password": "x"},
+                 {"email": "a@example.com", "password": "x" * 1000}]:
+        response = await client.post("/v1/sessions", json=body)
+        assert 400 <= response.status_code < 500 and response.status_code != 401, (body,
+                                                                                   response.text)
+        assert response.json()["error"]["type"] == "invalid_request_error"
+    not_json = await client.post("/v1/sessions", content=b"email=a&password=b",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert not_json.status_code == 415
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM login_attempts") == before
+        assert await conn.fetchval("SELECT count(*) FROM sessions") == sessions_before
+
+
+async def test_a_malformed_or_made_up_session_token_gets_401(client, org):
+    made_up = "vtxs_" + "A" * 50
+    for token in [made_up, "vtxs_short"]:
+        response = await client.get("/v1/me", headers=bearer(token))
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_session"
+
+
+async def test_a_session_chooses_its_environment_per_request(client, ledger, org):
+    token = await owner_session(client, ledger, org)
+    default = await client.get("/v1/me", headers=bearer(token))
+    assert default.json()["data"]["environment"] == "live"
+    test = await client.get("/v1/me", headers=session_headers(token, "test"))
+    assert test.json()["data"]["environment"] == "test"
+    bad = await client.get("/v1/me", headers=session_headers(token, "staging"))
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "Ventryx-Environment"
+
+
+async def test_a_live_session_creates_keys_of_either_environment(client, ledger, org):
+    token = await owner_session(client, ledger, org)
+    for environment in ("live", "test"):
+        response = await client.post("/v1/api-keys", headers=bearer(token), json={
+            "name": f"from the dashboard ({environment})", "scopes": ["events:write"],
+            "environment": environment})
+        assert response.status_code == 201, response.text
+        data = response.json()["data"]
+        ledger.add(data["key"])
+        assert data["environment"] == environment
+        assert data["created_by"] == org.owner_id
+        works = await client.get("/v1/me", headers=bearer(data["key"]))
+        assert works.json()["data"]["environment"] == environment
+
+
+async def test_a_test_environment_session_cannot_create_live_keys(client, ledger, org):
+    token = await owner_session(client, ledger, org)
+    response = await client.post("/v1/api-keys", headers=session_headers(token, "test"), json={
+        "name": "escalation", "scopes": ["events:write"], "environment": "live"})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "environment_escalation"
+    test_key = await client.post("/v1/api-keys", headers=session_headers(token, "test"), json={
+        "name": "sandbox", "scopes": ["events:write"]})
+    assert test_key.status_code == 201
+    assert ledger.add(test_key.json()["data"]["key"]).startswith("vtx_test_")
+    # A test session sees only test keys: the bootstrap (live) key is 404 to it.
+    hidden = await client.get(f"/v1/api-keys/{org.admin_key_id}",
+                              headers=session_headers(token, "test"))
+    assert hidden.status_code == 404
+
+
+async def test_a_session_creates_keys_only_within_its_roles_scopes(client, ledger, org):
+    developer, token, _ = await member_session(client, ledger, org, "developer")
+    allowed = await client.post("/v1/api-keys", headers=bearer(token), json={
+        "name": "ci", "scopes": ["workflows:read", "events:write"]})
+    assert allowed.status_code == 201, allowed.text
+    ledger.add(allowed.json()["data"]["key"])
+    assert allowed.json()["data"]["created_by"] == developer["id"]
+    escalation = await client.post("/v1/api-keys", headers=bearer(token), json={
+        "name": "admin", "scopes": ["org:admin"]})
+    assert escalation.status_code == 403
+    assert escalation.json()["error"]["code"] == "scope_escalation"
+    _, viewer_token, _ = await member_session(client, ledger, org, "viewer")
+    refused = await client.post("/v1/api-keys", headers=bearer(viewer_token), json={
+        "name": "ci", "scopes": ["workflows:read"]})
+    assert refused.status_code == 403
+    assert "api-keys:write" in refused.json()["error"]["message"]
+
+
+async def test_an_email_in_several_organizations_logs_in_to_the_one_it_names(
+        client, ledger, make_org):
+    first, second = await make_org("First"), await make_org("Second")
+    email = f"shared-{secrets.token_hex(4)}@example.com"
+    passwords = {}
+    for org in (first, second):
+        created = await client.post("/v1/members", headers=bearer(org.admin_key), json={
+            "email": email, "name": "Shared", "role": "viewer"})
+        assert created.status_code == 201
+        passwords[org.id] = ledger.add(created.json()["data"]["one_time_password"])
+    # Different passwords: the one that matches chooses the organization.
+    only_second = await login(client, email, passwords[second.id])
+    assert only_second.status_code == 201
+    ledger.add(only_second.json()["data"]["token"])
+    assert only_second.json()["data"]["organization"]["id"] == second.id
+    # Named explicitly, the other organization's password does not open this one.
+    crossed = await login(client, email, passwords[second.id], organization=first.id)
+    assert crossed.status_code == 401
+    named = await login(client, email, passwords[first.id], organization=first.id)
+    assert named.status_code == 201
+    ledger.add(named.json()["data"]["token"])
+    # The same password in both: the organization must be named.
+    same = ledger.add(secrets.token_urlsafe(NEW_PASSWORD_LENGTH))
+    for org, session in ((first, named), (second, only_second)):
+        changed = await client.post(
+            "/v1/members/me/password", headers=bearer(session.json()["data"]["token"]),
+            json={"current_password": passwords[org.id], "new_password": same})
+        assert changed.status_code == 200, changed.text
+    ambiguous = await login(client, email, same)
+    assert ambiguous.status_code == 422
+    error = ambiguous.json()["error"]
+    assert error["code"] == "organization_required"
+    assert first.id in error["message"] and second.id in error["message"]
+    chosen = await login(client, email, same, organization=first.id)
+    assert chosen.status_code == 201
+    ledger.add(chosen.json()["data"]["token"])
+
+
+async def test_a_removed_members_session_ends_but_keys_they_made_keep_working(
+        client, ledger, org):
+    developer, token, _ = await member_session(client, ledger, org, "developer")
+    created = await client.post("/v1/api-keys", headers=bearer(token), json={
+        "name": "made by the developer", "scopes": ["events:write"]})
+    key = ledger.add(created.json()["data"]["key"])
+    removed = await client.delete(f"/v1/members/{developer['id']}",
+                                  headers=bearer(org.admin_key))
+    assert removed.status_code == 200, removed.text
+    data = removed.json()["data"]
+    assert data["sessions_ended"] == 1
+    assert data["api_keys_still_active"] == [created.json()["data"]["id"]]
+    assert "keep working" in data["note"]
+    assert (await client.get("/v1/me", headers=bearer(token))).status_code == 401
+    assert (await client.get("/v1/me", headers=bearer(key))).status_code == 200
