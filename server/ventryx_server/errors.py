@@ -134,6 +134,8 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
         return error_response(request, InvalidRequest("The body is not valid JSON.",
                                                       code="invalid_json"))
     kind, code, message = _HTTP_ERRORS.get(exc.status_code, (InvalidRequest, "invalid_request", ""))
+    if exc.status_code == 400 and exc.detail and exc.detail != "Bad Request":
+        message = f"The body could not be read: {exc.detail}"
     error = kind(message or exc.detail, code=code)
     error.status = exc.status_code
     headers = {"Allow": exc.headers["Allow"]} if exc.headers and "Allow" in exc.headers else None
@@ -161,6 +163,11 @@ def _unexpected(request: Request, exc: Exception) -> Response:
                     type(exc).__name__)
         return error_response(request, ServiceUnavailable(
             "Ventryx is briefly unavailable; retry shortly.", headers={"Retry-After": "1"}))
+    if str(getattr(exc, "sqlstate", "") or "").startswith("22"):
+        # A value PostgreSQL cannot store (a NUL character, say) that validation let by.
+        return error_response(request, InvalidRequest(
+            "The request contains a value that cannot be stored, such as a NUL character.",
+            code="invalid_characters"))
     if isinstance(exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)):
         return error_response(request, Conflict(
             "A concurrent change touched the same objects; retry the request.",
