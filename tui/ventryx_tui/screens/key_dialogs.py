@@ -221,6 +221,7 @@ class RevealDialog(ModalScreen[None]):
         Binding("escape", "done", "Done", id="close-reveal"),
         Binding("enter", "done", "Done", show=False),
     ]
+    AUTO_FOCUS = "#done"
 
     def __init__(self, title: str, secret: str | None, lines: list[str]):
         super().__init__()
