@@ -14,6 +14,7 @@ from conftest import TEST_PEPPER, Org, bearer
 from ventryx_server.app import create_app
 from ventryx_server.auth import require_credential
 from ventryx_server.settings import Settings
+from ventryx_shared.ids import new_id
 from ventryx_shared.scopes import SCOPES, grants
 
 
@@ -81,6 +82,56 @@ async def get_me(ctx):
     return Request("GET", "/v1/me")
 
 
+async def _a_workflow(ctx: Context) -> str:
+    data = await ctx.create("/v1/workflows", {"name": f"matrix {new_id('wf')}",
+                                              "trigger": "order.*"})
+    return data["id"]
+
+
+async def create_workflow(ctx):
+    return Request("POST", "/v1/workflows", {"name": f"matrix {new_id('wf')}",
+                                             "trigger": "order.created"})
+
+
+async def list_workflows(ctx):
+    return Request("GET", "/v1/workflows")
+
+
+async def get_workflow(ctx):
+    return Request("GET", f"/v1/workflows/{await _a_workflow(ctx)}")
+
+
+async def update_workflow(ctx):
+    return Request("PATCH", f"/v1/workflows/{await _a_workflow(ctx)}",
+                   {"version": 1, "enabled": False})
+
+
+async def delete_workflow(ctx):
+    return Request("DELETE", f"/v1/workflows/{await _a_workflow(ctx)}")
+
+
+async def create_event(ctx):
+    return Request("POST", "/v1/events", {"type": "order.created", "payload": {"n": 1}})
+
+
+async def create_event_batch(ctx):
+    return Request("POST", "/v1/events/batch", {"events": [{"type": "order.created"}]})
+
+
+async def list_events(ctx):
+    return Request("GET", "/v1/events")
+
+
+async def get_event(ctx):
+    data = await ctx.create("/v1/events", {"type": "order.created"})
+    return Request("GET", f"/v1/events/{data['id']}")
+
+
+async def stream_events(ctx):
+    # follow=false: replay and end, so the matrix can read the whole response.
+    return Request("GET", "/v1/events/stream", params={"follow": "false"})
+
+
 SAMPLES: dict[str, Sample] = {
     "createApiKey": create_api_key,
     "listApiKeys": list_api_keys,
@@ -89,6 +140,16 @@ SAMPLES: dict[str, Sample] = {
     "revokeApiKey": revoke_api_key,
     "rotateApiKey": rotate_api_key,
     "getMe": get_me,
+    "createWorkflow": create_workflow,
+    "listWorkflows": list_workflows,
+    "getWorkflow": get_workflow,
+    "updateWorkflow": update_workflow,
+    "deleteWorkflow": delete_workflow,
+    "createEvent": create_event,
+    "createEventBatch": create_event_batch,
+    "listEvents": list_events,
+    "getEvent": get_event,
+    "streamEvents": stream_events,
 }
 
 

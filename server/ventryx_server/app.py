@@ -9,14 +9,17 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from . import event_stream
 from .auth import UsageRecorder
 from .controllers.api_keys import ApiKeysController, LeakedKeysController
 from .controllers.audit_log import AuditLogController
+from .controllers.events import EventsController
 from .controllers.health import HealthController
 from .controllers.me import MeController
 from .controllers.members import MembersController
 from .controllers.organizations import OrganizationController
 from .controllers.sessions import SessionsController
+from .controllers.workflows import WorkflowsController
 from .db import check_schema, create_pool, load_queries, provide_db
 from .errors import EXCEPTION_HANDLERS, ApiError
 from .request_ids import request_id_middleware
@@ -31,6 +34,8 @@ ROUTE_HANDLERS = [
     MembersController,
     SessionsController,
     AuditLogController,
+    WorkflowsController,
+    EventsController,
 ]
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -72,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],
         before_request=require_json_body,
-        lifespan=[lifespan],
+        lifespan=[lifespan, event_stream.lifespan],
         state=State({"settings": settings, "queries": queries}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -1,0 +1,271 @@
+"""Events: emit one, emit a batch, list, get, and the live stream.
+
+An emit without an Idempotency-Key is one statement (one round trip): it locks the
+caller's key row, inserts, records the matching workflows and notifies the streams.
+With a key, the same statement runs inside the transaction that claims the key.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
+from litestar.openapi.spec.enums import OpenAPIType
+from litestar.params import HeaderParameter, JSONBody, Parameter
+from litestar.response import Stream
+
+from ventryx_shared.common import Data, Page
+from ventryx_shared.events import (
+    MAX_BATCH,
+    MAX_PAYLOAD_BYTES,
+    BatchErrorBody,
+    BatchErrorDetail,
+    BatchItemError,
+    Event,
+    EventCreate,
+    encode_bounded_json,
+    parse_type_filter,
+)
+from ventryx_shared.ids import new_id
+
+from .. import event_stream, idempotency
+from ..auth import authorized, caller_params, lock_caller, require_credential
+from ..db import Db, fetch_all
+from ..errors import InvalidRequest, NotFound, UnprocessableEntity, request_id_of
+from ..event_stream import event_from_row
+from .pagination import Limit, StartingAfter, cursor, page
+
+READ = {"scope": "events:read"}
+WRITE = {"scope": "events:write"}
+EventId = Annotated[str, Parameter(description="The event's id, evt_…", max_length=64)]
+# A batch may carry up to 500 payloads of up to 64 KB each; other bodies stay at 1 MB.
+MAX_BATCH_BODY_BYTES = 8 * 1024 * 1024
+
+
+class _RawBatch(msgspec.Struct, forbid_unknown_fields=True):
+    # Items stay raw so that each is validated on its own and every bad one is reported.
+    events: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+_decode_batch = msgspec.json.Decoder(_RawBatch).decode
+_decode_event = msgspec.json.Decoder(EventCreate).decode
+
+
+@dataclass
+class _BatchOperation(Operation):
+    """The batch handler reads its body itself; this documents what it reads."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(required=True, content={"application/json": (
+            OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.OBJECT, required=["events"], properties={"events": Schema(
+                    type=OpenAPIType.ARRAY, min_items=1, max_items=MAX_BATCH,
+                    items=Reference(ref="#/components/schemas/EventCreate"))})))})
+
+
+def _no_such_event(event_id: str) -> NotFound:
+    # The same words for an event of another organization, another environment, or none.
+    return NotFound(f"No such event: '{event_id[:64]}'", param="id")
+
+
+def _payload_json(payload: dict[str, Any]) -> str:
+    try:
+        return encode_bounded_json(payload, MAX_PAYLOAD_BYTES, "payload").decode()
+    except ValueError as exc:
+        raise UnprocessableEntity(str(exc), code="invalid_payload", param="payload") from None
+
+
+def _emitted(row: Any, item: EventCreate) -> Event:
+    # The statement returns what the server decided; type and payload are what was sent.
+    return Event(
+        id=row["id"], type=item.type, payload=item.payload, occurred_at=row["occurred_at"],
+        created_at=row["created_at"], environment=row["environment"],
+        matched_workflows=list(row["matched_workflows"]), emitted_by=row["emitted_by"])
+
+
+def _item_error(index: int, exc: Exception) -> BatchItemError:
+    message, _, path = str(exc).partition(" - at `")
+    param = f"events[{index}]" + path.rstrip("`").removeprefix("$") if path else None
+    if isinstance(exc, ValueError) and str(exc).startswith("payload"):
+        return BatchItemError(index=index, code="invalid_payload", message=message,
+                              param=f"events[{index}].payload")
+    code = "unknown_field" if message.startswith("Object contains unknown field") else (
+        "invalid_value")
+    return BatchItemError(index=index, code=code, message=message, param=param)
+
+
+def _batch_refused(request: Request, errors: list[BatchItemError], total: int) -> Response:
+    detail = BatchErrorDetail(
+        type="invalid_request_error", code="invalid_batch", param="events",
+        message=f"{len(errors)} of {total} events are invalid; none was written.",
+        request_id=request_id_of(request), errors=errors)
+    return Response(content=msgspec.json.encode(BatchErrorBody(detail)), status_code=422,
+                    media_type="application/json")
+
+
+def _parse_batch(body: bytes) -> _RawBatch:
+    try:
+        return _decode_batch(body)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).partition(" - at `")
+        param = path.rstrip("`").removeprefix("$.") or "events"
+        raise UnprocessableEntity(message, code="invalid_value", param=param) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+
+
+def _time_filter(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a time zone, as in 2026-04-02T10:00:00Z.",
+                             code="invalid_parameter", param=name)
+    return value
+
+
+class EventsController(Controller):
+    path = "/v1/events"
+    tags = ["Events"]
+    guards = [require_credential]
+
+    @post("/", operation_id="createEvent", opt=WRITE, status_code=201)
+    async def create_event(self, request: Request, db: Db,
+                           data: JSONBody[EventCreate]) -> Response[Data[Event]]:
+        """Emit one event; a retry with the same Idempotency-Key never makes a second one."""
+        queries = request.app.state.queries
+        params = {**caller_params(request), "id": new_id("evt"), "type": data.type,
+                  "payload": _payload_json(data.payload), "occurred_at": data.occurred_at}
+        if idempotency.idempotency_key(request) is None:
+            row = await authorized(db, request, await queries.emit_event(db, **params))
+            return Response(Data(_emitted(row, data)), status_code=201)
+        async with db.transaction():
+            caller = await lock_caller(db, request)
+            if replay := await idempotency.claim(db, request, caller.org_id):
+                return replay
+            row = await authorized(db, request, await queries.emit_event(db, **params))
+            body = Data(_emitted(row, data))
+            await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
+        return Response(body, status_code=201)
+
+    @post("/batch", operation_id="createEventBatch", opt=WRITE, status_code=201,
+          operation_class=_BatchOperation, request_max_body_size=MAX_BATCH_BODY_BYTES)
+    async def create_event_batch(self, request: Request, db: Db) -> Response[Data[list[Event]]]:
+        """Emit up to 500 events in one statement: all are written, or none and every
+        invalid item is named."""
+        batch = _parse_batch(await request.body())
+        items: list[EventCreate] = []
+        payloads: list[str] = []
+        errors: list[BatchItemError] = []
+        for index, raw in enumerate(batch.events):
+            try:
+                item = _decode_event(raw)
+                payloads.append(encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES,
+                                                    "payload").decode())
+                items.append(item)
+            except (msgspec.ValidationError, ValueError) as exc:
+                errors.append(_item_error(index, exc))
+            except (msgspec.DecodeError, RecursionError):
+                errors.append(BatchItemError(index=index, code="invalid_json",
+                                             message="This event is not valid JSON.",
+                                             param=f"events[{index}]"))
+        if errors:
+            return _batch_refused(request, errors, len(batch.events))
+        ids = [new_id("evt") for _ in items]
+        params = {**caller_params(request), "ids": ids, "types": [i.type for i in items],
+                  "payloads": payloads, "occurred_ats": [i.occurred_at for i in items]}
+        queries = request.app.state.queries
+        if idempotency.idempotency_key(request) is None:
+            rows = await fetch_all(queries.emit_events(db, **params))
+            await authorized(db, request, rows[0] if rows else None)
+            return Response(Data(_batch_events(rows, ids, items)), status_code=201)
+        async with db.transaction():
+            caller = await lock_caller(db, request)
+            if replay := await idempotency.claim(db, request, caller.org_id):
+                return replay
+            rows = await fetch_all(queries.emit_events(db, **params))
+            await authorized(db, request, rows[0] if rows else None)
+            body = Data(_batch_events(rows, ids, items))
+            await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
+        return Response(body, status_code=201)
+
+    @get("/", operation_id="listEvents", opt=READ)
+    async def list_events(
+        self, request: Request, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
+        type: Annotated[str | None, Parameter(
+            max_length=128, description="An event type (order.created) or a prefix (order.*)",
+        )] = None,
+        since: Annotated[datetime | None, Parameter(
+            description="Only events received at or after this time")] = None,
+        until: Annotated[datetime | None, Parameter(
+            description="Only events received before this time")] = None,
+    ) -> Page[Event]:
+        """List the environment's events, newest first."""
+        exact = prefix = prefix_end = None
+        if type is not None:
+            try:
+                exact, prefix = parse_type_filter(type)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc), code="invalid_parameter", param="type") from None
+            if prefix is not None:
+                # "order." .. "order/": "/" is the character after "." in byte order.
+                prefix_end = prefix[:-1] + "/"
+        rows = await fetch_all(request.app.state.queries.list_events(
+            db, **caller_params(request), type=exact, type_prefix=prefix,
+            type_prefix_end=prefix_end, since=_time_filter(since, "since"),
+            until=_time_filter(until, "until"), starting_after=cursor("evt", starting_after),
+            limit=limit + 1))
+        await authorized(db, request, rows[0] if rows else None)
+        items, has_more = page([event_from_row(r) for r in rows if r["id"] is not None], limit)
+        return Page(items, has_more)
+
+    @get("/stream", operation_id="streamEvents", opt=READ)
+    async def stream_events(
+        self, request: Request, db: Db,
+        type: Annotated[str | None, Parameter(
+            max_length=128, description="Only events of this type (order.created) or prefix "
+                                        "(order.*)")] = None,
+        last_event_id: Annotated[str | None, HeaderParameter(
+            name="Last-Event-ID", max_length=64,
+            description="Replay what came after this event, then go on live")] = None,
+        follow: Annotated[bool, Parameter(
+            description="false: send what came after Last-Event-ID, then end")] = True,
+    ) -> Stream:
+        """Server-sent events of new events in the caller's environment, from every server
+        process; reconnecting with Last-Event-ID replays what was missed."""
+        type_filter = None
+        if type is not None:
+            try:
+                type_filter = parse_type_filter(type)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc), code="invalid_parameter", param="type") from None
+        after = cursor("evt", last_event_id) if last_event_id else None
+        params = caller_params(request)
+        caller = await authorized(db, request, await request.app.state.queries.authorize_stream(
+            db, **params))
+        subscription = await event_stream.subscribe(
+            request.app, caller_params=params, org_id=caller["caller_org_id"],
+            environment=caller["environment"], credential_id=caller["caller_credential_id"],
+            type_filter=type_filter, after=after, follow=follow)
+        return Stream(subscription, media_type="text/event-stream", headers={
+            "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @get("/{event_id:str}", operation_id="getEvent", opt=READ)
+    async def get_event(self, request: Request, db: Db, event_id: EventId) -> Data[Event]:
+        """Retrieve one event."""
+        row = await request.app.state.queries.get_event(db, **caller_params(request),
+                                                        id=event_id)
+        row = await authorized(db, request, row)
+        if row["id"] is None:
+            raise _no_such_event(event_id)
+        return Data(event_from_row(row))
+
+
+def _batch_events(rows: list[Any], ids: list[str], items: list[EventCreate]) -> list[Event]:
+    by_id = {row["id"]: row for row in rows}
+    return [_emitted(by_id[event_id], item) for event_id, item in zip(ids, items, strict=True)]

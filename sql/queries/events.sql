@@ -1,0 +1,100 @@
+-- Events. Every statement is confined to the caller's organization AND environment.
+-- Emits are single statements: the caller's key row is locked (FOR KEY SHARE, by
+-- locked_authorized_caller) in the very statement that inserts, so an emit either
+-- commits before a revocation of its key or finds the key revoked and writes nothing.
+-- Each emit notifies ventryx_events with "org_id environment id id ...", which every
+-- server process's stream hub listens to (server/ventryx_server/event_stream.py).
+
+-- name: emit-event^
+-- No row: the credential is not valid or lacks the scope (deny() tells which).
+WITH caller AS MATERIALIZED (
+    SELECT * FROM locked_authorized_caller(:lookup_id, :secret_hash, :environment, :scope)
+), inserted AS (
+    INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
+                        matched_workflows, emitted_by)
+    SELECT c.org_id, :id, c.environment, :type, :payload::jsonb,
+           coalesce(:occurred_at::timestamptz, now()),
+           ARRAY(SELECT w.id FROM workflows w
+                 WHERE w.org_id = c.org_id AND w.environment = c.environment AND w.enabled
+                   AND w.trigger = ANY (event_trigger_patterns(:type))
+                 ORDER BY w.id),
+           coalesce(c.member_id, c.credential_id)
+    FROM caller c
+    RETURNING org_id, id, environment, type, occurred_at, created_at, matched_workflows,
+              emitted_by
+)
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, i.*,
+       pg_notify('ventryx_events', i.org_id || ' ' || i.environment || ' ' || i.id)
+FROM caller c
+JOIN inserted i ON true;
+
+-- name: emit-events
+-- A whole batch in one statement: all rows are written or none. Notifications carry
+-- at most 200 ids each, well under PostgreSQL's 8000-byte payload limit.
+WITH caller AS MATERIALIZED (
+    SELECT * FROM locked_authorized_caller(:lookup_id, :secret_hash, :environment, :scope)
+), inserted AS (
+    INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
+                        matched_workflows, emitted_by)
+    SELECT c.org_id, e.id, c.environment, e.type, e.payload::jsonb,
+           coalesce(e.occurred_at, now()),
+           ARRAY(SELECT w.id FROM workflows w
+                 WHERE w.org_id = c.org_id AND w.environment = c.environment AND w.enabled
+                   AND w.trigger = ANY (event_trigger_patterns(e.type))
+                 ORDER BY w.id),
+           coalesce(c.member_id, c.credential_id)
+    FROM caller c,
+         unnest(:ids::text[], :types::text[], :payloads::text[], :occurred_ats::timestamptz[])
+             AS e (id, type, payload, occurred_at)
+    RETURNING org_id, id, environment, occurred_at, created_at, matched_workflows, emitted_by
+), notified AS (
+    SELECT pg_notify('ventryx_events', org_id || ' ' || environment || ' ' || string_agg(id, ' '))
+    FROM (SELECT org_id, environment, id, row_number() OVER () - 1 AS n FROM inserted) numbered
+    GROUP BY org_id, environment, n / 200
+)
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, i.*,
+       (SELECT count(*) FROM notified) AS notifications
+FROM caller c
+LEFT JOIN inserted i ON true;
+
+-- name: get-event^
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, e.*
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN events e
+       ON e.org_id = c.org_id AND e.environment = c.environment AND e.id = :id;
+
+-- name: list-events
+-- type_prefix is "order." for the filter order.*; type_prefix_end ("order/") bounds the
+-- index range, since type sorts bytewise (COLLATE "C").
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, e.*
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN LATERAL (
+    SELECT *
+    FROM events e
+    WHERE e.org_id = c.org_id AND e.environment = c.environment
+      AND (:type::text IS NULL OR e.type = :type)
+      AND (:type_prefix::text IS NULL
+           OR (e.type >= :type_prefix COLLATE "C" AND e.type < :type_prefix_end COLLATE "C"))
+      AND (:since::timestamptz IS NULL OR e.created_at >= :since)
+      AND (:until::timestamptz IS NULL OR e.created_at < :until)
+      AND (:starting_after::text IS NULL OR e.id < :starting_after)
+    ORDER BY e.id DESC
+    LIMIT :limit
+) e ON true;
+
+-- name: authorize-stream^
+-- The caller of a stream, checked when it opens and again while it runs.
+SELECT org_id AS caller_org_id, credential_id AS caller_credential_id, environment
+FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope);
+
+-- name: events-by-ids
+SELECT * FROM events
+WHERE org_id = :org_id AND environment = :environment AND id = ANY (:ids::text[])
+ORDER BY id;
+
+-- name: events-after
+-- What a reconnecting stream missed, oldest first.
+SELECT * FROM events
+WHERE org_id = :org_id AND environment = :environment AND id > :after
+ORDER BY id
+LIMIT :limit;
