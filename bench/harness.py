@@ -105,6 +105,34 @@ class Measurement:
     p99_ms: float
     requests: int
     failures: int  # non-2xx/3xx responses and socket errors: a run with any is invalid
+    # CPU time per request of the app's processes and of PostgreSQL's, where /proc shows
+    # them. Unlike req/s they barely move when other work shares the machine.
+    app_cpu_us: float | None = None
+    db_cpu_us: float | None = None
+
+
+def process_tree_cpu_seconds(root_pid: int) -> float | None:
+    """User + system CPU of a process and all its descendants, from /proc (Linux only)."""
+    proc = Path("/proc")
+    if not (proc / str(root_pid)).is_dir():
+        return None
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces and parentheses; the fields follow its last ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended while we looked
+        pid = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def request_env(scenario: Scenario) -> dict[str, str]:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -35,6 +36,7 @@ from harness import (
     median,
     pick_load_generator,
     probe,
+    process_tree_cpu_seconds,
 )
 
 from ventryx_server import embedded, migrations
@@ -123,24 +125,41 @@ async def prepare_scenarios(modules, server: Process, baseline: Process, databas
     return scenarios
 
 
+def _median_of(runs: list[Measurement], attribute: str) -> float | None:
+    values = [getattr(run, attribute) for run in runs]
+    return None if None in values else median(values)
+
+
 def report(scenarios: list[Scenario], results: dict[str, list[Measurement]], header: str) -> None:
     print(header)
     width = max(len(s.name) for s in scenarios) + 2
-    print(f"{'scenario':<{width}}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   "
-          "ratio to baseline (median, per round)")
+    print(f"{'scenario':<{width}}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'app µs':>8}{'db µs':>7}"
+          f"{'ratio':>7}{'cpu ratio':>11}   ratio per round")
     for scenario in scenarios:
         runs = results[scenario.name]
-        line = (f"{scenario.name:<{width}}{median([r.requests_per_second for r in runs]):>9,.0f}"
-                f"{median([r.p50_ms for r in runs]):>9.2f}{median([r.p99_ms for r in runs]):>9.2f}")
+        app_us, db_us = _median_of(runs, "app_cpu_us"), _median_of(runs, "db_cpu_us")
+        line = (f"{scenario.name:<{width}}{_median_of(runs, 'requests_per_second'):>8,.0f}"
+                f"{_median_of(runs, 'p50_ms'):>8.2f}{_median_of(runs, 'p99_ms'):>8.2f}"
+                + (f"{app_us:>8.0f}{db_us:>7.0f}" if app_us is not None else f"{'-':>8}{'-':>7}"))
         if scenario.baseline:
-            ratios = [own.requests_per_second / base.requests_per_second
-                      for own, base in zip(runs, results[scenario.baseline], strict=True)]
-            line += f"   {median(ratios):.2f}  ({', '.join(f'{r:.2f}' for r in ratios)})"
+            base = results[scenario.baseline]
+            ratios = [own.requests_per_second / other.requests_per_second
+                      for own, other in zip(runs, base, strict=True)]
+            base_app, base_db = _median_of(base, "app_cpu_us"), _median_of(base, "db_cpu_us")
+            cpu_ratio = ((base_app + base_db) / (app_us + db_us)
+                         if app_us is not None and base_app is not None else None)
+            line += (f"{median(ratios):>7.2f}"
+                     + (f"{cpu_ratio:>11.2f}" if cpu_ratio is not None else f"{'-':>11}")
+                     + "   " + " ".join(f"{r:.2f}" for r in ratios))
         else:
-            line += "   (baseline)"
+            line += f"{'1.00':>7}{'1.00':>11}   (baseline)"
         print(line)
-    print("req/s, p50 and p99 are medians over the rounds; each ratio divides a round's "
-          "req/s by its baseline's in that same round.")
+    print(
+        "\nreq/s, p50, p99 and CPU are medians over the rounds. ratio: req/s over the baseline's "
+        "in the same round, median of rounds.\napp µs / db µs: CPU time per request of the app's "
+        "processes and of PostgreSQL's. cpu ratio: the baseline's (app + db) CPU per request\n"
+        "over this scenario's, i.e. the throughput ratio to expect when CPU is the limit; it "
+        "holds steady when other work shares the machine, req/s does not.")
 
 
 def main() -> int:
@@ -183,12 +202,23 @@ def main() -> int:
         scenarios = asyncio.run(prepare_scenarios(modules, server, baseline, database_url, org))
         urls = {"server": server.url, "baseline": baseline.url}
 
+        pids = {"server": server.process.pid, "baseline": baseline.process.pid}
+        postmaster = int((run_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+
         def measure(scenario: Scenario, seconds: float) -> Measurement:
+            app_before = process_tree_cpu_seconds(pids[scenario.target])
+            db_before = process_tree_cpu_seconds(postmaster)
             result = load.run(urls[scenario.target], scenario, args.connections, seconds)
             if result.failures:
                 raise SystemExit(f"{scenario.name}: {result.failures} failed requests; "
                                  f"see {server.log_path} / {baseline.log_path}")
-            return result
+            app_after = process_tree_cpu_seconds(pids[scenario.target])
+            db_after = process_tree_cpu_seconds(postmaster)
+            if None in (app_before, app_after, db_before, db_after) or not result.requests:
+                return result
+            return replace(result,
+                           app_cpu_us=(app_after - app_before) / result.requests * 1e6,
+                           db_cpu_us=(db_after - db_before) / result.requests * 1e6)
 
         for scenario in scenarios:
             measure(scenario, args.warmup)
