@@ -1,0 +1,153 @@
+"""GET /v1/events/stream: server-sent events across server processes, via LISTEN/NOTIFY."""
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from conftest import bearer
+
+
+@dataclass
+class Message:
+    id: str | None
+    event: str | None
+    data: dict
+
+
+class SseReader:
+    """Reads whole messages from a text/event-stream response, skipping comments."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 15) -> Message | None:
+        """The next message, or None when the server ended the stream."""
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> Message | None:
+        fields: dict[str, str] = {}
+        async for line in self._lines:
+            if line == "":
+                if "data" in fields:
+                    return Message(fields.get("id"), fields.get("event"),
+                                   json.loads(fields["data"]))
+                fields = {}
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        return None
+
+
+@asynccontextmanager
+async def stream(base_url: str, key: str, **kwargs):
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        async with http.stream("GET", "/v1/events/stream", headers={
+                **bearer(key), **kwargs.pop("headers", {})}, **kwargs) as response:
+            yield response
+
+
+async def emit(client, key, event_type="order.created", payload=None):
+    response = await client.post("/v1/events", headers=bearer(key),
+                                 json={"type": event_type, "payload": payload or {}})
+    assert response.status_code == 201, response.text
+    return response.json()["data"]
+
+
+async def test_a_stream_on_one_process_gets_events_emitted_through_another(
+        client, server, second_server, org):
+    async with stream(second_server.url, org.admin_key) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        reader = SseReader(response)
+        event = await emit(client, org.admin_key, "order.created", {"n": 1})
+        message = await reader.next()
+        assert message.id == event["id"]
+        assert message.data == event
+        batch = await client.post("/v1/events/batch", headers=bearer(org.admin_key),
+                                  json={"events": [{"type": "order.paid", "payload": {"i": i}}
+                                                   for i in range(250)]})
+        assert batch.status_code == 201
+        received = [(await reader.next()).id for _ in range(250)]
+        assert sorted(received) == sorted(e["id"] for e in batch.json()["data"])
+
+
+async def test_reconnecting_with_last_event_id_replays_what_was_missed(
+        client, server, second_server, make_org):
+    org = await make_org("Replay")
+    first, missed_1, missed_2 = [await emit(client, org.admin_key, "order.created", {"i": i})
+                                 for i in range(3)]
+    async with stream(second_server.url, org.admin_key,
+                      headers={"Last-Event-ID": first["id"]}) as response:
+        reader = SseReader(response)
+        assert [(await reader.next()).id for _ in range(2)] == [missed_1["id"], missed_2["id"]]
+        live = await emit(client, org.admin_key)
+        assert (await reader.next()).id == live["id"]
+
+
+async def test_follow_false_replays_and_ends(client, server, make_org):
+    org = await make_org("Catch up")
+    first, second = [await emit(client, org.admin_key) for _ in range(2)]
+    async with stream(server.url, org.admin_key, params={"follow": "false"},
+                      headers={"Last-Event-ID": first["id"]}) as response:
+        reader = SseReader(response)
+        assert (await reader.next()).id == second["id"]
+        assert await reader.next() is None
+
+
+async def test_a_revoked_keys_stream_is_closed(client, server, second_server, org, make_key):
+    key_id, key = await make_key(org, ["events:read"])
+    async with stream(second_server.url, key) as response:
+        assert response.status_code == 200
+        reader = SseReader(response)
+        revoked = await client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key))
+        assert revoked.status_code == 200
+        farewell = await reader.next()
+        assert farewell.event == "error"
+        assert farewell.data["error"]["type"] == "authentication_error"
+        assert await reader.next() is None
+    async with stream(second_server.url, key) as again:
+        assert again.status_code == 401
+
+
+async def test_a_stream_carries_only_its_organization_and_environment(
+        client, server, make_org, make_key):
+    org = await make_org("Stream scope")
+    other = await make_org("Stream other")
+    _, test_key = await make_key(org, ["events:read", "events:write"], "test")
+    async with stream(server.url, test_key) as response:
+        reader = SseReader(response)
+        await emit(client, org.admin_key, "live.only")
+        await emit(client, other.admin_key, "other.org")
+        mine = await emit(client, test_key, "test.mine")
+        message = await reader.next()
+        assert (message.id, message.data["environment"]) == (mine["id"], "test")
+
+
+async def test_a_type_filter_keeps_only_matching_events(client, server, make_org):
+    org = await make_org("Stream filter")
+    async with stream(server.url, org.admin_key, params={"type": "order.*"}) as response:
+        reader = SseReader(response)
+        await emit(client, org.admin_key, "user.signed_up")
+        await emit(client, org.admin_key, "orderly.thing")
+        wanted = await emit(client, org.admin_key, "order.refund.issued")
+        assert (await reader.next()).id == wanted["id"]
+
+
+async def test_stream_refusals(client, server, org, make_key):
+    _, writer = await make_key(org, ["events:write"])
+    async with stream(server.url, writer) as response:
+        assert response.status_code == 403
+        body = json.loads(await response.aread())
+        assert "events:read" in body["error"]["message"]
+    for headers, params in (({"Last-Event-ID": "wf_01HXYZ"}, {}), ({}, {"type": "Bad"}),
+                            ({"Last-Event-ID": "evt_' OR 1=1"}, {})):
+        async with stream(server.url, org.admin_key, headers=headers,
+                          params=params) as response:
+            assert response.status_code == 400
+    async with stream(server.url, "vtx_live_notarealkey") as response:
+        assert response.status_code == 401
