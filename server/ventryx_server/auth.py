@@ -33,7 +33,7 @@ _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", 
 
 
 def hash_secret(pepper: bytes, token: str) -> bytes:
-    return hmac.new(pepper, token.encode("ascii"), hashlib.sha256).digest()
+    return hmac.new(pepper, token.encode(), hashlib.sha256).digest()
 
 
 @dataclass(frozen=True, slots=True)
