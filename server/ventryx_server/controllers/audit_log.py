@@ -12,7 +12,7 @@ from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Page
 
 from ..auth import authorized, caller_params, require_credential
-from ..db import fetch_all
+from ..db import Db, fetch_all
 from ..errors import InvalidRequest
 from .pagination import Limit, StartingAfter, cursor, page
 
@@ -39,7 +39,7 @@ class AuditLogController(Controller):
 
     @get("/", operation_id="listAuditLog", opt=ADMIN)
     async def list_audit_log(
-        self, request: Request, db: asyncpg.Connection, limit: Limit = 20,
+        self, request: Request, db: Db, limit: Limit = 20,
         starting_after: StartingAfter = None,
         actor: Annotated[Filter, Parameter(description="An actor id: mem_… or key_…")] = None,
         action: Annotated[Filter, Parameter(

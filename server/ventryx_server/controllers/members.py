@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
 from ventryx_shared.common import Data, Page
 from ventryx_shared.ids import new_id
@@ -27,7 +27,7 @@ from ventryx_shared.members import (
 
 from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
-from ..db import fetch_all
+from ..db import Db, fetch_all
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..passwords import hash_password, one_time_password, verify_password
 from .pagination import Limit, StartingAfter, cursor, page
@@ -99,9 +99,9 @@ class MembersController(Controller):
     guards = [require_credential]
 
     @get("/", operation_id="listMembers", opt=ADMIN)
-    async def list_members(self, request: Request, db: asyncpg.Connection, limit: Limit = 20,
+    async def list_members(self, request: Request, db: Db, limit: Limit = 20,
                            starting_after: StartingAfter = None,
-                           role: Role | None = None) -> Page[Member]:
+                           role: FromQuery[Role | None] = None) -> Page[Member]:
         """List members, newest first; never a password."""
         rows = await fetch_all(request.app.state.queries.list_members(
             db, **caller_params(request), role=role,
@@ -111,7 +111,7 @@ class MembersController(Controller):
         return Page(items, has_more)
 
     @get("/{member_id:str}", operation_id="getMember", opt=ADMIN)
-    async def get_member(self, request: Request, db: asyncpg.Connection,
+    async def get_member(self, request: Request, db: Db,
                          member_id: MemberId) -> Data[Member]:
         """Retrieve one member."""
         row = await request.app.state.queries.get_member(db, **caller_params(request),
@@ -122,8 +122,8 @@ class MembersController(Controller):
         return Data(to_member(row))
 
     @post("/", operation_id="createMember", opt=ADMIN, status_code=201)
-    async def create_member(self, request: Request, db: asyncpg.Connection,
-                            data: MemberCreate) -> Response[Data[MemberCreated]]:
+    async def create_member(self, request: Request, db: Db,
+                            data: JSONBody[MemberCreate]) -> Response[Data[MemberCreated]]:
         """Add a member; the response is the only one that carries their one-time password."""
         password = one_time_password()
         password_hash = await hash_password(password)  # before the transaction: no lock waits
@@ -148,8 +148,8 @@ class MembersController(Controller):
         return Response(Data(created), status_code=201)
 
     @patch("/{member_id:str}", operation_id="updateMember", opt=ADMIN)
-    async def update_member(self, request: Request, db: asyncpg.Connection,
-                            member_id: MemberId, data: MemberUpdate) -> Data[Member]:
+    async def update_member(self, request: Request, db: Db,
+                            member_id: MemberId, data: JSONBody[MemberUpdate]) -> Data[Member]:
         """Change a member's role or name; the role applies to their next request."""
         if data.role is None and data.name is None:
             raise UnprocessableEntity("Send role, name or both.", code="empty_update")
@@ -169,7 +169,7 @@ class MembersController(Controller):
         return Data(to_member(row))
 
     @delete("/{member_id:str}", operation_id="removeMember", opt=ADMIN, status_code=200)
-    async def remove_member(self, request: Request, db: asyncpg.Connection,
+    async def remove_member(self, request: Request, db: Db,
                             member_id: MemberId) -> Data[MemberRemoved]:
         """Remove a member: their sessions end at once; API keys they created keep working."""
         queries = request.app.state.queries
@@ -195,8 +195,8 @@ class MembersController(Controller):
 
     @post("/me/password", operation_id="changeOwnPassword", opt={"scope": None},
           status_code=200)
-    async def change_own_password(self, request: Request, db: asyncpg.Connection,
-                                  data: PasswordChange) -> Data[PasswordChanged]:
+    async def change_own_password(self, request: Request, db: Db,
+                                  data: JSONBody[PasswordChange]) -> Data[PasswordChanged]:
         """Change the logged-in member's password; every other session of theirs ends."""
         queries = request.app.state.queries
         member = await queries.get_caller_member(db, **caller_params(request))

@@ -3,12 +3,14 @@
 import asyncpg
 import msgspec
 from litestar import Controller, Request, get, patch
+from litestar.params import JSONBody
 
 from ventryx_shared.common import Data
 from ventryx_shared.organizations import OrganizationDetails, OrganizationUpdate
 
 from .. import audit
 from ..auth import authorized, caller_params, lock_caller, require_credential
+from ..db import Db
 
 ADMIN = {"scope": "org:admin"}
 
@@ -26,14 +28,14 @@ class OrganizationController(Controller):
     # Any valid credential may read its own organization's name, as GET /v1/me shows it.
     @get("/", operation_id="getOrganization", opt={"scope": None})
     async def get_organization(self, request: Request,
-                               db: asyncpg.Connection) -> Data[OrganizationDetails]:
+                               db: Db) -> Data[OrganizationDetails]:
         """The caller's organization."""
         row = await request.app.state.queries.get_organization(db, **caller_params(request))
         return Data(to_organization(await authorized(db, request, row)))
 
     @patch("/", operation_id="updateOrganization", opt=ADMIN)
-    async def update_organization(self, request: Request, db: asyncpg.Connection,
-                                  data: OrganizationUpdate) -> Data[OrganizationDetails]:
+    async def update_organization(self, request: Request, db: Db,
+                                  data: JSONBody[OrganizationUpdate]) -> Data[OrganizationDetails]:
         """Rename the organization."""
         async with db.transaction():
             caller = await lock_caller(db, request)

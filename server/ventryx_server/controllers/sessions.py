@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, post
+from litestar.params import JSONBody
 
 from ventryx_shared.common import Data
 from ventryx_shared.ids import new_id
@@ -20,7 +21,7 @@ from ventryx_shared.tokens import LOOKUP_LENGTH, SESSION_PREFIX, generate_sessio
 
 from .. import audit
 from ..auth import hash_secret, lock_caller, require_credential
-from ..db import fetch_all
+from ..db import Db, fetch_all
 from ..errors import RateLimited, Unauthenticated, UnprocessableEntity
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
 from .members import require_session, to_member
@@ -119,8 +120,8 @@ class SessionsController(Controller):
     tags = ["Sessions"]
 
     @post("/", operation_id="createSession", status_code=201, security=[])
-    async def create_session(self, request: Request, db: asyncpg.Connection,
-                             data: SessionCreate) -> Response[Data[SessionCreated]]:
+    async def create_session(self, request: Request, db: Db,
+                             data: JSONBody[SessionCreate]) -> Response[Data[SessionCreated]]:
         """Log a member in: a dashboard session token, shown once. No credential needed."""
         queries = request.app.state.queries
         throttle = LoginThrottle.of(request, data.email)
@@ -167,7 +168,7 @@ class SessionsController(Controller):
     @delete("/current", operation_id="deleteCurrentSession", guards=[require_credential],
             opt={"scope": None}, status_code=200)
     async def delete_current_session(self, request: Request,
-                                     db: asyncpg.Connection) -> Data[Session]:
+                                     db: Db) -> Data[Session]:
         """Log out: the session used for this request ends at once."""
         async with db.transaction():
             caller = await lock_caller(db, request)
