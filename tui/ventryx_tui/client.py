@@ -16,8 +16,11 @@ import httpx
 import msgspec
 
 from ventryx_shared.api_keys import ApiKey, ApiKeyCreated, ApiKeyRotated
+from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Data, ErrorBody, Page
 from ventryx_shared.me import Caller
+from ventryx_shared.members import Member, MemberCreated, MemberRemoved
+from ventryx_shared.organizations import OrganizationDetails
 
 from . import __version__
 
@@ -221,8 +224,8 @@ class VentryxClient:
         return (await self._call("PATCH", f"/v1/workflows/{workflow_id}", Data[dict],
                                  json=body)).data
 
-    async def delete_workflow(self, workflow_id: str) -> None:
-        await self._send("DELETE", f"/v1/workflows/{workflow_id}")
+    async def delete_workflow(self, workflow_id: str, version: int | None = None) -> None:
+        await self._send("DELETE", f"/v1/workflows/{workflow_id}", params={"version": version})
 
     # Events
 
@@ -240,20 +243,31 @@ class VentryxClient:
                                  json={"type": type, "payload": payload},
                                  idempotent_post=True)).data
 
-    async def stream_events(self, last_event_id: str | None = None) -> AsyncIterator[StreamedEvent]:
-        """Server-sent events until the server closes the stream. No read timeout: a quiet
-        stream is normal; the server's keep-alive comments arrive as empty events we skip."""
+    async def stream_events(self, last_event_id: str | None = None,
+                            type: str | None = None) -> AsyncIterator[StreamedEvent]:
+        """Server-sent events until the server closes the stream, after an ``open`` marker
+        once connected. No read timeout: a quiet stream is normal (the server's keep-alive
+        comments are skipped)."""
         headers = self._headers({"Accept": "text/event-stream"})
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
         timeout = httpx.Timeout(self.timeout, read=None)
         try:
             async with self._http.stream("GET", "/v1/events/stream", headers=headers,
+                                         params={"type": type} if type else None,
                                          timeout=timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error_from(response)
+                yield StreamedEvent(None, "open", {})  # connected: the tail may say so
                 async for message in _parse_sse(response.aiter_lines()):
+                    if message.event == "error":
+                        detail = message.data.get("error", {})
+                        raise ApiError(detail.get("message", "The event stream failed."),
+                                       status=response.status_code,
+                                       type=detail.get("type", "api_error"),
+                                       code=detail.get("code", ""),
+                                       request_id=detail.get("request_id"))
                     yield message
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
@@ -263,26 +277,26 @@ class VentryxClient:
 
     # Organization, members, audit log
 
-    async def get_org(self) -> dict:
-        return (await self._call("GET", "/v1/org", Data[dict])).data
+    async def get_org(self) -> OrganizationDetails:
+        return (await self._call("GET", "/v1/org", Data[OrganizationDetails])).data
 
-    async def list_members(self) -> tuple[list[dict], bool]:
-        return await self._gather("/v1/members", dict)
+    async def list_members(self) -> tuple[list[Member], bool]:
+        return await self._gather("/v1/members", Member)
 
-    async def add_member(self, email: str, name: str, role: str) -> dict:
-        return (await self._call("POST", "/v1/members", Data[dict],
+    async def add_member(self, email: str, name: str, role: str) -> MemberCreated:
+        return (await self._call("POST", "/v1/members", Data[MemberCreated],
                                  json={"email": email, "name": name, "role": role},
                                  idempotent_post=True)).data
 
-    async def update_member(self, member_id: str, **changes) -> dict:
-        return (await self._call("PATCH", f"/v1/members/{member_id}", Data[dict],
+    async def update_member(self, member_id: str, **changes) -> Member:
+        return (await self._call("PATCH", f"/v1/members/{member_id}", Data[Member],
                                  json=changes)).data
 
-    async def remove_member(self, member_id: str) -> None:
-        await self._send("DELETE", f"/v1/members/{member_id}")
+    async def remove_member(self, member_id: str) -> MemberRemoved:
+        return (await self._call("DELETE", f"/v1/members/{member_id}", Data[MemberRemoved])).data
 
-    async def list_audit_log(self, **filters) -> tuple[list[dict], bool]:
-        return await self._gather("/v1/audit-log", dict, filters, limit=200)
+    async def list_audit_log(self, **filters) -> tuple[list[AuditEntry], bool]:
+        return await self._gather("/v1/audit-log", AuditEntry, filters, limit=200)
 
 
 def _id_of(item: Any) -> str | None:

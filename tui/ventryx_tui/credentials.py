@@ -25,7 +25,7 @@ def _usable_keyring():
         return None
     try:
         backend = keyring.get_keyring()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - the file is the fallback
         return None
     if isinstance(backend, fail.Keyring):
         return None
@@ -52,7 +52,7 @@ class CredentialStore:
                 if saved:
                     value = json.loads(saved)
                     return value["server"], value["credential"]
-            except Exception:  # noqa: BLE001 - a locked or broken keyring falls back to the file
+            except Exception:  # noqa: BLE001, S110 - a locked or broken keyring falls back to the file
                 pass
         return credentials_file.load(self.path)
 
@@ -62,7 +62,7 @@ class CredentialStore:
                 self._keyring.set_password(KEYRING_SERVICE, KEYRING_ACCOUNT, json.dumps(
                     {"server": server, "credential": credential}))
                 return
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - the file is the fallback
                 pass
         credentials_file.save(server, credential, self.path)
 
@@ -70,7 +70,7 @@ class CredentialStore:
         if self._keyring is not None:
             try:
                 self._keyring.delete_password(KEYRING_SERVICE, KEYRING_ACCOUNT)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - the file is the fallback
                 pass
         path = self.path or credentials_file.default_path()
         path.unlink(missing_ok=True)

@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from ventryx_shared.audit_log import AuditEntry
+
 from .. import formatting as fmt
 from ..client import ApiError, VentryxClient
 from ..widgets.table import ResourceTable
@@ -15,13 +17,13 @@ from .base import SectionScreen
 class AuditLogScreen(SectionScreen):
     SECTION = "Audit log"
     HELP = ("Every change to keys, workflows, members and the organization, and every "
-            "login, newest first (org:admin). / narrows by actor, action, target or "
+            "login, newest first (needs org:admin). / narrows by actor, action, target or "
             "request id.")
     COLUMNS = ("Time", "Action", "Target", "Actor", "Env", "Request id")
 
     def __init__(self):
         super().__init__()
-        self.entries: list[dict] = []
+        self.entries: list[AuditEntry] = []
 
     def compose_body(self) -> ComposeResult:
         table = ResourceTable(id="audit-table")
@@ -47,17 +49,13 @@ class AuditLogScreen(SectionScreen):
         table = self.query_one(ResourceTable)
         table.clear()
         for entry in self.entries:
-            if not self.matches(*entry.values()):
+            if not self.matches(entry.action, entry.actor_id, entry.target_id,
+                                entry.target_type, entry.request_id, entry.environment):
                 continue
-            table.add_row(
-                fmt.timestamp(entry.get("created_at") or entry.get("occurred_at")),
-                entry.get("action", ""),
-                fmt.identifier(entry.get("target_id")),
-                fmt.identifier(entry.get("actor_id")),
-                entry.get("environment") or "-",
-                fmt.identifier(entry.get("request_id")),
-                key=entry.get("id"),
-            )
+            table.add_row(fmt.timestamp(entry.created_at), entry.action,
+                          fmt.identifier(entry.target_id), fmt.identifier(entry.actor_id),
+                          entry.environment or "-", fmt.identifier(entry.request_id),
+                          key=entry.id)
         self.update_detail()
 
     def on_data_table_row_highlighted(self) -> None:
@@ -65,17 +63,15 @@ class AuditLogScreen(SectionScreen):
 
     def update_detail(self) -> None:
         entry_id = self.query_one(ResourceTable).selected_key
-        entry = next((e for e in self.entries if e.get("id") == entry_id), None)
+        entry = next((e for e in self.entries if e.id == entry_id), None)
         detail = self.query_one("#detail", Static)
         if entry is None:
             detail.update(Text("No audit log entries to show." if not self.entries
                                else "No entry matches the filter."))
             return
-        details = entry.get("details")
+        details = ", ".join(f"{k}={v}" for k, v in (entry.details or {}).items())
         detail.update(Text(
-            f"{entry.get('action')} on {entry.get('target_type', '')} "
-            f"{fmt.identifier(entry.get('target_id'))} by {fmt.identifier(entry.get('actor_id'))}"
-            f" from {entry.get('client_address') or entry.get('ip') or '-'}\n"
-            f"at {fmt.precise(entry.get('created_at') or entry.get('occurred_at'))}"
-            f"  request {fmt.identifier(entry.get('request_id'))}"
+            f"{entry.action} on {entry.target_type} {fmt.identifier(entry.target_id)} by "
+            f"{fmt.identifier(entry.actor_id)} from {entry.client_address or '-'}\n"
+            f"at {fmt.precise(entry.created_at)}  request {fmt.identifier(entry.request_id)}"
             + (f"\n{details}" if details else "")))

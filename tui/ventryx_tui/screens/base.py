@@ -94,6 +94,14 @@ class SectionScreen(Screen):
         finally:
             target.loading = False
 
+    def require_environment(self, client: VentryxClient, noun: str) -> None:
+        """An API key's environment is fixed: a live key switched to [TEST] can list test
+        keys, but not test workflows or events. Say so rather than show live data."""
+        key_environment = self.app.caller.environment if self.app.caller else None
+        if not client.is_session and key_environment != self.app.environment:
+            raise ApiError(f"This {key_environment} API key sees only {key_environment} {noun}. "
+                           "Press t to switch back, or sign in as a member to see both.")
+
     async def fetch(self, client: VentryxClient) -> Any:
         return None
 
@@ -182,9 +190,10 @@ class Dialog(ModalScreen[T]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
     TITLE_TEXT = ""
+    DIALOG_CLASSES = ""
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
+        with Vertical(id="dialog", classes=self.DIALOG_CLASSES):
             yield Static(Text(self.TITLE_TEXT, style="bold"), classes="dialog-title")
             yield from self.compose_form()
             yield Static(id="dialog-error")

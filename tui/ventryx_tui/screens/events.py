@@ -1,11 +1,307 @@
-from textual.app import ComposeResult
+"""Events: a live tail of the stream endpoint (pause/resume, bounded buffer), a search by
+type and time, and a detail view with the pretty-printed payload."""
 
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from datetime import timedelta
+
+import msgspec
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from .. import formatting as fmt
+from ..client import ApiError, ServerUnreachable, VentryxClient
 from ..widgets.table import ResourceTable
-from .base import SectionScreen
+from .base import Dialog, SectionScreen
+
+BUFFER_SIZE = 1000
+HISTORY = 100
+RETRY_SECONDS = (1, 2, 5, 10)
+
+
+def parse_when(text: str) -> str | None:
+    """``15m``, ``2h``, ``3d`` (that long ago) or an RFC 3339 time; None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if text[:-1].isdigit() and text[-1] in units:
+        moment = fmt.now() - timedelta(**{units[text[-1]]: int(text[:-1])})
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return text
+
+
+class EventSearch(msgspec.Struct):
+    type: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"type {self.type}" if self.type else "",
+                 f"since {self.since}" if self.since else "",
+                 f"until {self.until}" if self.until else ""]
+        return ", ".join(p for p in parts if p) or "everything"
+
+
+class SearchDialog(Dialog[EventSearch]):
+    TITLE_TEXT = "Search events"
+
+    def __init__(self, current: EventSearch | None):
+        super().__init__()
+        self.current = current or EventSearch()
+
+    def compose_form(self) -> ComposeResult:
+        yield Static(Text("Type: order.created or order.*. Times: 15m, 2h, 3d ago, or "
+                          "2026-04-02T10:00:00Z. Empty fields match everything."))
+        for field, label in (("type", "Type"), ("since", "Since"), ("until", "Until")):
+            with Horizontal(classes="form-row"):
+                yield Label(label, classes="form-label")
+                yield Input(getattr(self.current, field) or "", id=f"search-{field}",
+                            compact=True)
+
+    def compose_buttons(self) -> ComposeResult:
+        yield Button("Search", id="search", variant="primary", compact=True)
+        yield from super().compose_buttons()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#search")
+    def search(self) -> None:
+        values = {field: self.query_one(f"#search-{field}", Input).value.strip() or None
+                  for field in ("type", "since", "until")}
+        self.dismiss(EventSearch(type=values["type"], since=parse_when(values["since"] or ""),
+                                 until=parse_when(values["until"] or "")))
+
+
+class EventDetail(ModalScreen[None]):
+    BINDINGS = [Binding("escape", "close", "Close", id="close-event"),
+                Binding("q", "close", "Close", show=False)]
+
+    def __init__(self, event: dict):
+        super().__init__()
+        self.event = event
+
+    def compose(self) -> ComposeResult:
+        event = self.event
+        payload = msgspec.json.format(msgspec.json.encode(event.get("payload", {})), indent=2)
+        header = Text()
+        header.append(f"{event.get('type')}\n", style="bold")
+        header.append(f"id           {fmt.identifier(event.get('id'))}\n"
+                      f"occurred at  {fmt.precise(event.get('occurred_at'))}\n"
+                      f"received at  {fmt.precise(event.get('created_at'))}\n"
+                      f"emitted by   {fmt.identifier(event.get('emitted_by'))}\n"
+                      f"environment  {event.get('environment', '-')}\n"
+                      "matched      "
+                      f"{', '.join(event.get('matched_workflows') or []) or 'no workflow'}\n")
+        with VerticalScroll(id="dialog", classes="editor"):
+            yield Static(Text("Event", style="bold"), classes="dialog-title")
+            yield Static(header)
+            yield Static(Text("payload", style="bold"))
+            yield Static(Text(payload.decode()), id="payload")
+            yield Static(Text("esc closes", style="dim"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
 
 
 class EventsScreen(SectionScreen):
     SECTION = "Events"
+    HELP = ("A live tail of new events in this environment (newest at the bottom, the "
+            f"newest {BUFFER_SIZE} kept). p pauses and resumes; while paused, new events are "
+            "held and counted. s searches by type and time; esc returns to the tail. "
+            "Enter opens an event with its payload.")
+    BINDINGS = [
+        Binding("p", "pause", "Pause/resume", id="pause-tail"),
+        Binding("s", "search", "Search", id="search-events"),
+    ]
+    COLUMNS = ("Received", "Type", "Id", "Matched workflows")
+
+    def __init__(self):
+        super().__init__()
+        self.buffer: deque[dict] = deque(maxlen=BUFFER_SIZE)
+        self.held = 0
+        self.paused = False
+        self.search: EventSearch | None = None
+        self.last_event_id: str | None = None
+        self.tail_state = "starting"
 
     def compose_body(self) -> ComposeResult:
-        yield ResourceTable()
+        yield Static(id="tail-status")
+        table = ResourceTable(id="events-table")
+        table.add_column("Received", width=19)
+        table.add_column("Type", width=22)
+        table.add_columns(*self.COLUMNS[2:])
+        yield table
+
+    def on_screen_suspend(self) -> None:
+        # Leave no stream open behind other screens; Last-Event-ID fills the gap on return.
+        self.workers.cancel_group(self, "stream")
+
+    async def fetch(self, client: VentryxClient):
+        self.require_environment(client, "events")
+        search = self.search or EventSearch()
+        events = await client.list_events(type=search.type, since=search.since,
+                                          until=search.until, limit=HISTORY)
+        return list(reversed(events))
+
+    def show(self, events: list[dict]) -> None:
+        self.buffer.clear()
+        self.buffer.extend(events)
+        self.held = 0
+        self.last_event_id = events[-1]["id"] if events else None
+        self.render_rows()
+        if self.search is None:
+            self.tail()
+        else:
+            self.workers.cancel_group(self, "stream")
+            self.set_tail_state("search")
+
+    def show_failure(self, error: ApiError) -> None:
+        self.buffer.clear()
+        self.render_rows()
+        self.workers.cancel_group(self, "stream")
+        self.set_tail_state("stopped")
+
+    def filter_changed(self) -> None:
+        self.render_rows()
+
+    def visible(self) -> list[dict]:
+        return [e for e in self.buffer if self.matches(e.get("type"), e.get("id"))]
+
+    def render_rows(self) -> None:
+        table = self.query_one(ResourceTable)
+        at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        table.clear()
+        for event in self.visible():
+            self._add_row(table, event)
+        if at_end and table.row_count:
+            table.move_cursor(row=table.row_count - 1)
+        self.show_status()
+
+    def _add_row(self, table: ResourceTable, event: dict) -> None:
+        matched = event.get("matched_workflows") or []
+        table.add_row(fmt.precise(event.get("created_at")),
+                      Text(event.get("type", ""), overflow="ellipsis", no_wrap=True),
+                      fmt.identifier(event.get("id")),
+                      ", ".join(matched) if matched else "-",
+                      key=event.get("id"))
+
+    def receive(self, event: dict) -> None:
+        """One event from the stream: kept in the bounded buffer, drawn unless paused."""
+        if any(e.get("id") == event.get("id") for e in list(self.buffer)[-50:]):
+            return  # replayed after a reconnect, already shown
+        full = len(self.buffer) == self.buffer.maxlen
+        self.buffer.append(event)
+        if self.paused:
+            self.held += 1
+            self.show_status()
+            return
+        table = self.query_one(ResourceTable)
+        if full:
+            self.render_rows()
+            return
+        at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        if self.matches(event.get("type"), event.get("id")):
+            self._add_row(table, event)
+            if at_end:
+                table.move_cursor(row=table.row_count - 1)
+        self.show_status()
+
+    def set_tail_state(self, state: str) -> None:
+        self.tail_state = state
+        self.show_status()
+
+    def show_status(self) -> None:
+        if self.tail_state == "search":
+            state = f"SEARCH: {self.search.describe() if self.search else ''} (esc: live tail)"
+        elif self.paused:
+            state = f"PAUSED, {self.held} new held (p resumes)"
+        else:
+            state = {"streaming": "LIVE TAIL: streaming", "starting": "LIVE TAIL: connecting",
+                     "reconnecting": "LIVE TAIL: reconnecting...",
+                     "stopped": "LIVE TAIL: stopped (r retries)"}.get(self.tail_state,
+                                                                      self.tail_state)
+        self.query_one("#tail-status", Static).update(Text(
+            f"{state}   buffer {len(self.buffer)}/{BUFFER_SIZE}", style="bold"))
+
+    @work(exclusive=True, group="stream")
+    async def tail(self) -> None:
+        attempt = 0
+        while self.client is not None:
+            client = self.client
+            self.set_tail_state("starting" if attempt == 0 else "reconnecting")
+            try:
+                async for message in client.stream_events(self.last_event_id):
+                    if self.tail_state != "streaming":
+                        self.set_tail_state("streaming")
+                        attempt = 0
+                    if message.event == "open":
+                        continue
+                    if message.id:
+                        self.last_event_id = message.id
+                    self.receive(message.data)
+                # The server ended the stream (a restart, a deploy): reconnect at once.
+            except ServerUnreachable:
+                self.set_tail_state("reconnecting")
+            except ApiError as error:
+                if error.status in (401, 403, 404) or error.type == "authentication_error":
+                    self.notice.show_error(error, "The live tail")
+                    self.app.report_error(error)
+                    self.set_tail_state("stopped")
+                    return
+                self.set_tail_state("reconnecting")
+            await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+            attempt += 1
+
+    # Actions
+
+    def action_pause(self) -> None:
+        if self.search is not None:
+            return
+        self.paused = not self.paused
+        if not self.paused:
+            self.held = 0
+            self.render_rows()
+        self.show_status()
+
+    def action_search(self) -> None:
+        self.app.push_screen(SearchDialog(self.search), self._searched)
+
+    def _searched(self, search: EventSearch | None) -> None:
+        if search is None:
+            return
+        self.search = None if search == EventSearch() else search
+        self.paused = False
+        self.load()
+
+    def action_back(self) -> None:
+        if self.search is not None and not self.filter_text:
+            self.search = None
+            self.load()
+            return
+        super().action_back()
+
+    def action_open_event(self) -> None:
+        event_id = self.query_one(ResourceTable).selected_key
+        event = next((e for e in self.buffer if e.get("id") == event_id), None)
+        if event is not None:
+            self.app.push_screen(EventDetail(event))
+
+    @on(ResourceTable.RowSelected)
+    def _row_selected(self) -> None:
+        self.action_open_event()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield from super().palette_commands()
+        yield SystemCommand("Pause/resume live tail", "Hold new events, or show them (key p)",
+                            self.action_pause)
+        yield SystemCommand("Search events", "By type and time (key s)", self.action_search)
+        yield SystemCommand("Open event", "The selected event with its payload (enter)",
+                            self.action_open_event)

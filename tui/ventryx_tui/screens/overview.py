@@ -86,8 +86,8 @@ class OverviewScreen(SectionScreen):
         identity.add_column(style="bold", no_wrap=True)
         identity.add_column()
         org_name = caller.organization.name
-        if isinstance(data.org, dict) and data.org.get("name"):
-            org_name = data.org["name"]
+        if not isinstance(data.org, ApiError):
+            org_name = data.org.name
         identity.add_row("Organization", Text(
             f"{org_name}  {fmt.identifier(caller.organization.id)}"))
         identity.add_row("Environment", Text(
@@ -116,16 +116,21 @@ class OverviewScreen(SectionScreen):
         counts.add_row("Members", Text(_count(data.members, "members")))
         self.query_one("#overview-counts", Static).update(counts)
 
-        activity = Text()
-        activity.append("Recent activity\n", style="bold")
+        activity = Table.grid(padding=(0, 1), expand=True)
+        activity.title = "Recent activity"
+        activity.title_style = "bold"
+        activity.title_justify = "left"
+        activity.add_column(no_wrap=True, width=16)
+        activity.add_column(no_wrap=True)
+        activity.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+        activity.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
         if isinstance(data.activity, ApiError):
-            activity.append(f"unavailable: {data.activity.describe()}")
+            activity.add_row(Text(f"unavailable: {data.activity.describe()}", overflow="fold"))
         elif not data.activity[0]:
-            activity.append("nothing yet")
+            activity.add_row("nothing yet")
         else:
             for entry in data.activity[0][:6]:
-                activity.append(
-                    f"{fmt.timestamp(entry.get('created_at') or entry.get('occurred_at'))}  "
-                    f"{entry.get('action', '?')}  {fmt.identifier(entry.get('target_id'))}  "
-                    f"by {fmt.identifier(entry.get('actor_id'))}\n")
+                activity.add_row(fmt.timestamp(entry.created_at), entry.action,
+                                 fmt.identifier(entry.target_id),
+                                 "by " + fmt.identifier(entry.actor_id))
         self.query_one("#overview-activity", Static).update(activity)
