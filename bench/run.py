@@ -27,6 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import profiling
 from harness import (
     BENCH_DIR,
     BenchContext,
@@ -166,11 +167,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
-    parser.add_argument("--seconds", type=float, default=10, help="per scenario per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5, help="per scenario per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=2, help="seconds per scenario, unreported")
     parser.add_argument("--workers", type=int, default=1, help="server processes, for both apps")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the rounds, sample each scenario and its baseline with "
+                             "py-spy and print where the extra time per request goes")
     parser.add_argument("--only", action="append",
                         help="run only this bench module (e.g. bench_api_keys); repeatable")
     args = parser.parse_args()
@@ -231,6 +235,21 @@ def main() -> int:
                 print(f"round {round_number + 1}/{args.rounds} {scenario.name}: "
                       f"{results[scenario.name][-1].requests_per_second:,.0f} req/s",
                       file=sys.stderr, flush=True)
+        if args.profile:
+            profile_dir = Path(tempfile.mkdtemp(prefix="ventryx-profile-"))
+            py_spy = profiling.find_py_spy()
+            profiles = {}
+            for scenario in scenarios:
+                output = profile_dir / f"{len(profiles)}.txt"
+                requests = profiling.record(
+                    py_spy, pids[scenario.target], args.seconds, output,
+                    lambda scenario=scenario: measure(scenario, args.seconds - 1).requests)
+                profiles[scenario.name] = profiling.self_time_us(output, requests)
+            for scenario in scenarios:
+                if scenario.baseline:
+                    profiling.print_difference(scenario.name, profiles[scenario.name],
+                                               profiles[scenario.baseline], scenario.baseline)
+            print(f"\npy-spy's collapsed stacks (flamegraph.pl input) are in {profile_dir}")
     finally:
         server.stop()
         baseline.stop()
