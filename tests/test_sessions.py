@@ -5,9 +5,11 @@ import secrets
 import statistics
 import time
 
+import httpx
 import pytest
 
-from conftest import bearer, wait_for
+from conftest import TEST_PEPPER, bearer, wait_for
+from ventryx_server.auth import hash_secret
 from ventryx_shared.tokens import parse_token
 
 NEW_PASSWORD_LENGTH = 24
@@ -507,3 +509,79 @@ async def test_a_removed_members_session_ends_but_keys_they_made_keep_working(
     assert "keep working" in data["note"]
     assert (await client.get("/v1/me", headers=bearer(token))).status_code == 401
     assert (await client.get("/v1/me", headers=bearer(key))).status_code == 200
+
+
+async def test_logout_through_one_process_is_seen_by_another(client, second_server, ledger,
+                                                             org):
+    token = await owner_session(client, ledger, org)
+    async with httpx.AsyncClient(base_url=second_server.url) as other:
+        assert (await other.get("/v1/members", headers=bearer(token))).status_code == 200
+        assert (await client.delete("/v1/sessions/current",
+                                    headers=bearer(token))).status_code == 200
+        assert (await other.get("/v1/members", headers=bearer(token))).status_code == 401
+
+
+async def test_a_write_in_flight_when_a_session_ends_gets_401_and_writes_nothing(
+        client, db, ledger, org):
+    """Hold a logout open exactly as DELETE /v1/sessions/current does it (the session row
+    locked FOR UPDATE, ended_at set), start a write with the session, then commit."""
+    token = await owner_session(client, ledger, org)
+    session_id = (await client.get("/v1/me", headers=bearer(token))).json()["data"][
+        "credential_id"]
+    before = await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id)
+    async with db.acquire() as conn:
+        logout = conn.transaction()
+        await logout.start()
+        await conn.execute("SELECT 1 FROM sessions WHERE org_id = $1 AND id = $2 FOR UPDATE",
+                           org.id, session_id)
+        await conn.execute("UPDATE sessions SET ended_at = now() WHERE org_id = $1 AND id = $2",
+                           org.id, session_id)
+        write = asyncio.create_task(client.post(
+            "/v1/api-keys", headers=bearer(token),
+            json={"name": "in flight", "scopes": ["events:read"]}))
+        done, _ = await asyncio.wait({write}, timeout=0.5)
+        assert not done, "the write did not wait for the logout's lock"
+        await logout.commit()
+    response = await write
+    assert response.status_code == 401, response.text
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id) == before
+
+
+async def test_removing_a_member_waits_for_a_write_already_holding_their_session(
+        client, db, ledger, org):
+    member, token, _ = await member_session(client, ledger, org, "developer")
+    async with db.acquire() as conn:
+        write = conn.transaction()
+        await write.start()
+        locked = await conn.fetchrow(
+            "SELECT * FROM locked_authorized_caller($1, $2, 'live', 'events:write')",
+            token[len("vtxs_"):][:12], hash_secret(TEST_PEPPER, token))
+        assert locked["member_id"] == member["id"]
+        removal = asyncio.create_task(
+            client.delete(f"/v1/members/{member['id']}", headers=bearer(org.admin_key)))
+        done, _ = await asyncio.wait({removal}, timeout=0.5)
+        assert not done, "the removal did not wait for the write in flight"
+        await write.commit()
+    assert (await removal).status_code == 200
+    assert (await client.get("/v1/me", headers=bearer(token))).status_code == 401
+
+
+async def test_a_role_change_waits_for_a_write_already_holding_the_members_session(
+        client, db, ledger, org):
+    member, token, _ = await member_session(client, ledger, org, "developer")
+    async with db.acquire() as conn:
+        write = conn.transaction()
+        await write.start()
+        await conn.fetchrow(
+            "SELECT * FROM locked_authorized_caller($1, $2, 'live', 'events:write')",
+            token[len("vtxs_"):][:12], hash_secret(TEST_PEPPER, token))
+        demotion = asyncio.create_task(client.patch(
+            f"/v1/members/{member['id']}", headers=bearer(org.admin_key),
+            json={"role": "viewer"}))
+        done, _ = await asyncio.wait({demotion}, timeout=0.5)
+        assert not done, "the role change did not wait for the write in flight"
+        await write.commit()
+    assert (await demotion).status_code == 200
+    refused = await client.post("/v1/api-keys", headers=bearer(token),
+                                json={"name": "after demotion", "scopes": ["events:read"]})
+    assert refused.status_code == 403
