@@ -43,11 +43,16 @@ async def settle(pilot, rounds: int = 40) -> None:
     app = pilot.app
     for _ in range(rounds):
         await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(worker.is_running for worker in app.workers):
-            return
-        await asyncio.sleep(0.05)
+        # The live tail's stream worker runs for as long as its screen shows.
+        finite = [worker for worker in app.workers
+                  if worker.group != "stream" and worker.is_running]
+        if not finite:
+            await pilot.pause()
+            if not any(w.is_running and w.group != "stream" for w in app.workers):
+                return
+            continue
+        await asyncio.gather(*(worker.wait() for worker in finite), return_exceptions=True)
+        await asyncio.sleep(0.02)
 
 
 async def wait_until(pilot, predicate, timeout: float = 10.0) -> bool:
