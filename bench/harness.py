@@ -11,6 +11,7 @@ A module ``bench/bench_<area>.py`` may define:
   its baseline scenario; the runner reports throughput as a ratio to it, round by round.
 """
 
+import contextlib
 import importlib
 import json
 import os
@@ -19,7 +20,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -105,14 +107,20 @@ class Measurement:
     p99_ms: float
     requests: int
     failures: int  # non-2xx/3xx responses and socket errors: a run with any is invalid
-    # CPU time per request of the app's processes and of PostgreSQL's, where /proc shows
-    # them. Unlike req/s they barely move when other work shares the machine.
+    # CPU time per request of the app's processes and of the PostgreSQL backends serving
+    # the bench database, where /proc shows them. They move much less than req/s when
+    # other work shares the machine.
     app_cpu_us: float | None = None
     db_cpu_us: float | None = None
 
 
-def process_tree_cpu_seconds(root_pid: int) -> float | None:
-    """User + system CPU of a process and all its descendants, from /proc (Linux only)."""
+def process_tree_cpu_seconds(root_pid: int, title_contains: str | None = None) -> float | None:
+    """User + system CPU of a process and its descendants, from /proc (Linux only).
+
+    With ``title_contains``, only processes whose command line holds it count: for
+    PostgreSQL, the backends of one database ("postgres: user dbname ..."), leaving out
+    autovacuum and checkpoints that earlier scenarios set off.
+    """
     proc = Path("/proc")
     if not (proc / str(root_pid)).is_dir():
         return None
@@ -122,6 +130,10 @@ def process_tree_cpu_seconds(root_pid: int) -> float | None:
         try:
             # The command name may hold spaces and parentheses; the fields follow its last ")".
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            if title_contains is not None:
+                title = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if title_contains not in title:
+                    fields[11] = fields[12] = "0"
         except (OSError, IndexError):
             continue  # a process that ended while we looked
         pid = int(stat.parent.name)
@@ -135,14 +147,23 @@ def process_tree_cpu_seconds(root_pid: int) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def request_env(scenario: Scenario) -> dict[str, str]:
-    """The request travels in the environment, so no credential is on a command line."""
+@contextlib.contextmanager
+def request_env(scenario: Scenario) -> Iterator[dict[str, str]]:
+    """The request travels in the environment, so no credential is on a command line.
+
+    A body goes through a file: one environment string is limited to 128 KiB on Linux.
+    """
     env = {**os.environ, "BENCH_METHOD": scenario.method}
     if scenario.token:
         env["BENCH_AUTHORIZATION"] = f"Bearer {scenario.token}"
-    if scenario.body is not None:
-        env["BENCH_BODY"] = scenario.body.decode()
-    return env
+    if scenario.body is None:
+        yield env
+        return
+    with tempfile.NamedTemporaryFile(prefix="ventryx-bench-body-", suffix=".json") as body:
+        body.write(scenario.body)
+        body.flush()
+        env["BENCH_BODY_FILE"] = body.name
+        yield env
 
 
 class Wrk:
@@ -155,10 +176,11 @@ class Wrk:
         self.version = (version.stdout + version.stderr).split("Copyright")[0].strip()
 
     def run(self, url: str, scenario: Scenario, connections: int, seconds: float) -> Measurement:
-        result = subprocess.run(
-            [self.executable, f"-t{self.threads}", f"-c{connections}", f"-d{seconds:g}s",
-             "--latency", "-s", str(WRK_SCRIPT), url + scenario.path],
-            env=request_env(scenario), capture_output=True, text=True, check=True)
+        with request_env(scenario) as env:
+            result = subprocess.run(
+                [self.executable, f"-t{self.threads}", f"-c{connections}", f"-d{seconds:g}s",
+                 "--latency", "-s", str(WRK_SCRIPT), url + scenario.path],
+                env=env, capture_output=True, text=True, check=True)
         return parse_wrk(result.stdout)
 
 
@@ -195,10 +217,11 @@ class PythonLoad:
     version = "bench/loadgen.py (asyncio)"
 
     def run(self, url: str, scenario: Scenario, connections: int, seconds: float) -> Measurement:
-        result = subprocess.run(
-            [sys.executable, str(LOADGEN), url + scenario.path, "--connections",
-             str(connections), "--seconds", str(seconds)],
-            env=request_env(scenario), capture_output=True, text=True, check=True)
+        with request_env(scenario) as env:
+            result = subprocess.run(
+                [sys.executable, str(LOADGEN), url + scenario.path, "--connections",
+                 str(connections), "--seconds", str(seconds)],
+                env=env, capture_output=True, text=True, check=True)
         return Measurement(**json.loads(result.stdout))
 
 
@@ -218,6 +241,8 @@ def median(values: list[float]) -> float:
 async def probe(url: str, scenario: Scenario) -> None:
     """One request before any load: a benchmark of 401s or 404s measures nothing."""
     headers = {"Authorization": f"Bearer {scenario.token}"} if scenario.token else {}
+    if scenario.body is not None:
+        headers["Content-Type"] = "application/json"
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.request(scenario.method, url + scenario.path, headers=headers,
                                         content=scenario.body)

@@ -2,8 +2,8 @@
 
 ``python bench/loadgen.py URL --connections 64 --seconds 10`` prints one JSON object
 (requests_per_second, p50_ms, p99_ms, requests, failures). The request's method,
-Authorization and body come from BENCH_METHOD, BENCH_AUTHORIZATION and BENCH_BODY, as
-for wrk's request.lua.
+Authorization and body come from BENCH_METHOD, BENCH_AUTHORIZATION and BENCH_BODY_FILE,
+as for wrk's request.lua.
 """
 
 import argparse
@@ -12,13 +12,15 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
 def build_request(url: str) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     method = os.environ.get("BENCH_METHOD", "GET")
-    body = os.environ.get("BENCH_BODY", "").encode()
+    body_file = os.environ.get("BENCH_BODY_FILE")
+    body = Path(body_file).read_bytes() if body_file else b""
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}"]
     if authorization := os.environ.get("BENCH_AUTHORIZATION"):

@@ -1,5 +1,5 @@
 -- wrk script: the request comes from the environment (BENCH_METHOD, BENCH_AUTHORIZATION,
--- BENCH_BODY), so a credential never appears on a command line or in `ps`.
+-- BENCH_BODY_FILE), so a credential never appears on a command line or in `ps`.
 -- Only top-level settings, no request() function: wrk then builds the request once and
 -- stays on its fast path.
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
@@ -9,8 +9,10 @@ if authorization and authorization ~= "" then
   wrk.headers["Authorization"] = authorization
 end
 
-local body = os.getenv("BENCH_BODY")
-if body and body ~= "" then
-  wrk.body = body
+local body_file = os.getenv("BENCH_BODY_FILE")
+if body_file and body_file ~= "" then
+  local file = assert(io.open(body_file, "rb"))
+  wrk.body = file:read("*a")
+  file:close()
   wrk.headers["Content-Type"] = "application/json"
 end

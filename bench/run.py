@@ -104,8 +104,13 @@ async def prepare_database(admin_url: str, pepper: bytes):
 
 
 async def prepare_scenarios(modules, server: Process, baseline: Process, database_url: str,
-                            org) -> list[Scenario]:
-    scenarios: list[Scenario] = []
+                            org) -> tuple[list[Scenario], list[str]]:
+    """Every module's scenarios that answer as they expect, and why the others were left out.
+
+    One module's failure (a teammate's work in progress) must not stop the others.
+    """
+    prepared: list[Scenario] = []
+    skipped: list[str] = []
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
         conn = await asyncpg.connect(database_url)
         try:
@@ -113,17 +118,29 @@ async def prepare_scenarios(modules, server: Process, baseline: Process, databas
                                org.key, api, conn)
             for module in modules:
                 if hasattr(module, "prepare"):
-                    scenarios.extend(await module.prepare(ctx))
+                    try:
+                        prepared.extend(await module.prepare(ctx))
+                    except Exception as exc:
+                        skipped.append(f"{module.__name__}: prepare() failed: "
+                                       f"{type(exc).__name__}: {exc}")
         finally:
             await conn.close()
-    names = {scenario.name for scenario in scenarios}
-    for scenario in scenarios:
-        if scenario.baseline and scenario.baseline not in names:
-            raise SystemExit(f"{scenario.name}: its baseline {scenario.baseline!r} is no scenario")
     urls = {"server": server.url, "baseline": baseline.url}
-    for scenario in scenarios:
-        await probe(urls[scenario.target], scenario)
-    return scenarios
+    answering = []
+    for scenario in prepared:
+        try:
+            await probe(urls[scenario.target], scenario)
+            answering.append(scenario)
+        except (RuntimeError, httpx.HTTPError) as exc:
+            skipped.append(str(exc))
+    names = {scenario.name for scenario in answering}
+    scenarios = []
+    for scenario in answering:
+        if scenario.baseline and scenario.baseline not in names:
+            skipped.append(f"{scenario.name}: its baseline {scenario.baseline!r} is not running")
+        else:
+            scenarios.append(scenario)
+    return scenarios, skipped
 
 
 def _median_of(runs: list[Measurement], attribute: str) -> float | None:
@@ -203,21 +220,28 @@ def main() -> int:
     try:
         server.wait_answering("/readyz")
         baseline.wait_answering("/")
-        scenarios = asyncio.run(prepare_scenarios(modules, server, baseline, database_url, org))
+        scenarios, skipped = asyncio.run(
+            prepare_scenarios(modules, server, baseline, database_url, org))
+        problems += skipped
+        for problem in skipped:
+            print(f"skipped {problem}", file=sys.stderr)
+        if not scenarios:
+            raise SystemExit("no scenario left to run")
         urls = {"server": server.url, "baseline": baseline.url}
 
         pids = {"server": server.process.pid, "baseline": baseline.process.pid}
         postmaster = int((run_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        backends_of = f" {database_url.split('?')[0].rsplit('/', 1)[1]} "
 
         def measure(scenario: Scenario, seconds: float) -> Measurement:
             app_before = process_tree_cpu_seconds(pids[scenario.target])
-            db_before = process_tree_cpu_seconds(postmaster)
+            db_before = process_tree_cpu_seconds(postmaster, backends_of)
             result = load.run(urls[scenario.target], scenario, args.connections, seconds)
             if result.failures:
                 raise SystemExit(f"{scenario.name}: {result.failures} failed requests; "
                                  f"see {server.log_path} / {baseline.log_path}")
             app_after = process_tree_cpu_seconds(pids[scenario.target])
-            db_after = process_tree_cpu_seconds(postmaster)
+            db_after = process_tree_cpu_seconds(postmaster, backends_of)
             if None in (app_before, app_after, db_before, db_after) or not result.requests:
                 return result
             return replace(result,
@@ -227,10 +251,17 @@ def main() -> int:
         for scenario in scenarios:
             measure(scenario, args.warmup)
         results: dict[str, list[Measurement]] = defaultdict(list)
+        # A scenario runs right next to its baseline, so drift on a busy machine hits both
+        # sides of a ratio alike; the order inside each family rotates from round to round.
+        families: dict[str, list[Scenario]] = defaultdict(list)
+        for scenario in scenarios:
+            families[scenario.baseline or scenario.name].append(scenario)
         for round_number in range(args.rounds):
-            # Rotate the order each round so no scenario always runs right after another.
-            shift = round_number % len(scenarios)
-            for scenario in scenarios[shift:] + scenarios[:shift]:
+            order = []
+            for family in families.values():
+                shift = round_number % len(family)
+                order += family[shift:] + family[:shift]
+            for scenario in order:
                 results[scenario.name].append(measure(scenario, args.seconds))
                 print(f"round {round_number + 1}/{args.rounds} {scenario.name}: "
                       f"{results[scenario.name][-1].requests_per_second:,.0f} req/s",
@@ -262,6 +293,8 @@ def main() -> int:
         f"granian --workers {args.workers} for server and baseline; PostgreSQL "
         f"{server_version} (embedded); {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; app, database and load generator share the machine.\n"))
+    for problem in problems:
+        print(f"not measured: {problem}")
     return 0
 
 
