@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from test_sessions import add_member, login, member_session, owner_session
+
+# An autouse fixture: every test here starts with 127.0.0.1's login failures cleared.
+from test_sessions import (
+    add_member,
+    forget_local_login_failures,  # noqa: F401
+    login,
+    member_session,
+    owner_session,
+)
 
 from conftest import bearer
 
@@ -170,8 +178,6 @@ async def test_failed_changes_write_no_entry_but_failed_logins_do(client, db, le
     added = await _entries(db, org.id, await _entry_ids(db, org.id) - before)
     assert [(e["action"], e["actor_id"]) for e in added] == [
         ("session.login_failed", org.owner_id)]
-    async with db.acquire() as conn:
-        await conn.execute("DELETE FROM login_attempts WHERE throttle_key LIKE 'address:%'")
 
 
 async def test_the_database_itself_refuses_to_change_or_delete_entries(db, org):

@@ -3,7 +3,16 @@
 import secrets
 
 import pytest
-from test_sessions import add_member, first_login, login, member_session, owner_session
+
+# An autouse fixture: every test here starts with 127.0.0.1's login failures cleared.
+from test_sessions import (
+    add_member,
+    first_login,
+    forget_local_login_failures,  # noqa: F401
+    login,
+    member_session,
+    owner_session,
+)
 
 from conftest import bearer
 

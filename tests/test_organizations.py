@@ -1,7 +1,12 @@
 """``GET``/``PATCH /v1/org``: the caller's own organization, renamed only with org:admin."""
 
 import pytest
-from test_sessions import owner_session
+
+# An autouse fixture: every test here starts with 127.0.0.1's login failures cleared.
+from test_sessions import (
+    forget_local_login_failures,  # noqa: F401
+    owner_session,
+)
 
 from conftest import bearer
 

@@ -84,17 +84,22 @@ async def test_login_with_the_right_password_gives_a_session_token(client, ledge
     assert me.json()["data"]["member_id"] == org.owner_id
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 async def forget_local_login_failures(db):
-    """Throttle counts are per client address, and every test logs in from 127.0.0.1:
-    tests that fail logins on purpose clear that address's count afterwards."""
+    """Throttle counts are per client address, and every test (and the fuzzer) logs in
+    from 127.0.0.1: each test starts and ends with that address's count cleared.
+    Modules that log in import this fixture, which makes it autouse there too."""
+
+    async def forget() -> None:
+        async with db.acquire() as conn:
+            await conn.execute("DELETE FROM login_attempts WHERE throttle_key LIKE 'address:%'")
+
+    await forget()
     yield
-    async with db.acquire() as conn:
-        await conn.execute("DELETE FROM login_attempts WHERE throttle_key LIKE 'address:%'")
+    await forget()
 
 
-async def test_wrong_password_and_unknown_email_get_the_same_answer(
-        client, db, org, forget_local_login_failures):
+async def test_wrong_password_and_unknown_email_get_the_same_answer(client, db, org):
     wrong = await login(client, org.owner_email, "not the password at all")
     unknown = await login(client, f"nobody-{secrets.token_hex(4)}@example.com",
                           "not the password at all")
@@ -110,7 +115,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_answer(
 
 
 async def test_failed_login_is_audited_for_the_organization_whose_member_it_named(
-        client, db, org, forget_local_login_failures):
+        client, db, org):
     response = await login(client, org.owner_email.upper(), "not the password at all")
     assert response.status_code == 401
     async with db.acquire() as conn:
@@ -135,7 +140,7 @@ async def test_successful_login_is_audited_with_its_session(client, db, ledger, 
 
 
 async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right_password(
-        client, db, org, forget_local_login_failures):
+        client, db, org):
     from ventryx_server.controllers.sessions import LOGIN_WINDOW_SECONDS, MAX_FAILURES_PER_EMAIL
 
     for _ in range(MAX_FAILURES_PER_EMAIL):
@@ -158,7 +163,7 @@ async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right
 
 
 async def test_many_failures_from_one_address_are_throttled_across_emails(
-        client, db, org, forget_local_login_failures):
+        client, db, org):
     from ventryx_server.controllers.sessions import MAX_FAILURES_PER_ADDRESS
 
     # All but the last failure are put in the table directly: the count, not argon2, is
@@ -175,8 +180,7 @@ async def test_many_failures_from_one_address_are_throttled_across_emails(
     assert int(blocked.headers["retry-after"]) > 0
 
 
-async def test_a_right_password_clears_the_emails_failures(
-        client, ledger, org, forget_local_login_failures):
+async def test_a_right_password_clears_the_emails_failures(client, ledger, org):
     from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL
 
     for _ in range(MAX_FAILURES_PER_EMAIL - 1):
@@ -188,9 +192,9 @@ async def test_a_right_password_clears_the_emails_failures(
         assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
 
 
-async def test_unknown_email_takes_as_long_as_a_wrong_password(
-        client, org, forget_local_login_failures):
-    # Loose on purpose (medians within a factor of two); bench/ has the exact figure.
+async def test_unknown_email_takes_as_long_as_a_wrong_password(client, org):
+    # Loose on purpose (medians within a factor of two): the exact figure is a
+    # benchmark's business, not a unit test's.
     async def timed(email: str) -> float:
         started = time.perf_counter()
         response = await login(client, email, "a wrong guess")
