@@ -24,7 +24,7 @@ from .screens.events import EventsScreen
 from .screens.help import HelpScreen
 from .screens.members import MembersScreen
 from .screens.overview import OverviewScreen
-from .screens.sign_in import SignInScreen, StartScreen
+from .screens.sign_in import ChangePasswordScreen, SignInScreen, StartScreen
 from .screens.workflows import WorkflowsScreen
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -125,7 +125,8 @@ class VentryxApp(App):
             self.push_screen(SignInScreen(server))
 
     @work(exclusive=True, group="connect")
-    async def connect(self, server: str, credential: str, remember: bool = True) -> None:
+    async def connect(self, server: str, credential: str, remember: bool = True,
+                      password: str | None = None) -> None:
         """Check the credential with ``GET /v1/me``; on success, open the overview."""
         client = VentryxClient(server, credential, timeout=self.timeout)
         try:
@@ -136,6 +137,15 @@ class VentryxApp(App):
                 self.screen.show_error(error)
             else:
                 self.push_screen(SignInScreen(server, error=error))
+            return
+        if caller.credential_type == "session" and not caller.scopes:
+            # A one-time password: nothing but changing it works until it is changed.
+            self.client = client
+            self.caller = caller
+            if isinstance(self.screen, SignInScreen):
+                self.pop_screen()
+            self.push_screen(ChangePasswordScreen(password))
+            self._pending_remember = (server, credential) if remember else None
             return
         if self.client is not None:
             await self.client.aclose()
@@ -161,7 +171,26 @@ class VentryxApp(App):
             return
         finally:
             await client.aclose()
-        self.connect(server, token)
+        self.connect(server, token, password=password)
+
+    @work(exclusive=True, group="connect")
+    async def change_one_time_password(self, current: str, new: str) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            await client.change_password(current, new)
+        except ApiError as error:
+            if isinstance(self.screen, ChangePasswordScreen):
+                self.screen.show_error(error)
+            return
+        pending = getattr(self, "_pending_remember", None)
+        self.client = None
+        await client.aclose()
+        if isinstance(self.screen, ChangePasswordScreen):
+            self.pop_screen()
+        self.notify("Password changed.")
+        self.connect(client.server, client.credential, remember=pending is not None)
 
     # What the caller may do
 
@@ -208,7 +237,8 @@ class VentryxApp(App):
         # Navigation waits behind dialogs and the sign-in screen, so a keypress there
         # never yanks the user away from a half-typed form.
         if action in {"go", "toggle_environment"}:
-            return self.client is not None and not isinstance(self.screen, ModalScreen)
+            return self.client is not None and not isinstance(
+                self.screen, ModalScreen | SignInScreen | ChangePasswordScreen)
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -175,6 +175,10 @@ class VentryxClient:
                            request_id=response.headers.get("request-id"))
         return token
 
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        await self._send("POST", "/v1/members/me/password", json={
+            "current_password": current_password, "new_password": new_password})
+
     async def sign_out(self) -> None:
         if self.is_session:
             await self._send("DELETE", "/v1/sessions/current")

@@ -73,3 +73,55 @@ class SignInScreen(Screen):
             self.app.sign_in_with_password(server, email, password)
         else:
             self.show_error(ApiError("Enter an API key, or an email and password."))
+
+
+class ChangePasswordScreen(Screen):
+    """A member signed in with a one-time password must choose their own before anything
+    else works (the server gives such a session no scopes)."""
+
+    BINDINGS = [Binding("escape", "app.quit", "Quit", id="change-password-quit")]
+    AUTO_FOCUS = "#new-password"
+
+    def __init__(self, current_password: str | None):
+        super().__init__()
+        self._current = current_password
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="sign-in"):
+            yield Static(Text("Choose your own password", style="bold"), classes="dialog-title")
+            yield Static(Text("You signed in with a one-time password. Choose a new one "
+                              "(at least 12 characters) to continue."))
+            if not self._current:
+                yield Label("One-time password")
+                yield Input(id="current-password", password=True, compact=True)
+            yield Label("New password")
+            yield Input(id="new-password", password=True, compact=True)
+            yield Label("New password again")
+            yield Input(id="repeat-password", password=True, compact=True)
+            yield Static(id="sign-in-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Change password", id="change-password", variant="primary",
+                             compact=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#sign-in-error", Static).display = False
+
+    def show_error(self, error: ApiError) -> None:
+        field = self.query_one("#sign-in-error", Static)
+        field.update(Text(f"Not changed: {error.describe()}"))
+        field.display = True
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#change-password")
+    def change(self) -> None:
+        current = self._current or self.query_one("#current-password", Input).value
+        new = self.query_one("#new-password", Input).value
+        repeat = self.query_one("#repeat-password", Input).value
+        if len(new) < 12:
+            self.show_error(ApiError("The new password needs at least 12 characters."))
+        elif new != repeat:
+            self.show_error(ApiError("The two new passwords differ."))
+        else:
+            self.app.change_one_time_password(current, new)
+            self._current = None

@@ -1,0 +1,193 @@
+"""Starting, signing in, switching environments, help, the palette, NO_COLOR, and riding
+out a server that goes away and comes back."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import httpx
+import pytest
+from textual.widgets import Input
+
+from ventryx_tui.app import VentryxApp
+from ventryx_tui.screens.api_keys import ApiKeysScreen
+from ventryx_tui.screens.help import HelpScreen
+from ventryx_tui.screens.overview import OverviewScreen
+from ventryx_tui.screens.sign_in import ChangePasswordScreen, SignInScreen
+from ventryx_tui.screens.workflows import WorkflowsScreen
+
+from .conftest import settle, wait_until
+
+
+async def test_without_saved_credentials_it_asks_and_remembers_an_api_key(
+        org, dashboard, credential_store, isolated_config):
+    app = dashboard(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)
+        app.screen.query_one("#api-key", Input).value = org.admin_key
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        assert org.admin_key not in app.export_screenshot()
+    saved = credential_store.path
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert credential_store.load()[1] == org.admin_key
+
+
+async def test_a_bad_key_is_refused_with_the_servers_message(dashboard):
+    app = dashboard(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#api-key", Input).value = "vtx_live_not-a-real-key"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)
+        text = str(app.screen.query_one("#sign-in-error").content)
+        assert "Sign-in failed" in text and "request id req_" in text
+
+
+async def test_member_login_with_one_time_password_changes_it_first(
+        org, dashboard, ledger, credential_store):
+    app = dashboard(None)
+    new_password = ledger.add("a-much-better-passphrase-42")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#email", Input).value = org.owner_email
+        app.screen.query_one("#password", Input).value = org.owner_password
+        app.screen.query_one("#password", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ChangePasswordScreen)
+        await pilot.press(*new_password, "tab", *new_password, "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        assert app.caller.credential_type == "session"
+        assert "org:admin" in app.caller.scopes
+        # A session chooses its environment per request: the switch reaches test data.
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("t")
+        await settle(pilot)
+        assert app.environment == "test"
+        assert "[TEST]" in app.export_screenshot()
+        assert isinstance(app.screen, WorkflowsScreen)
+        assert not app.screen.query_one("#notice").display
+    ledger.add(credential_store.load()[1])  # the session token, kept in the store only
+
+
+async def test_environment_switch_is_on_every_screen_and_filters_keys(org, make_key, dashboard):
+    test_key_id, _ = await make_key(org, ["events:read"], environment="test", name="sandbox")
+    app = dashboard(org.admin_key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for section in "123456":
+            await pilot.press(section)
+            await settle(pilot)
+            assert "[LIVE]" in app.export_screenshot(), section
+        await pilot.press("2")
+        await settle(pilot)
+        assert test_key_id not in [key.id for key in app.screen.keys]
+        await pilot.press("t")
+        await settle(pilot)
+        assert "[TEST]" in app.export_screenshot()
+        assert [key.id for key in app.screen.keys] == [test_key_id]
+        # A live key cannot list test workflows: the screen says so instead of lying.
+        await pilot.press("3")
+        await settle(pilot)
+        assert "sees only live workflows" in str(app.screen.query_one("#notice").content)
+
+
+async def test_a_test_key_cannot_switch_to_live(org, make_key, dashboard):
+    _id, key = await make_key(org, ["api-keys:read"], environment="test")
+    app = dashboard(key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.environment == "test"
+        await pilot.press("t")
+        await settle(pilot)
+        assert app.environment == "test"
+
+
+async def test_help_and_palette_list_the_screens_actions(org, dashboard):
+    app = dashboard(org.admin_key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = app.export_screenshot().replace("&#160;", " ")
+        assert "Revoke" in text and "Rotate" in text and "ctrl+p" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, ApiKeysScreen)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {"Go to Workflows", "Go to Events", "Go to Members", "Go to Audit log",
+                "Switch live/test", "New API key", "Revoke API key", "Rotate API key",
+                "Edit API key", "Filter API keys", "Refresh API keys"} <= titles
+        await pilot.press("j", "k", "q")
+    assert app.return_code == 0 or app.return_code is None
+
+
+async def test_no_color_turns_colour_off_and_state_still_reads_as_words(
+        org, dashboard, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = dashboard(org.admin_key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        assert app.no_color
+        screenshot = app.export_screenshot()
+        assert "[LIVE]" in screenshot and "active" in screenshot
+
+
+def _start_server(database_url: str, port: int, log_path) -> subprocess.Popen:
+    from conftest import ROOT, TEST_PEPPER  # the suite's own server settings
+
+    env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": TEST_PEPPER.hex()}
+    log = open(log_path, "ab")  # noqa: SIM115 - the process owns it until it ends
+    return subprocess.Popen(
+        [sys.executable, "-m", "ventryx_server", "serve", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+async def _ready(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=1) as http:
+            return (await http.get(url + "/readyz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.timeout(90)
+async def test_lost_server_shows_reconnecting_and_recovers_by_itself(
+        org, dashboard, database_url, server_log_dir):
+    from conftest import free_port, wait_for
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _start_server(database_url, port, server_log_dir / "tui-restart-1.log")
+    try:
+        assert await wait_for(lambda: _ready(url), timeout=30)
+        app = dashboard(org.admin_key, server_url=url, timeout=2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("2")
+            await settle(pilot)
+            assert app.screen.keys
+            process.terminate()
+            process.wait(10)
+            await pilot.press("r")
+            assert await wait_until(pilot, lambda: app.connection == "reconnecting")
+            assert "reconnecting" in app.export_screenshot()
+            assert "Traceback" not in app.export_screenshot()
+            process = _start_server(database_url, port, server_log_dir / "tui-restart-2.log")
+            assert await wait_until(pilot, lambda: app.connection == "connected", timeout=40)
+            await settle(pilot)
+            assert app.screen.keys
+            assert "reconnecting" not in app.export_screenshot()
+    finally:
+        process.terminate()
+        process.wait(10)
