@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import httpx
 
 from conftest import bearer
+from ventryx_server.event_stream import notification_payloads
+from ventryx_shared.ids import new_id
 
 
 @dataclass
@@ -70,9 +72,9 @@ async def test_a_stream_on_one_process_gets_events_emitted_through_another(
         assert message.data == event
         batch = await client.post("/v1/events/batch", headers=bearer(org.admin_key),
                                   json={"events": [{"type": "order.paid", "payload": {"i": i}}
-                                                   for i in range(250)]})
+                                                   for i in range(500)]})
         assert batch.status_code == 201
-        received = [(await reader.next()).id for _ in range(250)]
+        received = [(await reader.next()).id for _ in range(500)]
         assert sorted(received) == sorted(e["id"] for e in batch.json()["data"])
 
 
@@ -151,3 +153,14 @@ async def test_stream_refusals(client, server, org, make_key):
             assert response.status_code == 400
     async with stream(server.url, "vtx_live_notarealkey") as response:
         assert response.status_code == 401
+
+
+def test_announcements_fit_notify_payloads_and_keep_every_id():
+    org_a, org_b = new_id("org"), new_id("org")
+    ids = [new_id("evt") for _ in range(1200)]
+    payloads = notification_payloads([(org_a, "live", ids[:700]), (org_b, "test", ids[700:]),
+                                      (org_a, "live", ids[1199:])])
+    assert all(len(p.encode()) < 8000 for p in payloads)
+    parsed = [p.split(" ") for p in payloads]
+    assert sum(len(p) - 2 for p in parsed if p[:2] == [org_a, "live"]) == 701
+    assert sorted(i for p in parsed for i in p[2:]) == sorted(ids + ids[1199:])

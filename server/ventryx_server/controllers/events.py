@@ -1,8 +1,9 @@
 """Events: emit one, emit a batch, list, get, and the live stream.
 
 An emit without an Idempotency-Key is one statement (one round trip): it locks the
-caller's key row, inserts, records the matching workflows and notifies the streams.
-With a key, the same statement runs inside the transaction that claims the key.
+caller's key row, inserts and records the matching workflows. With a key, the same
+statement runs inside the transaction that claims the key. Once committed, the new ids
+are announced to the streams of every server process (event_stream.announce).
 """
 
 from dataclasses import dataclass
@@ -93,14 +94,14 @@ def _no_such_event(event_id: str) -> NotFound:
     return NotFound(f"No such event: '{event_id[:64]}'", param="id")
 
 
-def _payload_json(payload: dict[str, Any]) -> str:
+def payload_json(payload: dict[str, Any]) -> str:
     try:
         return encode_bounded_json(payload, MAX_PAYLOAD_BYTES, "payload").decode()
     except ValueError as exc:
         raise UnprocessableEntity(str(exc), code="invalid_payload", param="payload") from None
 
 
-def _emitted(row: Any, item: EventCreate) -> Event:
+def emitted_event(row: Any, item: EventCreate) -> Event:
     # The statement returns what the server decided; type and payload are what was sent.
     return Event(
         id=row["id"], type=item.type, payload=item.payload, occurred_at=row["occurred_at"],
@@ -139,6 +140,29 @@ def _parse_batch(body: bytes) -> _RawBatch:
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
 
 
+def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchItemError]]:
+    """A batch body's events and their payloads as JSON, or what is wrong with each item.
+
+    Raises for a body that is not a batch at all (not JSON, no events list, too many)."""
+    batch = _parse_batch(body)
+    items: list[EventCreate] = []
+    payloads: list[str] = []
+    errors: list[BatchItemError] = []
+    for index, raw in enumerate(batch.events):
+        try:
+            item = _decode_event(raw)
+            payloads.append(encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES,
+                                                "payload").decode())
+            items.append(item)
+        except (msgspec.ValidationError, ValueError) as exc:
+            errors.append(_item_error(index, exc))
+        except (msgspec.DecodeError, RecursionError):
+            errors.append(BatchItemError(index=index, code="invalid_json",
+                                         message="This event is not valid JSON.",
+                                         param=f"events[{index}]"))
+    return items, payloads, errors
+
+
 def _time_filter(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise InvalidRequest(f"{name} needs a time zone, as in 2026-04-02T10:00:00Z.",
@@ -158,17 +182,19 @@ class EventsController(Controller):
         """Emit one event; a retry with the same Idempotency-Key never makes a second one."""
         queries = request.app.state.queries
         params = {**caller_params(request), "id": new_id("evt"), "type": data.type,
-                  "payload": _payload_json(data.payload), "occurred_at": data.occurred_at}
+                  "payload": payload_json(data.payload), "occurred_at": data.occurred_at}
         if idempotency.idempotency_key(request) is None:
             row = await authorized(db, request, await queries.emit_event(db, **params))
-            return Response(Data(_emitted(row, data)), status_code=201)
+            event_stream.announce(request.app, row["org_id"], row["environment"], [row["id"]])
+            return Response(Data(emitted_event(row, data)), status_code=201)
         async with db.transaction():
             caller = await lock_caller(db, request)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
             row = await authorized(db, request, await queries.emit_event(db, **params))
-            body = Data(_emitted(row, data))
+            body = Data(emitted_event(row, data))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
+        event_stream.announce(request.app, row["org_id"], row["environment"], [row["id"]])
         return Response(body, status_code=201)
 
     @post("/batch", operation_id="createEventBatch", opt=WRITE, status_code=201,
@@ -176,24 +202,9 @@ class EventsController(Controller):
     async def create_event_batch(self, request: Request, db: Db) -> Response[Data[list[Event]]]:
         """Emit up to 500 events in one statement: all are written, or none and every
         invalid item is named."""
-        batch = _parse_batch(await request.body())
-        items: list[EventCreate] = []
-        payloads: list[str] = []
-        errors: list[BatchItemError] = []
-        for index, raw in enumerate(batch.events):
-            try:
-                item = _decode_event(raw)
-                payloads.append(encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES,
-                                                    "payload").decode())
-                items.append(item)
-            except (msgspec.ValidationError, ValueError) as exc:
-                errors.append(_item_error(index, exc))
-            except (msgspec.DecodeError, RecursionError):
-                errors.append(BatchItemError(index=index, code="invalid_json",
-                                             message="This event is not valid JSON.",
-                                             param=f"events[{index}]"))
+        items, payloads, errors = read_batch(await request.body())
         if errors:
-            return _batch_refused(request, errors, len(batch.events))
+            return _batch_refused(request, errors, len(errors) + len(items))
         ids = [new_id("evt") for _ in items]
         params = {**caller_params(request), "ids": ids, "types": [i.type for i in items],
                   "payloads": payloads, "occurred_ats": [i.occurred_at for i in items]}
@@ -201,15 +212,17 @@ class EventsController(Controller):
         if idempotency.idempotency_key(request) is None:
             rows = await fetch_all(queries.emit_events(db, **params))
             await authorized(db, request, rows[0] if rows else None)
-            return Response(Data(_batch_events(rows, ids, items)), status_code=201)
+            event_stream.announce(request.app, rows[0]["org_id"], rows[0]["environment"], ids)
+            return Response(Data(batch_events(rows, ids, items)), status_code=201)
         async with db.transaction():
             caller = await lock_caller(db, request)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
             rows = await fetch_all(queries.emit_events(db, **params))
             await authorized(db, request, rows[0] if rows else None)
-            body = Data(_batch_events(rows, ids, items))
+            body = Data(batch_events(rows, ids, items))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
+        event_stream.announce(request.app, caller.org_id, caller.environment, ids)
         return Response(body, status_code=201)
 
     @get("/", operation_id="listEvents", opt=READ)
@@ -284,6 +297,6 @@ class EventsController(Controller):
         return Data(event_from_row(row))
 
 
-def _batch_events(rows: list[Any], ids: list[str], items: list[EventCreate]) -> list[Event]:
+def batch_events(rows: list[Any], ids: list[str], items: list[EventCreate]) -> list[Event]:
     by_id = {row["id"]: row for row in rows}
-    return [_emitted(by_id[event_id], item) for event_id, item in zip(ids, items, strict=True)]
+    return [emitted_event(by_id[event_id], item) for event_id, item in zip(ids, items, strict=True)]

@@ -1,0 +1,131 @@
+"""Events: authenticated single and batch emits next to the same inserts without auth.
+
+The baselines run the server's own statements minus the credential: the same INSERT
+with the same matched-workflows lookup, org and environment given in the path instead
+of derived from the key, and no announcement to the event streams. So each ratio is the
+price of authentication (locking the key row against revocation) folded into the write,
+plus the server's announcing of new events to the streams of every process.
+A batch scenario's events/s is its req/s times BATCH_SIZE.
+"""
+
+import aiosql
+import asyncpg
+import msgspec
+from harness import BenchContext, Scenario
+from litestar import Request, Response, post
+from litestar.params import JSONBody
+
+from ventryx_server.controllers.events import (
+    batch_events,
+    emitted_event,
+    payload_json,
+    read_batch,
+)
+from ventryx_server.db import fetch_all
+from ventryx_server.errors import UnprocessableEntity
+from ventryx_shared.common import Data
+from ventryx_shared.events import Event, EventCreate
+from ventryx_shared.ids import new_id
+
+BATCH_SIZE = 500
+
+# sql/queries/events.sql's emit-event and emit-events with the caller replaced by
+# parameters; through aiosql like the server's own queries.
+_QUERIES = aiosql.from_str(
+    """
+-- name: insert-event^
+WITH inserted AS (
+    INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
+                        matched_workflows, emitted_by)
+    SELECT :org_id, :id, :environment, :type, :payload::jsonb,
+           coalesce(:occurred_at::timestamptz, now()),
+           ARRAY(SELECT w.id FROM workflows w
+                 WHERE w.org_id = :org_id AND w.environment = :environment AND w.enabled
+                   AND w.trigger = ANY (event_trigger_patterns(:type))
+                 ORDER BY w.id),
+           'baseline'
+    RETURNING org_id, id, environment, type, occurred_at, created_at, matched_workflows,
+              emitted_by
+)
+SELECT i.* FROM inserted i;
+
+-- name: insert-events
+WITH inserted AS (
+    INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
+                        matched_workflows, emitted_by)
+    SELECT :org_id, e.id, :environment, e.type, e.payload::jsonb,
+           coalesce(e.occurred_at, now()),
+           ARRAY(SELECT w.id FROM workflows w
+                 WHERE w.org_id = :org_id AND w.environment = :environment AND w.enabled
+                   AND w.trigger = ANY (event_trigger_patterns(e.type))
+                 ORDER BY w.id),
+           'baseline'
+    FROM unnest(:ids::text[], :types::text[], :payloads::text[], :occurred_ats::timestamptz[])
+             AS e (id, type, payload, occurred_at)
+    RETURNING org_id, id, environment, occurred_at, created_at, matched_workflows, emitted_by
+)
+SELECT i.* FROM inserted i;
+""",
+    "asyncpg",
+    mandatory_parameters=False,
+)
+
+SINGLE_BASELINE = "baseline: insert event, no auth"
+BATCH_BASELINE = f"baseline: insert {BATCH_SIZE} events, no auth"
+
+
+@post("/baseline/events/{org_id:str}", status_code=201)
+async def emit_without_auth(db: asyncpg.Connection, org_id: str,
+                            data: JSONBody[EventCreate]) -> Response[Data[Event]]:
+    """POST /v1/events minus the credential: same validation, statement and JSON."""
+    row = await _QUERIES.insert_event(db, org_id=org_id, environment="live", id=new_id("evt"),
+                                      type=data.type, payload=payload_json(data.payload),
+                                      occurred_at=data.occurred_at)
+    return Response(Data(emitted_event(row, data)), status_code=201)
+
+
+@post("/baseline/events/{org_id:str}/batch", status_code=201)
+async def emit_batch_without_auth(request: Request, db: asyncpg.Connection,
+                                  org_id: str) -> Response[Data[list[Event]]]:
+    """POST /v1/events/batch minus the credential."""
+    items, payloads, errors = read_batch(await request.body())
+    if errors:
+        raise UnprocessableEntity(errors[0].message)
+    ids = [new_id("evt") for _ in items]
+    rows = await fetch_all(_QUERIES.insert_events(
+        db, org_id=org_id, environment="live", ids=ids, types=[i.type for i in items],
+        payloads=payloads, occurred_ats=[i.occurred_at for i in items]))
+    return Response(Data(batch_events(rows, ids, items)), status_code=201)
+
+
+BASELINE_ROUTES = [emit_without_auth, emit_batch_without_auth]
+
+# An order as a shop might send it: a few hundred bytes of payload.
+PAYLOAD = {"order_id": "ord_8842", "customer": {"id": "cus_193", "email": "ann@example.com"},
+           "total": {"amount": 12999, "currency": "EUR"},
+           "items": [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-7", "quantity": 1}]}
+
+
+async def prepare(ctx: BenchContext) -> list[Scenario]:
+    # Two workflows the events match, so matched_workflows is part of what is measured.
+    admin = {"Authorization": f"Bearer {ctx.admin_key}"}
+    for name, trigger in (("bench fulfil", "order.created"), ("bench all orders", "order.*")):
+        response = await ctx.api.post("/v1/workflows", headers=admin,
+                                      json={"name": name, "trigger": trigger})
+        if response.status_code not in (201, 409):
+            raise RuntimeError(f"could not create a bench workflow: HTTP {response.status_code}")
+    _, emitter = await ctx.create_key(["events:write"], name="bench emitter")
+    single = msgspec.json.encode({"type": "order.created", "payload": PAYLOAD})
+    batch = msgspec.json.encode({"events": [{"type": "order.created", "payload": PAYLOAD}]
+                                 * BATCH_SIZE})
+    return [
+        Scenario(SINGLE_BASELINE, "baseline", f"/baseline/events/{ctx.org_id}", method="POST",
+                 token=emitter, body=single, expect_status=201),
+        Scenario("POST /v1/events", "server", "/v1/events", method="POST", token=emitter,
+                 body=single, baseline=SINGLE_BASELINE, expect_status=201),
+        Scenario(BATCH_BASELINE, "baseline", f"/baseline/events/{ctx.org_id}/batch",
+                 method="POST", token=emitter, body=batch, expect_status=201),
+        Scenario(f"POST /v1/events/batch ({BATCH_SIZE})", "server", "/v1/events/batch",
+                 method="POST", token=emitter, body=batch, baseline=BATCH_BASELINE,
+                 expect_status=201),
+    ]
