@@ -16,7 +16,7 @@ from test_sessions import (
     owner_session,
 )
 
-from conftest import bearer
+from conftest import bearer, wait_for
 
 
 async def _entry_ids(db, org_id: str) -> set[str]:
@@ -175,8 +175,11 @@ async def test_failed_changes_write_no_entry_but_failed_logins_do(client, db, le
     assert await _entry_ids(db, org.id) == before
     failed_login = await login(client, org.owner_email, "not the password")
     assert failed_login.status_code == 401
-    added = await _entries(db, org.id, await _entry_ids(db, org.id) - before)
-    assert [(e["action"], e["actor_id"]) for e in added] == [
+
+    async def added() -> list[dict]:  # written just after the response is sent
+        return await _entries(db, org.id, await _entry_ids(db, org.id) - before)
+
+    assert [(e["action"], e["actor_id"]) for e in await wait_for(added)] == [
         ("session.login_failed", org.owner_id)]
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, post
+from litestar.background_tasks import BackgroundTask
 from litestar.params import JSONBody
 
 from ventryx_shared.common import Data
@@ -22,7 +23,7 @@ from ventryx_shared.tokens import LOOKUP_LENGTH, SESSION_PREFIX, generate_sessio
 from .. import audit
 from ..auth import hash_secret, lock_caller, require_credential
 from ..db import Db, fetch_all
-from ..errors import RateLimited, Unauthenticated, UnprocessableEntity
+from ..errors import RateLimited, Unauthenticated, UnprocessableEntity, error_response
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
 from .members import require_session, to_member
 
@@ -104,10 +105,8 @@ async def _matching_members(candidates: list[asyncpg.Record],
     return matched
 
 
-async def _record_failure(db: asyncpg.Connection, request: Request,
-                          candidates: list[asyncpg.Record]) -> None:
-    # An email that matches no member has no organization whose log could hold it.
-    async with db.transaction():
+async def _record_failure(request: Request, candidates: list[asyncpg.Record]) -> None:
+    async with request.app.state.pool.acquire() as db, db.transaction():
         for member in candidates:
             await audit.record(db, request, org_id=member["org_id"], actor_id=member["id"],
                                action="session.login_failed", target_type="member",
@@ -130,8 +129,13 @@ class SessionsController(Controller):
             db, email=data.email, org_id=data.organization))
         matched = await _matching_members(candidates, data.password)
         if not matched:
-            await _record_failure(db, request, candidates)
-            raise Unauthenticated(_WRONG_LOGIN, code="invalid_login")
+            refusal = error_response(request, Unauthenticated(_WRONG_LOGIN, code="invalid_login"))
+            # An email that matches no member has no organization whose log could hold the
+            # failure. For one that does, the entry is written after the response is sent,
+            # so that its commit does not make a known email answer more slowly.
+            if candidates:
+                refusal.background = BackgroundTask(_record_failure, request, candidates)
+            return refusal
         if len(matched) > 1:
             await throttle.succeeded(db, request, attempt_ids)
             choices = ", ".join(f"{m['org_id']} ({m['org_name']})" for m in matched)
