@@ -599,3 +599,21 @@ async def test_a_role_change_waits_for_a_write_already_holding_the_members_sessi
     refused = await client.post("/v1/api-keys", headers=bearer(token),
                                 json={"name": "after demotion", "scopes": ["events:read"]})
     assert refused.status_code == 403
+
+
+async def test_guessing_the_current_password_through_a_session_is_throttled(client, ledger,
+                                                                           org):
+    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL
+
+    token = await owner_session(client, ledger, org)
+    guess = {"current_password": "a wrong guess", "new_password": "n" * 20}
+    for _ in range(MAX_FAILURES_PER_EMAIL):
+        response = await client.post("/v1/members/me/password", headers=bearer(token),
+                                     json=guess)
+        assert response.status_code == 422
+    throttled = await client.post("/v1/members/me/password", headers=bearer(token), json={
+        "current_password": org.owner_password, "new_password": "n" * 20})
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) > 0
+    # The same email's logins are throttled too: one account, one count.
+    assert (await login(client, org.owner_email, org.owner_password)).status_code == 429

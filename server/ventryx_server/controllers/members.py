@@ -204,11 +204,18 @@ class MembersController(Controller):
         if member["id"] is None:
             raise PermissionDenied("Only a member's dashboard session can change a password; "
                                    "an API key is not a member.", code="session_required")
+        # Guessing the current password with a stolen session counts against the same
+        # per-email and per-address limits as guessing it at login.
+        from .sessions import LoginThrottle  # not at the top: sessions imports this module
+
+        throttle = LoginThrottle.of(request, member["email"])
+        attempt_ids = await throttle.claim_attempt(db, request)
         verified_hash = member["password_hash"]
         if verified_hash is None or not await verify_password(verified_hash,
                                                               data.current_password):
             raise UnprocessableEntity("current_password is not this member's password.",
                                       code="incorrect_password", param="current_password")
+        await throttle.succeeded(db, request, attempt_ids)
         if data.new_password == data.current_password:
             raise UnprocessableEntity("new_password must differ from the current one.",
                                       code="password_unchanged", param="new_password")
