@@ -2,12 +2,12 @@
 
 After an emit commits, the process that made it announces the new ids on
 ``ventryx_events`` ("org_id environment id id ..."), so an event emitted through any
-server process reaches the streams of every process. Announcements are gathered: while
-one NOTIFY is in flight the next ones queue, and go out together in the next. (A NOTIFY
-inside the emit statement would be transactional, but PostgreSQL serializes the commits
-of notifying transactions through the WAL flush, which more than halved emit throughput.
-The price: if a process dies between an emit's commit and its announcement, live streams
-miss that event until they reconnect with Last-Event-ID.)
+server process reaches the streams of every process. Announcements are gathered for
+ANNOUNCE_SECONDS, and those made while a NOTIFY is in flight wait for the next one. (A
+NOTIFY inside the emit statement would be transactional, but PostgreSQL serializes the
+commits of notifying transactions through the WAL flush, which more than halved emit
+throughput. The price: if a process dies between an emit's commit and its announcement,
+live streams miss that event until they reconnect with Last-Event-ID.)
 
 Each process keeps ONE dedicated connection that LISTENs, outside the pool: the pool
 skips asyncpg's reset query (db.py), so a LISTEN on a pooled connection would outlive
@@ -49,6 +49,9 @@ HEARTBEAT_SECONDS = float(os.environ.get("VENTRYX_STREAM_HEARTBEAT_SECONDS", "15
 # A stream that falls this many events behind is closed; it reconnects and replays.
 MAX_QUEUED = 10_000
 REPLAY_PAGE = 500
+# Emits announced within this long go out in one NOTIFY: streams get events up to this
+# much later, and a busy process sends at most one notifying commit per interval.
+ANNOUNCE_SECONDS = 0.02
 # NOTIFY payloads stop at 8000 bytes; an id is 30 characters and a space.
 _NOTIFY_BYTES = 7900
 CONNECTED = b": connected\n\n"
@@ -203,6 +206,7 @@ class EventHub:
             self._announcing = asyncio.create_task(self._announce_pending())
 
     async def _announce_pending(self) -> None:
+        await asyncio.sleep(ANNOUNCE_SECONDS)
         while self._announced:
             announced, self._announced = self._announced, []
             try:
