@@ -617,3 +617,9 @@ async def test_guessing_the_current_password_through_a_session_is_throttled(clie
     assert int(throttled.headers["retry-after"]) > 0
     # The same email's logins are throttled too: one account, one count.
     assert (await login(client, org.owner_email, org.owner_password)).status_code == 429
+
+
+async def test_the_openapi_document_says_login_needs_no_credential(client):
+    document = (await client.get("/schema/openapi.json")).json()
+    assert document["paths"]["/v1/sessions"]["post"]["security"] == [{}]
+    assert "security" not in document["paths"]["/v1/sessions/current"]["delete"]

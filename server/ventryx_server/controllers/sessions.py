@@ -118,7 +118,9 @@ class SessionsController(Controller):
     path = "/v1/sessions"
     tags = ["Sessions"]
 
-    @post("/", operation_id="createSession", status_code=201, security=[])
+    # [{}], not []: Litestar drops an empty list, and the operation would then inherit the
+    # document's bearer requirement; {} is OpenAPI's "no credential needed".
+    @post("/", operation_id="createSession", status_code=201, security=[{}])
     async def create_session(self, request: Request, db: Db,
                              data: JSONBody[SessionCreate]) -> Response[Data[SessionCreated]]:
         """Log a member in: a dashboard session token, shown once. No credential needed."""
