@@ -133,7 +133,7 @@ async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
         # a one-time password (member_session_scopes in 0008_sessions.up.sql).
         raise PermissionDenied(
             "Change your one-time password first: POST /v1/members/me/password. Until then "
-            "this session can only do that, GET /v1/me and log out.",
+            "this session can only do that, read GET /v1/me and GET /v1/org, and log out.",
             code="password_change_required")
     scope = required_scope(request)
     raise PermissionDenied(f"This credential lacks the scope this request needs: {scope}.",
