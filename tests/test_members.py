@@ -296,3 +296,11 @@ async def test_first_login_helper_leaves_a_working_password(client, ledger, org)
     again = await login(client, member["email"], password)
     assert again.status_code == 201
     ledger.add(again.json()["data"]["token"])
+
+
+async def test_a_member_may_remove_themselves_and_their_session_ends(client, ledger, org):
+    member, token, _ = await member_session(client, ledger, org, "admin")
+    response = await client.delete(f"/v1/members/{member['id']}", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["sessions_ended"] == 1
+    assert (await client.get("/v1/me", headers=bearer(token))).status_code == 401
