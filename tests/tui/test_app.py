@@ -10,7 +10,6 @@ import httpx
 import pytest
 from textual.widgets import Input
 
-from ventryx_tui.app import VentryxApp
 from ventryx_tui.screens.api_keys import ApiKeysScreen
 from ventryx_tui.screens.help import HelpScreen
 from ventryx_tui.screens.overview import OverviewScreen
@@ -112,7 +111,7 @@ async def test_a_test_key_cannot_switch_to_live(org, make_key, dashboard):
 
 async def test_help_and_palette_list_the_screens_actions(org, dashboard):
     app = dashboard(org.admin_key)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("2")
         await settle(pilot)

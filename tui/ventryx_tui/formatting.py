@@ -63,6 +63,10 @@ def identifier(value: str | None) -> str:
     return value or "-"
 
 
+def address(url: str) -> str:
+    return url
+
+
 def redacted_key(value: str) -> str:
     return value
 

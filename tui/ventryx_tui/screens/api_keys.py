@@ -135,18 +135,19 @@ class ApiKeysScreen(SectionScreen):
             return
         lines = Text()
         lines.append(f"{key.name}", style="bold")
-        lines.append(f"  {fmt.identifier(key.id)}  {key.environment}  {key.status}")
+        lines.append(f"  {fmt.identifier(key.id)}")
         if key.rotated_to:
             lines.append(f"  rotated to {fmt.identifier(key.rotated_to)}")
-        lines.append("\n")
-        lines.append("scopes: " + ", ".join(key.scopes))
-        lines.append("\n")
-        lines.append(f"created {fmt.precise(key.created_at)} by {fmt.identifier(key.created_by)}")
+        lines.append("\nscopes: " + ", ".join(key.scopes))
+        lines.append(f"\n{key.environment}, {key.status}, last used {fmt.relative(key.last_used_at)}")
         if key.revoked_at:
-            lines.append(f"; revoked {fmt.precise(key.revoked_at)}")
+            lines.append(f", revoked {fmt.precise(key.revoked_at)}")
         elif key.expires_at:
             verb = "expired" if key.status == "expired" else "expires"
-            lines.append(f"; {verb} {fmt.precise(key.expires_at)}")
+            lines.append(f", {verb} {fmt.precise(key.expires_at)}")
+        else:
+            lines.append(", never expires")
+        lines.append(f"\ncreated {fmt.precise(key.created_at)} by {fmt.identifier(key.created_by)}")
         if self.truncated:
             lines.append("\nShowing the newest 500 keys; filter to find older ones.")
         detail.update(lines)

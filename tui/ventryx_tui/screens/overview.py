@@ -97,7 +97,7 @@ class OverviewScreen(SectionScreen):
         identity.add_row("Signed in with", Text(
             f"{credential} {fmt.identifier(caller.credential_id)}, {caller.environment}"))
         identity.add_row("Scopes", Text(", ".join(caller.scopes)))
-        identity.add_row("Server", Text(self.client.server if self.client else "-"))
+        identity.add_row("Server", Text(fmt.address(self.client.server) if self.client else "-"))
         self.query_one("#overview-identity", Static).update(identity)
 
         counts = Table.grid(padding=(0, 2))

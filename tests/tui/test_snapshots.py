@@ -1,0 +1,124 @@
+"""Snapshots of every screen at 80x24 and 120x40, against the real server.
+
+The data is made the same way each run (one organization named Acme with the same keys,
+workflow, event and member, in the same order); what still differs between runs (ids,
+times, key tails, the server's port) is held still: relative times and the address through
+``ventryx_tui.formatting``, the rest masked in the SVG with same-length text so the layout
+is exactly what was drawn. Update with ``pytest tests/tui --snapshot-update``.
+"""
+
+import re
+
+import pytest
+from pytest_textual_snapshot import SVGImageExtension
+from textual.widgets import Input
+
+from ventryx_tui import formatting
+from ventryx_tui.screens.events import EventsScreen
+
+from .conftest import settle, wait_until
+
+SIZES = [(80, 24), (120, 40)]
+
+_MASKS = [
+    (re.compile(r"\b(key|wf|evt|org|mem|aud|req|ses)_[0-9A-HJKMNP-TV-Z]{26}\b"),
+     lambda m: f"{m.group(1)}_{'0' * 26}"),
+    (re.compile(r"(vtx_(live|test)_…)[0-9A-Za-z]{4}"), lambda m: m.group(1) + "wxyz"),
+    (re.compile(r"owner-[0-9a-f]{8}@"), lambda m: "owner-00000000@"),
+    (re.compile(r"terminal-\d+"), lambda m: "terminal-0"),
+]
+
+
+def masked(svg: str) -> str:
+    for pattern, replacement in _MASKS:
+        svg = pattern.sub(replacement, svg)
+    return svg
+
+
+async def still_screen(pilot) -> str:
+    """No toast, no blinking cursor: what stays on screen, masked."""
+    app = pilot.app
+    app.clear_notifications()
+    for field in app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
+    return masked(app.export_screenshot())
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+ULID = re.compile(r"(?<=_)[0-9A-HJKMNP-TV-Z]{26}\b")
+
+
+def _still(text: str):
+    return lambda value, empty="-": empty if value is None else text
+
+
+@pytest.fixture
+def still_formatting(monkeypatch):
+    monkeypatch.setattr(formatting, "relative",
+                        lambda value, empty="never": empty if value is None else "5m ago")
+    monkeypatch.setattr(formatting, "timestamp", _still("2026-04-02 10:00"))
+    monkeypatch.setattr(formatting, "date", _still("2026-04-02"))
+    monkeypatch.setattr(formatting, "precise", _still("2026-04-02 10:00:00Z"))
+    monkeypatch.setattr(formatting, "identifier",
+                        lambda value: ULID.sub("0" * 26, value) if value else "-")
+    monkeypatch.setattr(formatting, "address", lambda url: "http://127.0.0.1:8000")
+
+
+@pytest.fixture
+async def acme(make_org, make_key, client, ledger):
+    """The same small organization every time."""
+    org = await make_org("Acme")
+    admin = bearer(org.admin_key)
+    await make_key(org, ["workflows:read", "events:write"], name="ci-pipeline")
+    await make_key(org, ["events:read"], environment="test", name="sandbox-reader")
+    await client.post("/v1/workflows", headers=admin, json={
+        "name": "order-notify", "trigger": "order.*", "description": "Tell the shop",
+        "steps": [{"name": "notify", "action": "http.request",
+                   "config": {"url": "https://shop.example/hook"}}]})
+    await client.post("/v1/events", headers=admin,
+                      json={"type": "order.created", "payload": {"order": 1042, "total": 42}})
+    member = await client.post("/v1/members", headers=admin, json={
+        "email": "dana@acme.test", "name": "Dana", "role": "developer"})
+    if member.status_code == 201 and member.json()["data"].get("one_time_password"):
+        ledger.add(member.json()["data"]["one_time_password"])
+    return org
+
+
+SCREENS = {
+    "overview": ("1",),
+    "api-keys": ("2",),
+    "api-keys-create": ("2", "n"),
+    "api-keys-help": ("2", "question_mark"),
+    "workflows": ("3",),
+    "workflows-editor": ("3", "e"),
+    "events": ("4",),
+    "members": ("5",),
+    "audit-log": ("6",),
+}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+@pytest.mark.parametrize("screen", list(SCREENS))
+async def test_screen_snapshot(screen, size, acme, dashboard, still_formatting, snapshot):
+    app = dashboard(acme.admin_key)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        for key in SCREENS[screen]:
+            await pilot.press(key)
+            await settle(pilot)
+        if isinstance(app.screen, EventsScreen):
+            assert await wait_until(pilot, lambda: app.screen.tail_state == "streaming")
+        svg = await still_screen(pilot)
+    assert svg == snapshot(extension_class=SVGImageExtension)
+
+
+async def test_sign_in_snapshot(dashboard, snapshot):
+    app = dashboard(None, server_url="http://127.0.0.1:8000")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        svg = await still_screen(pilot)
+    assert svg == snapshot(extension_class=SVGImageExtension)
