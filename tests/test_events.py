@@ -152,6 +152,18 @@ async def test_a_batch_with_bad_items_names_each_and_writes_none(client, make_or
     assert await count_events(db, org.id) == 0
 
 
+async def test_a_well_formed_batch_with_one_unstorable_payload_writes_none(client, make_org, db):
+    org = await make_org("Batch payloads")
+    events = [{"type": "order.created", "payload": {"i": i}} for i in range(4)]
+    events[2]["payload"] = {"text": "nul \u0000 here".encode().decode("unicode_escape")}
+    response = await client.post("/v1/events/batch", headers=bearer(org.admin_key),
+                                 json={"events": events})
+    assert response.status_code == 422, response.text
+    assert [(e["index"], e["param"]) for e in response.json()["error"]["errors"]] == [
+        (2, "events[2].payload")]
+    assert await count_events(db, org.id) == 0
+
+
 @pytest.mark.parametrize("body", [
     {"events": [{"type": "order.created"}] * 501}, {"events": []}, {"events": "many"},
     {"events": [{"type": "order.created"}], "extra": True}, {}, [],

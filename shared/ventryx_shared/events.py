@@ -12,10 +12,12 @@ from .common import Environment
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_BATCH = 500
 
-EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+# (?!\n) because msgspec applies patterns with re.search, where $ also matches before a
+# final newline.
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+(?!\n)$"
 # The list filter: an exact type, or a prefix ending in .* (order.*).
 TYPE_FILTER_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$"
-_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.replace("$", r"\Z"))
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _TYPE_FILTER = re.compile(TYPE_FILTER_PATTERN.replace("$", r"\Z"))
 
 EventType = Annotated[str, Meta(
@@ -38,16 +40,15 @@ def parse_type_filter(value: str) -> tuple[str | None, str | None]:
     return value, None
 
 
+OccurredAt = Annotated[datetime, Meta(tz=True, description="When it happened, with a time "
+                                      "zone: 2026-04-02T10:00:00Z. Default: when received")]
+
+
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Validated by msgspec alone (no __post_init__): a batch of 500 decodes in one C pass.
     type: EventType
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
-    occurred_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if not is_event_type(self.type):
-            raise ValueError("type must be a dotted lowercase name such as order.created")
-        if self.occurred_at is not None and self.occurred_at.tzinfo is None:
-            raise ValueError("occurred_at needs a time zone, as in 2026-04-02T10:00:00Z")
+    occurred_at: OccurredAt | None = None
 
 
 class EventBatchCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -31,6 +31,7 @@ from ventryx_shared.events import (
     BatchErrorDetail,
     BatchItemError,
     Event,
+    EventBatchCreate,
     EventCreate,
     encode_bounded_json,
     parse_type_filter,
@@ -63,6 +64,7 @@ class _RawBatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_batch = msgspec.json.Decoder(_RawBatch).decode
+_decode_valid_batch = msgspec.json.Decoder(EventBatchCreate).decode
 _decode_event = msgspec.json.Decoder(EventCreate).decode
 
 
@@ -144,6 +146,23 @@ def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchIte
     """A batch body's events and their payloads as JSON, or what is wrong with each item.
 
     Raises for a body that is not a batch at all (not JSON, no events list, too many)."""
+    try:
+        items = _decode_valid_batch(body).events  # the common case: one pass in C
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return _read_batch_item_by_item(body)
+    payloads: list[str] = []
+    errors: list[BatchItemError] = []
+    for index, item in enumerate(items):
+        try:
+            payloads.append(encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES,
+                                                "payload").decode())
+        except ValueError as exc:
+            errors.append(_item_error(index, exc))
+    return items, payloads, errors
+
+
+def _read_batch_item_by_item(
+        body: bytes) -> tuple[list[EventCreate], list[str], list[BatchItemError]]:
     batch = _parse_batch(body)
     items: list[EventCreate] = []
     payloads: list[str] = []
