@@ -623,3 +623,34 @@ async def test_the_openapi_document_says_login_needs_no_credential(client):
     document = (await client.get("/schema/openapi.json")).json()
     assert document["paths"]["/v1/sessions"]["post"]["security"] == [{}]
     assert "security" not in document["paths"]["/v1/sessions/current"]["delete"]
+
+
+async def test_a_login_racing_the_members_removal_gets_no_session(client, db, ledger, org):
+    member, _, password = await member_session(client, ledger, org, "viewer")
+    async with db.acquire() as conn:
+        removal = conn.transaction()
+        await removal.start()
+        await conn.execute("SELECT 1 FROM members WHERE org_id = $1 AND id = $2 FOR UPDATE",
+                           org.id, member["id"])
+        await conn.execute("DELETE FROM members WHERE org_id = $1 AND id = $2",
+                           org.id, member["id"])
+        attempt = asyncio.create_task(login(client, member["email"], password))
+        done, _ = await asyncio.wait({attempt}, timeout=1.0)
+        assert not done, "the login did not wait for the removal"
+        await removal.commit()
+    response = await attempt
+    assert response.status_code == 401, response.text
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM sessions WHERE member_id = $1",
+                                   member["id"]) == 0
+
+
+async def test_failures_that_left_the_window_are_cleared_by_later_logins(client, db):
+    async with db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO login_attempts (throttle_key, attempted_at) SELECT "
+            "'email:stale' || n, now() - interval '1 day' FROM generate_series(1, 30) n")
+    await login(client, f"someone-{secrets.token_hex(4)}@example.com", "a wrong guess")
+    async with db.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM login_attempts WHERE throttle_key LIKE 'email:stale%'") == 0

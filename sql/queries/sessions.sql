@@ -41,12 +41,17 @@ GROUP BY t.throttle_key, t.max_failures;
 
 -- name: record-login-attempt
 -- Counted as a failure until the password proves right (then forget-login-failures),
--- so a guess is counted even while its password is still being checked. Attempts
--- that left the window are cleared here, keeping the table small.
+-- so a guess is counted even while its password is still being checked. Each attempt
+-- also clears a batch of attempts (of any key) that left the window: the table stays
+-- as small as the last window's failures.
 WITH cleared AS (
     DELETE FROM login_attempts
-    WHERE throttle_key = ANY (:throttle_keys::text[])
-      AND attempted_at <= now() - make_interval(secs => :window_seconds)
+    WHERE (throttle_key, id) IN (
+        SELECT throttle_key, id FROM login_attempts
+        WHERE attempted_at <= now() - make_interval(secs => :window_seconds)
+        ORDER BY attempted_at
+        LIMIT 100
+    )
 )
 INSERT INTO login_attempts (throttle_key)
 SELECT unnest(:throttle_keys::text[])
@@ -60,7 +65,8 @@ WHERE throttle_key = :email_key OR id = ANY (:attempt_ids::bigint[]);
 
 -- name: insert-session^
 -- Only while the member's password hash is the one just verified: a password changed
--- meanwhile (which ends sessions) cannot be raced by a login with the old one.
+-- meanwhile (which ends sessions) cannot be raced by a login with the old one. FOR KEY
+-- SHARE waits for a removal of the member in progress, then finds no row: no session.
 INSERT INTO sessions (org_id, id, member_id, lookup_id, secret_hash, idle_timeout,
                       idle_expires_at, absolute_expires_at, client_address)
 SELECT m.org_id, :id, m.id, :lookup_id, :secret_hash, make_interval(secs => :idle_seconds),
@@ -68,6 +74,7 @@ SELECT m.org_id, :id, m.id, :lookup_id, :secret_hash, make_interval(secs => :idl
        now() + make_interval(secs => :lifetime_seconds), :client_address
 FROM members m
 WHERE m.org_id = :org_id AND m.id = :member_id AND m.password_hash = :verified_hash
+FOR KEY SHARE
 RETURNING *;
 
 -- name: rehash-member-password!

@@ -1,0 +1,2 @@
+DROP INDEX login_attempts_age;
+DELETE FROM schema_migrations WHERE version = 11;
