@@ -654,3 +654,36 @@ async def test_failures_that_left_the_window_are_cleared_by_later_logins(client,
     async with db.acquire() as conn:
         assert await conn.fetchval(
             "SELECT count(*) FROM login_attempts WHERE throttle_key LIKE 'email:stale%'") == 0
+
+
+async def test_a_password_change_ends_a_session_a_racing_login_was_creating(
+        client, db, ledger, org):
+    from ventryx_server.controllers.sessions import SESSION_IDLE_SECONDS
+    from ventryx_shared.ids import new_id
+    from ventryx_shared.tokens import generate_session_token
+
+    token = await owner_session(client, ledger, org)
+    racing = ledger.add(generate_session_token())
+    async with db.acquire() as conn:
+        login_in_flight = conn.transaction()
+        await login_in_flight.start()
+        # What insert-session does for a login that verified the old password.
+        await conn.execute(
+            "INSERT INTO sessions (org_id, id, member_id, lookup_id, secret_hash, idle_timeout, "
+            "idle_expires_at, absolute_expires_at) SELECT m.org_id, $3, m.id, $4, $5, "
+            "make_interval(secs => $6), now() + interval '1 hour', now() + interval '1 day' "
+            "FROM members m WHERE m.org_id = $1 AND m.id = $2 FOR KEY SHARE",
+            org.id, org.owner_id, new_id("ses"), racing[5:17],
+            hash_secret(TEST_PEPPER, racing), float(SESSION_IDLE_SECONDS))
+        change = asyncio.create_task(client.post(
+            "/v1/members/me/password", headers=bearer(token),
+            json={"current_password": org.owner_password,
+                  "new_password": ledger.add(secrets.token_urlsafe(NEW_PASSWORD_LENGTH))}))
+        done, _ = await asyncio.wait({change}, timeout=1.0)
+        assert not done, "the password change did not wait for the login in flight"
+        await login_in_flight.commit()
+    response = await change
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["other_sessions_ended"] == 1
+    assert (await client.get("/v1/me", headers=bearer(racing))).status_code == 401
+    assert (await client.get("/v1/me", headers=bearer(token))).status_code == 200

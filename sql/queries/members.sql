@@ -58,11 +58,15 @@ RETURNING *;
 DELETE FROM members WHERE org_id = :org_id AND id = :id RETURNING *;
 
 -- name: set-member-password^
--- Only if the hash is still the one the current password was checked against.
-UPDATE members
+-- Only if the hash is still the one the current password was checked against. FOR
+-- UPDATE waits for a login that is creating a session with the old password (it holds
+-- FOR KEY SHARE on the row), so that session exists when the other sessions are ended;
+-- a login that comes later finds the new hash and creates none.
+UPDATE members m
 SET password_hash = :new_hash, must_change_password = false, updated_at = now()
-WHERE org_id = :org_id AND id = :id AND password_hash = :verified_hash
-RETURNING *;
+FROM (SELECT org_id, id FROM members WHERE org_id = :org_id AND id = :id FOR UPDATE) locked
+WHERE m.org_id = locked.org_id AND m.id = locked.id AND m.password_hash = :verified_hash
+RETURNING m.*;
 
 -- name: list-active-keys-created-by
 SELECT id FROM api_keys
