@@ -304,3 +304,19 @@ async def test_a_member_may_remove_themselves_and_their_session_ends(client, led
     assert response.status_code == 200, response.text
     assert response.json()["data"]["sessions_ended"] == 1
     assert (await client.get("/v1/me", headers=bearer(token))).status_code == 401
+
+
+async def test_members_list_pages_newest_first_and_filters_by_role(client, ledger, org):
+    added = [await add_member(client, ledger, org, "viewer") for _ in range(3)]
+    admin = bearer(org.admin_key)
+    first = (await client.get("/v1/members", headers=admin, params={"limit": 2})).json()
+    assert [m["id"] for m in first["data"]] == [added[2]["id"], added[1]["id"]]
+    assert first["has_more"] is True
+    rest = (await client.get("/v1/members", headers=admin, params={
+        "limit": 2, "starting_after": added[1]["id"]})).json()
+    assert [m["id"] for m in rest["data"]] == [added[0]["id"], org.owner_id]
+    assert rest["has_more"] is False
+    owners = (await client.get("/v1/members", headers=admin, params={"role": "owner"})).json()
+    assert [m["id"] for m in owners["data"]] == [org.owner_id]
+    bad_role = await client.get("/v1/members", headers=admin, params={"role": "king"})
+    assert bad_role.status_code == 400
