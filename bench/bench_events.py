@@ -56,18 +56,21 @@ WITH inserted AS (
 SELECT i.* FROM inserted i;
 
 -- name: insert-events
-WITH inserted AS (
+WITH matches AS (
+    SELECT t.type,
+           ARRAY(SELECT w.id FROM workflows w
+                 WHERE w.org_id = :org_id AND w.environment = :environment AND w.enabled
+                   AND w.trigger = ANY (event_trigger_patterns(t.type))
+                 ORDER BY w.id) AS workflow_ids
+    FROM (SELECT DISTINCT type FROM unnest(:types::text[]) AS type) t
+), inserted AS (
     INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
                         matched_workflows, emitted_by)
     SELECT :org_id, e.id, :environment, e.type, e.payload::jsonb,
-           coalesce(e.occurred_at, now()),
-           ARRAY(SELECT w.id FROM workflows w
-                 WHERE w.org_id = :org_id AND w.environment = :environment AND w.enabled
-                   AND w.trigger = ANY (event_trigger_patterns(e.type))
-                 ORDER BY w.id),
-           'baseline'
+           coalesce(e.occurred_at, now()), m.workflow_ids, 'baseline'
     FROM unnest(:ids::text[], :types::text[], :payloads::text[], :occurred_ats::timestamptz[])
              AS e (id, type, payload, occurred_at)
+         JOIN matches m ON m.type = e.type
     RETURNING org_id, id, environment, occurred_at, created_at, matched_workflows, emitted_by
 )
 SELECT i.* FROM inserted i;
