@@ -1,7 +1,10 @@
 """Workflows, events, members and the audit log, driven by keyboard against the real server."""
 
+from datetime import UTC, datetime
+
 from textual.widgets import Button, Input, Static, TextArea
 
+from ventryx_shared.events import Event
 from ventryx_tui.screens.audit_log import AuditLogScreen
 from ventryx_tui.screens.events import EventDetail, EventsScreen
 from ventryx_tui.screens.key_dialogs import RevealDialog
@@ -53,7 +56,7 @@ async def test_workflow_created_in_the_editor_exists_on_the_server(org, dashboar
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, WorkflowsScreen)
-        assert [w["name"] for w in app.screen.workflows] == ["ship-it"]
+        assert [w.name for w in app.screen.workflows] == ["ship-it"]
     listed = (await client.get("/v1/workflows", headers=bearer(org.admin_key))).json()["data"]
     assert listed[0]["trigger"] == "order.created"
     assert listed[0]["steps"] == [{"name": "ship", "action": "warehouse.ship", "config": {}}]
@@ -102,7 +105,7 @@ async def test_workflow_toggle_and_delete(org, dashboard, client):
         screen = await open_section(pilot, "3", WorkflowsScreen)
         await pilot.press("space")
         await settle(pilot)
-        assert screen.workflows[0]["enabled"] is False
+        assert screen.workflows[0].enabled is False
         await pilot.press("x")
         await pilot.press("enter")  # Cancel has the focus: nothing deleted
         await settle(pilot)
@@ -151,11 +154,14 @@ async def test_live_tail_buffer_is_bounded(org, dashboard):
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_section(pilot, "4", EventsScreen)
+        now = datetime.now(UTC)
         for number in range(screen.buffer.maxlen + 5):
-            screen.receive({"id": f"evt_local{number:05d}", "type": "load.test", "payload": {}})
+            screen.receive(Event(id=f"evt_local{number:05d}", type="load.test", payload={},
+                                 occurred_at=now, created_at=now, environment="live",
+                                 matched_workflows=[], emitted_by="key_local"))
         assert len(screen.buffer) == screen.buffer.maxlen
         assert screen.query_one(ResourceTable).row_count == screen.buffer.maxlen
-        assert screen.buffer[0]["id"] == "evt_local00005"
+        assert screen.buffer[0].id == "evt_local00005"
 
 
 async def test_member_add_reveals_the_one_time_password_once(org, dashboard, client, ledger):

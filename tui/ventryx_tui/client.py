@@ -18,9 +18,11 @@ import msgspec
 from ventryx_shared.api_keys import ApiKey, ApiKeyCreated, ApiKeyRotated
 from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Data, ErrorBody, Page
+from ventryx_shared.events import Event
 from ventryx_shared.me import Caller
 from ventryx_shared.members import Member, MemberCreated, MemberRemoved
 from ventryx_shared.organizations import OrganizationDetails
+from ventryx_shared.workflows import Workflow
 
 from . import __version__
 
@@ -62,6 +64,7 @@ class StreamedEvent:
     id: str | None
     event: str
     data: dict
+    decoded: Event | None = None
 
 
 def _error_from(response: httpx.Response) -> ApiError:
@@ -212,20 +215,20 @@ class VentryxClient:
                                  json={"grace_period_seconds": grace_period_seconds},
                                  idempotent_post=True)).data
 
-    # Workflows (plain dicts until their Structs are shared)
+    # Workflows
 
-    async def list_workflows(self, **filters) -> tuple[list[dict], bool]:
-        return await self._gather("/v1/workflows", dict, filters)
+    async def list_workflows(self, **filters) -> tuple[list[Workflow], bool]:
+        return await self._gather("/v1/workflows", Workflow, filters)
 
-    async def get_workflow(self, workflow_id: str) -> dict:
-        return (await self._call("GET", f"/v1/workflows/{workflow_id}", Data[dict])).data
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        return (await self._call("GET", f"/v1/workflows/{workflow_id}", Data[Workflow])).data
 
-    async def create_workflow(self, body: dict) -> dict:
-        return (await self._call("POST", "/v1/workflows", Data[dict], json=body,
+    async def create_workflow(self, body: dict) -> Workflow:
+        return (await self._call("POST", "/v1/workflows", Data[Workflow], json=body,
                                  idempotent_post=True)).data
 
-    async def update_workflow(self, workflow_id: str, body: dict) -> dict:
-        return (await self._call("PATCH", f"/v1/workflows/{workflow_id}", Data[dict],
+    async def update_workflow(self, workflow_id: str, body: dict) -> Workflow:
+        return (await self._call("PATCH", f"/v1/workflows/{workflow_id}", Data[Workflow],
                                  json=body)).data
 
     async def delete_workflow(self, workflow_id: str, version: int | None = None) -> None:
@@ -234,16 +237,16 @@ class VentryxClient:
     # Events
 
     async def list_events(self, *, type: str | None = None, since: str | None = None,
-                          until: str | None = None, limit: int = 100) -> list[dict]:
-        page = await self._call("GET", "/v1/events", Page[dict], params={
+                          until: str | None = None, limit: int = 100) -> list[Event]:
+        page = await self._call("GET", "/v1/events", Page[Event], params={
             "type": type, "since": since, "until": until, "limit": min(limit, 100)})
         return page.data
 
-    async def get_event(self, event_id: str) -> dict:
-        return (await self._call("GET", f"/v1/events/{event_id}", Data[dict])).data
+    async def get_event(self, event_id: str) -> Event:
+        return (await self._call("GET", f"/v1/events/{event_id}", Data[Event])).data
 
-    async def emit_event(self, type: str, payload: dict) -> dict:
-        return (await self._call("POST", "/v1/events", Data[dict],
+    async def emit_event(self, type: str, payload: dict) -> Event:
+        return (await self._call("POST", "/v1/events", Data[Event],
                                  json={"type": type, "payload": payload},
                                  idempotent_post=True)).data
 
@@ -272,7 +275,14 @@ class VentryxClient:
                                        type=detail.get("type", "api_error"),
                                        code=detail.get("code", ""),
                                        request_id=detail.get("request_id"))
-                    yield message
+                    if message.event == "message":
+                        try:
+                            event = msgspec.convert(message.data, Event, strict=False)
+                        except msgspec.ValidationError:
+                            continue  # not an event we can show; the next one may be
+                        yield StreamedEvent(message.id, message.event, message.data, event)
+                    else:
+                        yield message
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
                 f"The server at {self.server} did not answer within {self.timeout:g} s.") from exc

@@ -17,6 +17,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from ventryx_shared.events import Event
+
 from .. import formatting as fmt
 from ..client import ApiError, ServerUnreachable, VentryxClient
 from ..widgets.table import ResourceTable
@@ -84,22 +86,22 @@ class EventDetail(ModalScreen[None]):
     BINDINGS = [Binding("escape", "close", "Close", id="close-event"),
                 Binding("q", "close", "Close", show=False)]
 
-    def __init__(self, event: dict):
+    def __init__(self, event: Event):
         super().__init__()
         self.event = event
 
     def compose(self) -> ComposeResult:
         event = self.event
-        payload = msgspec.json.format(msgspec.json.encode(event.get("payload", {})), indent=2)
+        payload = msgspec.json.format(msgspec.json.encode(event.payload), indent=2)
         header = Text()
-        header.append(f"{event.get('type')}\n", style="bold")
-        header.append(f"id           {fmt.identifier(event.get('id'))}\n"
-                      f"occurred at  {fmt.precise(event.get('occurred_at'))}\n"
-                      f"received at  {fmt.precise(event.get('created_at'))}\n"
-                      f"emitted by   {fmt.identifier(event.get('emitted_by'))}\n"
-                      f"environment  {event.get('environment', '-')}\n"
+        header.append(f"{event.type}\n", style="bold")
+        header.append(f"id           {fmt.identifier(event.id)}\n"
+                      f"occurred at  {fmt.precise(event.occurred_at)}\n"
+                      f"received at  {fmt.precise(event.created_at)}\n"
+                      f"emitted by   {fmt.identifier(event.emitted_by)}\n"
+                      f"environment  {event.environment}\n"
                       "matched      "
-                      f"{', '.join(event.get('matched_workflows') or []) or 'no workflow'}\n")
+                      f"{', '.join(event.matched_workflows or []) or 'no workflow'}\n")
         with VerticalScroll(id="dialog", classes="editor"):
             yield Static(Text("Event", style="bold"), classes="dialog-title")
             yield Static(header)
@@ -125,7 +127,7 @@ class EventsScreen(SectionScreen):
 
     def __init__(self):
         super().__init__()
-        self.buffer: deque[dict] = deque(maxlen=BUFFER_SIZE)
+        self.buffer: deque[Event] = deque(maxlen=BUFFER_SIZE)
         self.held = 0
         self.paused = False
         self.search: EventSearch | None = None
@@ -151,11 +153,11 @@ class EventsScreen(SectionScreen):
                                           until=search.until, limit=HISTORY)
         return list(reversed(events))
 
-    def show(self, events: list[dict]) -> None:
+    def show(self, events: list[Event]) -> None:
         self.buffer.clear()
         self.buffer.extend(events)
         self.held = 0
-        self.last_event_id = events[-1]["id"] if events else None
+        self.last_event_id = events[-1].id if events else None
         self.render_rows()
         if self.search is None:
             self.tail()
@@ -172,8 +174,8 @@ class EventsScreen(SectionScreen):
     def filter_changed(self) -> None:
         self.render_rows()
 
-    def visible(self) -> list[dict]:
-        return [e for e in self.buffer if self.matches(e.get("type"), e.get("id"))]
+    def visible(self) -> list[Event]:
+        return [e for e in self.buffer if self.matches(e.type, e.id)]
 
     def render_rows(self) -> None:
         table = self.query_one(ResourceTable)
@@ -185,17 +187,17 @@ class EventsScreen(SectionScreen):
             table.move_cursor(row=table.row_count - 1)
         self.show_status()
 
-    def _add_row(self, table: ResourceTable, event: dict) -> None:
-        matched = event.get("matched_workflows") or []
-        table.add_row(fmt.precise(event.get("created_at")),
-                      Text(event.get("type", ""), overflow="ellipsis", no_wrap=True),
-                      fmt.identifier(event.get("id")),
+    def _add_row(self, table: ResourceTable, event: Event) -> None:
+        matched = event.matched_workflows or []
+        table.add_row(fmt.precise(event.created_at),
+                      Text(event.type, overflow="ellipsis", no_wrap=True),
+                      fmt.identifier(event.id),
                       ", ".join(matched) if matched else "-",
-                      key=event.get("id"))
+                      key=event.id)
 
-    def receive(self, event: dict) -> None:
+    def receive(self, event: Event) -> None:
         """One event from the stream: kept in the bounded buffer, drawn unless paused."""
-        if any(e.get("id") == event.get("id") for e in list(self.buffer)[-50:]):
+        if any(e.id == event.id for e in list(self.buffer)[-50:]):
             return  # replayed after a reconnect, already shown
         full = len(self.buffer) == self.buffer.maxlen
         self.buffer.append(event)
@@ -208,7 +210,7 @@ class EventsScreen(SectionScreen):
             self.render_rows()
             return
         at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
-        if self.matches(event.get("type"), event.get("id")):
+        if self.matches(event.type, event.id):
             self._add_row(table, event)
             if at_end:
                 table.move_cursor(row=table.row_count - 1)
@@ -246,7 +248,8 @@ class EventsScreen(SectionScreen):
                         continue
                     if message.id:
                         self.last_event_id = message.id
-                    self.receive(message.data)
+                    if message.decoded is not None:
+                        self.receive(message.decoded)
                 # The server ended the stream (a restart, a deploy): reconnect at once.
             except ServerUnreachable:
                 self.set_tail_state("reconnecting")
@@ -290,7 +293,7 @@ class EventsScreen(SectionScreen):
 
     def action_open_event(self) -> None:
         event_id = self.query_one(ResourceTable).selected_key
-        event = next((e for e in self.buffer if e.get("id") == event_id), None)
+        event = next((e for e in self.buffer if e.id == event_id), None)
         if event is not None:
             self.app.push_screen(EventDetail(event))
 

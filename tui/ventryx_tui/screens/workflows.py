@@ -16,6 +16,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 
+from ventryx_shared.workflows import Step, Workflow
+
 from .. import formatting as fmt
 from ..client import ApiError, VentryxClient
 from ..widgets.table import ResourceTable
@@ -27,33 +29,28 @@ STEPS_EXAMPLE = """[
 
 
 def check_steps(text: str) -> tuple[list | None, str]:
-    """The steps as JSON values, or None and what is wrong with them (said the way the
-    server would, where the shared schema is available)."""
+    """The steps as JSON values, or None and what is wrong with them, checked with the
+    shared schema the server uses, so the error shows in place before any request."""
     try:
         steps = msgspec.json.decode(text.strip() or "[]")
     except msgspec.DecodeError as exc:
         return None, f"Steps are not valid JSON: {exc}"
     if not isinstance(steps, list):
         return None, "Steps must be a JSON list: [ {\"name\", \"action\", \"config\"}, ... ]"
-    try:
-        from ventryx_shared.workflows import Step
-    except ImportError:
-        Step = None  # an older shared package: the server still validates
     for index, step in enumerate(steps):
         if not isinstance(step, dict):
             return None, f"Step {index + 1} must be an object with name, action and config."
-        if Step is not None:
-            try:
-                msgspec.convert(step, Step)
-            except (msgspec.ValidationError, ValueError) as exc:
-                return None, f"Step {index + 1}: {exc}"
+        try:
+            msgspec.convert(step, Step)
+        except (msgspec.ValidationError, ValueError) as exc:
+            return None, f"Step {index + 1}: {exc}"
     names = [step.get("name") for step in steps]
     if len(set(names)) != len(names):
         return None, "Each step needs its own name."
     return steps, ""
 
 
-class WorkflowEditor(Dialog[dict]):
+class WorkflowEditor(Dialog[Workflow]):
     """Create (``workflow=None``) or edit a workflow."""
 
     BINDINGS = [
@@ -62,9 +59,11 @@ class WorkflowEditor(Dialog[dict]):
     ]
     DIALOG_CLASSES = "editor"
 
-    def __init__(self, workflow: dict | None = None):
+    def __init__(self, workflow: Workflow | None = None):
         super().__init__()
-        self.workflow = workflow
+        # The form edits the workflow's JSON form, which is also what a PATCH compares with.
+        self.workflow = msgspec.to_builtins(workflow) if workflow is not None else None
+        workflow = self.workflow
         self.TITLE_TEXT = (f"Edit workflow {workflow['name']} (version {workflow['version']})"
                            if workflow else "New workflow")
 
@@ -155,7 +154,7 @@ class WorkflowEditor(Dialog[dict]):
 
     async def _apply_latest(self, load) -> None:
         try:
-            latest = await load(self.app.client)
+            latest = msgspec.to_builtins(await load(self.app.client))
         except ApiError as error:
             self.show_error(f"Reloading failed: {error.describe()}")
             return
@@ -176,12 +175,12 @@ class ConfirmDeleteDialog(Dialog[bool]):
     TITLE_TEXT = "Delete workflow"
     AUTO_FOCUS = "#cancel"
 
-    def __init__(self, workflow: dict):
+    def __init__(self, workflow: Workflow):
         super().__init__()
         self.workflow = workflow
 
     def compose_form(self) -> ComposeResult:
-        yield Static(Text(f"Delete {self.workflow['name']} ({self.workflow['trigger']})? "
+        yield Static(Text(f"Delete {self.workflow.name} ({self.workflow.trigger})? "
                           "Events that matched it keep its id. This cannot be undone."))
 
     def compose_buttons(self) -> ComposeResult:
@@ -193,7 +192,7 @@ class ConfirmDeleteDialog(Dialog[bool]):
         workflow = self.workflow
 
         async def call(client: VentryxClient) -> bool:
-            await client.delete_workflow(workflow["id"], workflow["version"])
+            await client.delete_workflow(workflow.id, workflow.version)
             return True
 
         self.submit("Deleting the workflow", call)
@@ -215,7 +214,7 @@ class WorkflowsScreen(SectionScreen):
 
     def __init__(self):
         super().__init__()
-        self.workflows: list[dict] = []
+        self.workflows: list[Workflow] = []
 
     def compose_body(self) -> ComposeResult:
         table = ResourceTable(id="workflows-table")
@@ -244,27 +243,27 @@ class WorkflowsScreen(SectionScreen):
         selected = table.selected_key
         table.clear()
         visible = [w for w in self.workflows
-                   if self.matches(w.get("name"), w.get("trigger"), w.get("description"),
-                                   w.get("id"))]
+                   if self.matches(w.name, w.trigger, w.description,
+                                   w.id)]
         for workflow in visible:
             table.add_row(
-                Text(workflow["name"], overflow="ellipsis", no_wrap=True),
-                workflow["trigger"],
-                "on" if workflow["enabled"] else "off",
-                str(len(workflow.get("steps") or [])),
-                str(workflow["version"]),
-                fmt.timestamp(workflow.get("updated_at")),
-                key=workflow["id"],
+                Text(workflow.name, overflow="ellipsis", no_wrap=True),
+                workflow.trigger,
+                "on" if workflow.enabled else "off",
+                str(len(workflow.steps)),
+                str(workflow.version),
+                fmt.timestamp(workflow.updated_at),
+                key=workflow.id,
             )
         if selected is not None:
             for index, workflow in enumerate(visible):
-                if workflow["id"] == selected:
+                if workflow.id == selected:
                     table.move_cursor(row=index)
         self.update_detail()
 
-    def selected(self) -> dict | None:
+    def selected(self) -> Workflow | None:
         workflow_id = self.query_one(ResourceTable).selected_key
-        return next((w for w in self.workflows if w["id"] == workflow_id), None)
+        return next((w for w in self.workflows if w.id == workflow_id), None)
 
     def on_data_table_row_highlighted(self) -> None:
         self.update_detail()
@@ -281,12 +280,12 @@ class WorkflowsScreen(SectionScreen):
             detail.update(Text("No workflows here yet." if not self.workflows
                                else "No workflow matches the filter."))
             return
-        steps = ", ".join(f"{s.get('name')} ({s.get('action')})"
-                          for s in workflow.get("steps") or []) or "no steps"
+        steps = ", ".join(f"{s.name} ({s.action})"
+                          for s in workflow.steps) or "no steps"
         detail.update(Text(
-            f"{workflow['name']}  {fmt.identifier(workflow['id'])}  "
-            f"{'enabled' if workflow['enabled'] else 'disabled'}\n"
-            f"{workflow.get('description') or 'no description'}\n"
+            f"{workflow.name}  {fmt.identifier(workflow.id)}  "
+            f"{'enabled' if workflow.enabled else 'disabled'}\n"
+            f"{workflow.description or 'no description'}\n"
             f"steps: {steps}"))
 
     def action_new_workflow(self) -> None:
@@ -297,19 +296,19 @@ class WorkflowsScreen(SectionScreen):
         if workflow is not None:
             self.app.push_screen(WorkflowEditor(workflow), self._saved)
 
-    def _saved(self, workflow: dict | None) -> None:
+    def _saved(self, workflow: Workflow | None) -> None:
         if workflow:
-            self.notify(f"Saved {workflow['name']} (version {workflow['version']}).")
+            self.notify(f"Saved {workflow.name} (version {workflow.version}).")
             self.load()
 
     def action_toggle_workflow(self) -> None:
         workflow = self.selected()
         if workflow is None:
             return
-        body = {"version": workflow["version"], "enabled": not workflow["enabled"]}
-        verb = "Disabling" if workflow["enabled"] else "Enabling"
-        self.change(f"{verb} {workflow['name']}",
-                    lambda client: client.update_workflow(workflow["id"], body),
+        body = {"version": workflow.version, "enabled": not workflow.enabled}
+        verb = "Disabling" if workflow.enabled else "Enabling"
+        self.change(f"{verb} {workflow.name}",
+                    lambda client: client.update_workflow(workflow.id, body),
                     lambda _updated: self.load())
 
     def action_delete_workflow(self) -> None:
