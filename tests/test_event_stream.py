@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from conftest import bearer
+from conftest import ServerProcess, bearer
 from ventryx_server.event_stream import notification_payloads
 from ventryx_shared.ids import new_id
 
@@ -164,3 +164,25 @@ def test_announcements_fit_notify_payloads_and_keep_every_id():
     parsed = [p.split(" ") for p in payloads]
     assert sum(len(p) - 2 for p in parsed if p[:2] == [org_a, "live"]) == 701
     assert sorted(i for p in parsed for i in p[2:]) == sorted(ids + ids[1199:])
+
+
+async def test_a_stream_ends_when_a_recheck_finds_its_key_expired(
+        database_url, server_log_dir, make_org, make_key, db):
+    # Expiry sends no notification; the periodic re-check (here every 0.3 s) finds it.
+    quick = ServerProcess(database_url, server_log_dir / "server-quick-recheck.log",
+                          {"VENTRYX_STREAM_HEARTBEAT_SECONDS": "0.3"})
+    try:
+        await asyncio.to_thread(quick.wait_ready)
+        org = await make_org("Expiring")
+        key_id, key = await make_key(org, ["events:read"])
+        async with stream(quick.url, key) as response:
+            assert response.status_code == 200
+            reader = SseReader(response)
+            await db.execute("UPDATE api_keys SET expires_at = now() "
+                             "WHERE org_id = $1 AND id = $2", org.id, key_id)
+            farewell = await reader.next()
+            assert farewell.event == "error"
+            assert farewell.data["error"]["type"] == "authentication_error"
+            assert await reader.next() is None
+    finally:
+        await asyncio.to_thread(quick.stop)

@@ -46,8 +46,9 @@ REVOKED_CHANNEL = "ventryx_key_revoked"
 # How often an idle stream sends a comment (keeps proxies from closing it) and re-checks
 # that its credential is still valid (expiry, sessions ending).
 HEARTBEAT_SECONDS = float(os.environ.get("VENTRYX_STREAM_HEARTBEAT_SECONDS", "15"))
-# A stream that falls this many events behind is closed; it reconnects and replays.
-MAX_QUEUED = 10_000
+# A stream that falls this far behind (bytes of messages not yet sent) is closed; its
+# client reconnects and replays from the table.
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
 REPLAY_PAGE = 500
 # Emits announced within this long go out in one NOTIFY: streams get events up to this
 # much later, and a busy process sends at most one notifying commit per interval.
@@ -122,14 +123,16 @@ class Subscription:
     after: str | None
     follow: bool = True
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    queued_bytes: int = 0
     closed: bool = False
 
     def push(self, event_id: str, event_type: str, message: bytes) -> None:
         if self.closed or not _matches(self.type_filter, event_type):
             return
-        if self.queue.qsize() >= MAX_QUEUED:
+        if self.queued_bytes + len(message) > MAX_QUEUED_BYTES:
             self.close(_TOO_SLOW)
             return
+        self.queued_bytes += len(message)
         self.queue.put_nowait((event_id, message))
 
     def close(self, farewell: bytes | None) -> None:
@@ -159,6 +162,7 @@ class Subscription:
                     if message:
                         yield message
                     return
+                self.queued_bytes -= len(message)
                 if event_id not in replayed:
                     yield message
         finally:
@@ -249,9 +253,21 @@ class EventHub:
         for subscription in list(self._by_credential.get(credential_id, ())):
             subscription.close(_REVOKED)
 
-    def _connection_lost(self, _connection: Any) -> None:
+    async def _check_listener(self) -> None:
+        """A quiet listener is probed: a dead peer sends no FIN to notice it by."""
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            return
+        try:
+            await asyncio.wait_for(connection.execute("SELECT 1"), HEARTBEAT_SECONDS)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            connection.terminate()  # calls _connection_lost
+
+    def _connection_lost(self, connection: Any) -> None:
         # Notifications sent while no one listened are lost; the streams end so that their
         # clients reconnect and replay from the table.
+        if self._connection is not None and self._connection is not connection:
+            return  # an older connection, already replaced
         log.warning("event stream listener connection lost; closing %d streams",
                     sum(len(s) for s in self._streams.values()))
         self._connection = None
@@ -264,7 +280,11 @@ class EventHub:
 
     async def _deliver_forever(self) -> None:
         while True:
-            first = await self._notifications.get()
+            try:
+                first = await asyncio.wait_for(self._notifications.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await self._check_listener()
+                continue
             pending = [first]
             while not self._notifications.empty():
                 pending.append(self._notifications.get_nowait())
