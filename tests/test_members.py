@@ -320,3 +320,29 @@ async def test_members_list_pages_newest_first_and_filters_by_role(client, ledge
     assert [m["id"] for m in owners["data"]] == [org.owner_id]
     bad_role = await client.get("/v1/members", headers=admin, params={"role": "king"})
     assert bad_role.status_code == 400
+
+
+@pytest.mark.parametrize("role", ["admin", "developer", "viewer"])
+async def test_every_guarded_endpoint_treats_a_session_like_a_key_with_its_roles_scopes(
+        client, ledger, org, role):
+    from test_scope_matrix import ROUTES, SAMPLES, SESSION_ONLY, Context
+
+    from ventryx_shared.members import ROLE_SCOPES
+    from ventryx_shared.scopes import grants
+
+    _, token, _ = await member_session(client, ledger, org, role)
+    for operation_id, needed in sorted(ROUTES.items()):
+        if operation_id in SESSION_ONLY:
+            continue  # logout and password change: their own tests, with sessions
+        request = await SAMPLES[operation_id](Context(org, "events:read", client))
+        response = await client.request(request.method, request.path, json=request.json,
+                                         params=request.params, headers=bearer(token))
+        if needed is None or grants(ROLE_SCOPES[role], needed):
+            assert response.status_code < 300, (role, operation_id, response.text)
+        else:
+            assert response.status_code == 403, (role, operation_id, response.text)
+            assert needed in response.json()["error"]["message"]
+        data = response.json().get("data") if response.status_code < 300 else None
+        for secret_field in ("key", "one_time_password"):
+            if isinstance(data, dict) and isinstance(data.get(secret_field), str):
+                ledger.add(data[secret_field])
