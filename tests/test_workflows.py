@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from conftest import bearer
+from conftest import bearer, wait_for
 from ventryx_shared.ids import new_id
 
 STEPS = [
@@ -341,3 +341,33 @@ async def test_create_with_idempotency_key_replays_the_first_response(client, or
                              org.id, body["name"]) == 1
     other_body = await client.post("/v1/workflows", headers=headers, json=workflow_body())
     assert other_body.status_code == 409
+
+
+async def test_a_write_in_flight_when_its_key_is_revoked_gets_401_and_writes_nothing(
+        client, make_org, make_key, db):
+    org = await make_org("Workflow revoked in flight")
+    key_id, key = await make_key(org, ["workflows:write"])
+    async with db.acquire() as revoker:
+        revocation = revoker.transaction()
+        await revocation.start()
+        # As DELETE /v1/api-keys/{id} does: FOR UPDATE, which the writer's FOR KEY SHARE
+        # waits on.
+        await revoker.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
+                              org.id, key_id)
+        await revoker.execute("UPDATE api_keys SET revoked_at = now() "
+                              "WHERE org_id = $1 AND id = $2", org.id, key_id)
+        create = asyncio.create_task(client.post("/v1/workflows", headers=bearer(key),
+                                                 json=workflow_body()))
+
+        async def create_is_waiting_on_the_key():
+            return await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%locked_authorized_caller%' AND datname = current_database()")
+
+        assert await wait_for(create_is_waiting_on_the_key, timeout=10)
+        await revocation.commit()
+    response = await create
+    assert response.status_code == 401, response.text
+    assert await count_workflows(db, org.id) == 0
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1 "
+                             "AND target_type = 'workflow'", org.id) == 0
