@@ -342,7 +342,8 @@ async def test_every_guarded_endpoint_treats_a_session_like_a_key_with_its_roles
         else:
             assert response.status_code == 403, (role, operation_id, response.text)
             assert needed in response.json()["error"]["message"]
-        data = response.json().get("data") if response.status_code < 300 else None
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        data = response.json().get("data") if is_json and response.status_code < 300 else None
         for secret_field in ("key", "one_time_password"):
             if isinstance(data, dict) and isinstance(data.get(secret_field), str):
                 ledger.add(data[secret_field])
