@@ -208,3 +208,53 @@ async def test_a_screen_the_caller_may_not_see_explains_why(org, make_key, dashb
         notice = str(screen.query_one("#notice", Static).content)
         assert "request id req_" in notice
         assert "org:admin" in notice
+
+
+async def test_event_search_by_type_and_time_then_back_to_the_tail(org, dashboard, client):
+    for event_type in ("order.created", "user.signed_up", "order.paid"):
+        response = await client.post("/v1/events", headers=bearer(org.admin_key),
+                                     json={"type": event_type, "payload": {}})
+        assert response.status_code == 201
+    app = dashboard(org.admin_key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_section(pilot, "4", EventsScreen)
+        assert len(screen.buffer) == 3
+        await pilot.press("s")
+        await pilot.press(*"order.*", "tab", *"1h", "enter")
+        await settle(pilot)
+        assert sorted(e.type for e in screen.buffer) == ["order.created", "order.paid"]
+        assert "SEARCH: type order.*, since" in str(
+            screen.query_one("#tail-status", Static).content)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert len(screen.buffer) == 3
+        assert await wait_until(pilot, lambda: screen.tail_state == "streaming")
+
+
+async def test_member_role_change_and_removal_with_email_typed(org, dashboard, client, ledger):
+    added = await client.post("/v1/members", headers=bearer(org.admin_key), json={
+        "email": "lee@example.com", "name": "Lee", "role": "viewer"})
+    assert added.status_code == 201
+    ledger.add(added.json()["data"]["one_time_password"])
+    member_id = added.json()["data"]["id"]
+    app = dashboard(org.admin_key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_section(pilot, "5", MembersScreen)
+        table = screen.query_one(ResourceTable)
+        table.move_cursor(row=table.get_row_index(member_id))
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#member-role").value = "developer"
+        app.screen.query_one("#save", Button).press()
+        await settle(pilot)
+        assert next(m for m in screen.members if m.id == member_id).role == "developer"
+        await pilot.press("x")
+        await pilot.press(*"lee@example.co", "enter")
+        await pilot.pause()
+        assert "does not match" in str(app.screen.query_one("#dialog-error", Static).content)
+        await pilot.press("m", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MembersScreen)
+        assert member_id not in [m.id for m in screen.members]
+    response = await client.get(f"/v1/members/{member_id}", headers=bearer(org.admin_key))
+    assert response.status_code == 404

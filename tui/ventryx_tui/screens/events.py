@@ -174,14 +174,14 @@ class EventsScreen(SectionScreen):
     def filter_changed(self) -> None:
         self.render_rows()
 
-    def visible(self) -> list[Event]:
+    def visible_events(self) -> list[Event]:
         return [e for e in self.buffer if self.matches(e.type, e.id)]
 
     def render_rows(self) -> None:
         table = self.query_one(ResourceTable)
         at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
         table.clear()
-        for event in self.visible():
+        for event in self.visible_events():
             self._add_row(table, event)
         if at_end and table.row_count:
             table.move_cursor(row=table.row_count - 1)

@@ -116,7 +116,7 @@ class RemoveMemberDialog(Dialog[dict]):
 
     @on(Input.Submitted, "#confirm-email")
     @on(Button.Pressed, "#remove")
-    def remove(self) -> None:
+    def remove_member(self) -> None:
         if self.query_one("#confirm-email", Input).value.strip() != self.member.email:
             self.show_error("The email does not match; nobody was removed.")
             return

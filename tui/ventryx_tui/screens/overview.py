@@ -66,9 +66,18 @@ class OverviewScreen(SectionScreen):
 
     async def fetch(self, client: VentryxClient) -> OverviewData:
         environment = self.app.environment if self.app.can_switch_environment else None
+
+        async def in_environment(noun: str, call):
+            # A key's own environment is fixed: counting its data under the other
+            # environment's banner would mislead.
+            self.require_environment(client, noun)
+            return await call()
+
         results = await asyncio.gather(
             client.me(), client.get_org(), client.list_api_keys(environment=environment),
-            client.list_workflows(), client.list_events(limit=100), client.list_members(),
+            in_environment("workflows", client.list_workflows),
+            in_environment("events", lambda: client.list_events(limit=100)),
+            client.list_members(),
             client.list_audit_log(), return_exceptions=True)
         for result in results:
             if isinstance(result, ServerUnreachable):
