@@ -122,7 +122,8 @@ async def test_openapi_declares_the_bearer_scheme(client):
     schema = response.json()
     assert schema["openapi"].startswith("3.1")
     assert schema["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": "An API key: vtx_live_… or vtx_test_…"}
+        "type": "http", "scheme": "bearer",
+        "description": "An API key (vtx_live_…, vtx_test_…) or a dashboard session token (vtxs_…)"}
     operations = {op["operationId"]: op for path in schema["paths"].values()
                   for op in path.values() if isinstance(op, dict) and "operationId" in op}
     assert {"createApiKey", "listApiKeys", "getApiKey", "updateApiKey", "revokeApiKey",

@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             components=Components(security_schemes={
                 "bearer": SecurityScheme(type="http", scheme="bearer",
-                                         description="An API key: vtx_live_… or vtx_test_…"),
+                                         description="An API key (vtx_live_…, vtx_test_…) "
+                                                     "or a dashboard session token (vtxs_…)"),
             }),
             security=[{"bearer": []}],
         ),
