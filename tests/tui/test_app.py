@@ -190,3 +190,29 @@ async def test_lost_server_shows_reconnecting_and_recovers_by_itself(
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.timeout(90)
+async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
+        org, dashboard, credential_store, database_url, server_log_dir):
+    from conftest import free_port
+
+    from ventryx_tui.screens.sign_in import StartScreen
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    credential_store.save(url, org.admin_key)
+    app = dashboard(None, server_url=url, timeout=2)
+    process = None
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await wait_until(pilot, lambda: "Reconnecting" in str(
+                app.screen.query_one("#start").content) if isinstance(app.screen, StartScreen)
+                else False)
+            process = _start_server(database_url, port, server_log_dir / "tui-late-start.log")
+            assert await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen),
+                                    timeout=40)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(10)

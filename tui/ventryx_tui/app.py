@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 from collections.abc import Iterable
 
@@ -120,19 +121,34 @@ class VentryxApp(App):
         if credential is None and saved and saved[0].rstrip("/") == server.rstrip("/"):
             credential = saved[1]
         if credential:
-            self.connect(server, credential, remember=False)
+            self.connect(server, credential, remember=False, wait_for_server=True)
         else:
             self.push_screen(SignInScreen(server))
 
     @work(exclusive=True, group="connect")
     async def connect(self, server: str, credential: str, remember: bool = True,
-                      password: str | None = None) -> None:
-        """Check the credential with ``GET /v1/me``; on success, open the overview."""
+                      password: str | None = None, wait_for_server: bool = False) -> None:
+        """Check the credential with ``GET /v1/me``; on success, open the overview.
+
+        A saved credential waits for its server (it may still be starting) instead of
+        falling back to the sign-in form; a typed one reports the failure on the form.
+        """
         client = VentryxClient(server, credential, timeout=self.timeout)
-        try:
-            caller = await client.me()
-        except ApiError as error:
+        while True:
+            try:
+                caller = await client.me()
+                break
+            except ServerUnreachable as error:
+                if not wait_for_server or not isinstance(self.screen, StartScreen):
+                    failure = error
+                else:
+                    self.screen.show_waiting(error, RECONNECT_SECONDS)
+                    await asyncio.sleep(RECONNECT_SECONDS)
+                    continue
+            except ApiError as error:
+                failure = error
             await client.aclose()
+            error = failure
             if isinstance(self.screen, SignInScreen):
                 self.screen.show_error(error)
             else:

@@ -16,8 +16,22 @@ from ..client import ApiError
 class StartScreen(Screen):
     """Shown while the saved credential is being checked."""
 
+    BINDINGS = [Binding("q", "app.quit", "Quit", id="start-quit"),
+                Binding("s", "sign_in", "Sign in differently", id="start-sign-in")]
+
     def compose(self) -> ComposeResult:
         yield Static(Text("Ventryx\n\nConnecting...", justify="center"), id="start")
+        yield Footer(compact=True)
+
+    def show_waiting(self, error: ApiError, seconds: float) -> None:
+        self.query_one("#start", Static).update(Text(
+            f"Ventryx\n\n{error.describe()}\nReconnecting: trying again every {seconds:g} s.\n"
+            "s signs in with another server or credential, q quits.", justify="center"))
+
+    def action_sign_in(self) -> None:
+        self.app.workers.cancel_group(self.app, "connect")
+        server = self.app.requested_server or "http://127.0.0.1:8000"
+        self.app.push_screen(SignInScreen(server))
 
 
 class SignInScreen(Screen):
