@@ -196,7 +196,6 @@ async def test_lost_server_shows_reconnecting_and_recovers_by_itself(
 async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
         org, dashboard, credential_store, database_url, server_log_dir):
     from conftest import free_port
-
     from ventryx_tui.screens.sign_in import StartScreen
 
     port = free_port()
