@@ -14,7 +14,6 @@ from textual.widgets import (
     Button,
     Input,
     Label,
-    RadioButton,
     RadioSet,
     Select,
     SelectionList,
@@ -26,6 +25,7 @@ from ventryx_shared.api_keys import ApiKey, ApiKeyCreated
 from ventryx_shared.scopes import SCOPE_DESCRIPTIONS
 
 from .. import formatting as fmt
+from ..widgets.choices import MarkedRadioButton, MarkedSelectionList
 from .base import Dialog
 
 EXPIRY_CHOICES: tuple[tuple[str, int | None], ...] = (
@@ -44,8 +44,8 @@ GRACE_CHOICES: tuple[tuple[str, int], ...] = (
 )
 
 
-def _scope_list(grantable: list[str], chosen: list[str]) -> SelectionList[str]:
-    return SelectionList[str](
+def _scope_list(grantable: list[str], chosen: list[str]) -> MarkedSelectionList:
+    return MarkedSelectionList(
         *(Selection(f"{scope:<16} {SCOPE_DESCRIPTIONS[scope]}", scope, scope in chosen)
           for scope in grantable),
         id="scopes", compact=True)
@@ -190,7 +190,7 @@ class RotateKeyDialog(Dialog):
             "is made now; its secret is shown once. How long may the old key keep working?"))
         with RadioSet(id="grace", compact=True):
             for index, (label, _seconds) in enumerate(GRACE_CHOICES):
-                yield RadioButton(label, value=index == 0)
+                yield MarkedRadioButton(label, value=index == 0)
         yield Static(id="dies-at")
 
     def compose_buttons(self) -> ComposeResult:

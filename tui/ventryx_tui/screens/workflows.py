@@ -20,6 +20,7 @@ from ventryx_shared.workflows import Step, Workflow
 
 from .. import formatting as fmt
 from ..client import ApiError, VentryxClient
+from ..widgets.choices import MarkedCheckbox
 from ..widgets.table import ResourceTable
 from .base import Dialog, SectionScreen
 
@@ -81,7 +82,7 @@ class WorkflowEditor(Dialog[Workflow]):
             yield Input(workflow.get("description", ""), id="wf-description", compact=True)
         with Horizontal(classes="form-row"):
             yield Label("Enabled", classes="form-label")
-            yield Checkbox("runs when a matching event arrives",
+            yield MarkedCheckbox("runs when a matching event arrives",
                            workflow.get("enabled", True), id="wf-enabled", compact=True)
         yield Label("Steps (JSON; ctrl+s saves)", classes="form-label-wide")
         steps = workflow.get("steps")
