@@ -47,22 +47,26 @@ WITH inserted AS (
            coalesce(:occurred_at::timestamptz, now()),
            ARRAY(SELECT w.id FROM workflows w
                  WHERE w.org_id = :org_id AND w.environment = :environment AND w.enabled
-                   AND w.trigger = ANY (event_trigger_patterns(:type))
+                   AND w.trigger = ANY (t.patterns)
                  ORDER BY w.id),
            'baseline'
+    FROM (SELECT event_trigger_patterns(:type) AS patterns OFFSET 0) t
     RETURNING org_id, id, environment, type, occurred_at, created_at, matched_workflows,
               emitted_by
 )
 SELECT i.* FROM inserted i;
 
 -- name: insert-events
-WITH matches AS (
+WITH types AS MATERIALIZED (
+    SELECT type, event_trigger_patterns(type) AS patterns
+    FROM (SELECT DISTINCT type FROM unnest(:types::text[]) AS type) distinct_types
+), matches AS MATERIALIZED (
     SELECT t.type,
            ARRAY(SELECT w.id FROM workflows w
                  WHERE w.org_id = :org_id AND w.environment = :environment AND w.enabled
-                   AND w.trigger = ANY (event_trigger_patterns(t.type))
+                   AND w.trigger = ANY (t.patterns)
                  ORDER BY w.id) AS workflow_ids
-    FROM (SELECT DISTINCT type FROM unnest(:types::text[]) AS type) t
+    FROM types t
 ), inserted AS (
     INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
                         matched_workflows, emitted_by)

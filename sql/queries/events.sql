@@ -18,10 +18,11 @@ WITH caller AS MATERIALIZED (
            coalesce(:occurred_at::timestamptz, now()),
            ARRAY(SELECT w.id FROM workflows w
                  WHERE w.org_id = c.org_id AND w.environment = c.environment AND w.enabled
-                   AND w.trigger = ANY (event_trigger_patterns(:type))
+                   AND w.trigger = ANY (t.patterns)
                  ORDER BY w.id),
            coalesce(c.member_id, c.credential_id)
-    FROM caller c
+    -- The patterns once, not once per workflow scanned.
+    FROM caller c, (SELECT event_trigger_patterns(:type) AS patterns OFFSET 0) t
     RETURNING org_id, id, environment, type, occurred_at, created_at, matched_workflows,
               emitted_by
 )
@@ -31,17 +32,21 @@ JOIN inserted i ON true;
 
 -- name: emit-events
 -- A whole batch in one statement: all rows are written or none. Workflows are matched
--- once per distinct type (event_trigger_patterns costs ~20 µs a call; batches repeat
--- types), then joined to the events.
+-- once per distinct type (event_trigger_patterns costs ~20 µs a call, and batches
+-- repeat types), then joined to the events. MATERIALIZED keeps the planner from
+-- folding that back into a lookup per event.
 WITH caller AS MATERIALIZED (
     SELECT * FROM locked_authorized_caller(:lookup_id, :secret_hash, :environment, :scope)
-), matches AS (
+), types AS MATERIALIZED (
+    SELECT type, event_trigger_patterns(type) AS patterns
+    FROM (SELECT DISTINCT type FROM unnest(:types::text[]) AS type) distinct_types
+), matches AS MATERIALIZED (
     SELECT t.type,
            ARRAY(SELECT w.id FROM workflows w
                  WHERE w.org_id = c.org_id AND w.environment = c.environment AND w.enabled
-                   AND w.trigger = ANY (event_trigger_patterns(t.type))
+                   AND w.trigger = ANY (t.patterns)
                  ORDER BY w.id) AS workflow_ids
-    FROM caller c, (SELECT DISTINCT type FROM unnest(:types::text[]) AS type) t
+    FROM caller c, types t
 ), inserted AS (
     INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
                         matched_workflows, emitted_by)
