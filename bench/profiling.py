@@ -7,7 +7,9 @@ not (authentication, mostly). Asynchronous code makes inclusive times of event-l
 frames meaningless, so only self time (the innermost Python frame) is shown.
 """
 
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -30,10 +32,13 @@ def find_py_spy() -> str:
 
 def record(py_spy: str, pid: int, seconds: float, output: Path, load: Callable[[], int]) -> int:
     """Samples pid and its children while load() runs; returns load()'s request count."""
+    # BENCH_PY_SPY_OPTIONS adds options, e.g. "--native" to see inside C extensions
+    # (asyncpg's protocol, msgspec), which otherwise count as their Python caller's time.
+    extra = shlex.split(os.environ.get("BENCH_PY_SPY_OPTIONS", ""))
     spy = subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--nolineno",
+        [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nolineno",
          "--rate", str(SAMPLE_RATE), "--format", "raw", "--duration", str(round(seconds)),
-         "--output", str(output)],
+         "--output", str(output), *(extra or ["--nonblocking"])],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # let it attach before the load starts
     requests = load()
