@@ -3,6 +3,7 @@ edit scopes, revoke, rotate, filter, read-only."""
 
 from datetime import UTC, datetime, timedelta
 
+from textual.screen import ModalScreen
 from textual.widgets import Button, Input, SelectionList, Static
 
 from ventryx_tui.screens.api_keys import ApiKeysScreen
@@ -192,6 +193,14 @@ async def test_read_only_hides_every_change(org, dashboard):
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, ApiKeysScreen), key
+        for section, key in (("3", "n"), ("3", "space"), ("5", "n"), ("5", "x")):
+            await pilot.press(section)
+            await settle(pilot)
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(app.screen, ModalScreen), (section, key)
+        await pilot.press("2")
+        await settle(pilot)
         commands = [command.title for command in app.get_system_commands(app.screen)]
         assert not {"New API key", "Edit API key", "Revoke API key",
                     "Rotate API key"} & set(commands)

@@ -62,6 +62,7 @@ def still_formatting(monkeypatch):
                         lambda value, empty="never": empty if value is None else "5m ago")
     monkeypatch.setattr(formatting, "timestamp", _still("2026-04-02 10:00"))
     monkeypatch.setattr(formatting, "date", _still("2026-04-02"))
+    monkeypatch.setattr(formatting, "time_of_day", _still("10:00:00"))
     monkeypatch.setattr(formatting, "precise", _still("2026-04-02 10:00:00Z"))
     monkeypatch.setattr(formatting, "identifier",
                         lambda value: ULID.sub("0" * 26, value) if value else "-")

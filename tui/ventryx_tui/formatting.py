@@ -29,6 +29,18 @@ def timestamp(value: datetime | str | None, empty: str = "-") -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def time_of_day(value: datetime | str | None, empty: str = "-") -> str:
+    """``10:00:05``: enough for a live tail; the detail view has the full time."""
+    moment = _parse(value)
+    if moment is None:
+        return empty
+    return moment.astimezone(UTC).strftime("%H:%M:%S")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def date(value: datetime | str | None, empty: str = "-") -> str:
     moment = _parse(value)
     if moment is None:

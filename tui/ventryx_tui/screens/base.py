@@ -33,7 +33,7 @@ class SectionScreen(Screen):
     # Actions that change something: hidden in --read-only mode and without the scope.
     MUTATING: dict[str, str] = {}
     BINDINGS = [
-        Binding("r", "refresh", "Refresh", id="refresh"),
+        Binding("r", "refresh", "Refresh", show=False, id="refresh"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("escape", "back", "Back", show=False, id="back"),
     ]

@@ -116,14 +116,15 @@ class EventDetail(ModalScreen[None]):
 class EventsScreen(SectionScreen):
     SECTION = "Events"
     HELP = ("A live tail of new events in this environment (newest at the bottom, the "
-            f"newest {BUFFER_SIZE} kept). p pauses and resumes; while paused, new events are "
+            f"newest {BUFFER_SIZE} kept; times are UTC; Matched counts the workflows whose "
+            "trigger matched). p pauses and resumes; while paused, new events are "
             "held and counted. s searches by type and time; esc returns to the tail. "
             "Enter opens an event with its payload.")
     BINDINGS = [
         Binding("p", "pause", "Pause/resume", id="pause-tail"),
         Binding("s", "search", "Search", id="search-events"),
     ]
-    COLUMNS = ("Received", "Type", "Id", "Matched workflows")
+    COLUMNS = ("Received", "Type", "Matched", "Id")
 
     def __init__(self):
         super().__init__()
@@ -137,9 +138,10 @@ class EventsScreen(SectionScreen):
     def compose_body(self) -> ComposeResult:
         yield Static(id="tail-status")
         table = ResourceTable(id="events-table")
-        table.add_column("Received", width=19)
-        table.add_column("Type", width=22)
-        table.add_columns(*self.COLUMNS[2:])
+        table.add_column("Received", width=8)
+        table.add_column("Type", width=24)
+        table.add_column("Matched", width=7)
+        table.add_column("Id")
         yield table
 
     def on_screen_suspend(self) -> None:
@@ -188,11 +190,11 @@ class EventsScreen(SectionScreen):
         self.show_status()
 
     def _add_row(self, table: ResourceTable, event: Event) -> None:
-        matched = event.matched_workflows or []
-        table.add_row(fmt.precise(event.created_at),
+        matched = len(event.matched_workflows)
+        table.add_row(fmt.time_of_day(event.created_at),
                       Text(event.type, overflow="ellipsis", no_wrap=True),
+                      str(matched) if matched else "-",
                       fmt.identifier(event.id),
-                      ", ".join(matched) if matched else "-",
                       key=event.id)
 
     def receive(self, event: Event) -> None:

@@ -36,7 +36,7 @@ def _count(result: Any, noun: str, active: int | None = None) -> str:
     if isinstance(result, ApiError):
         return f"unavailable: {result.describe()}"
     items, more = result
-    text = f"{len(items)}{'+' if more else ''} {noun}"
+    text = fmt.plural(len(items), noun) + ("+" if more else "")
     if active is not None:
         text += f" ({active} active)"
     return text
@@ -115,14 +115,15 @@ class OverviewScreen(SectionScreen):
         active = None
         if not isinstance(data.keys, ApiError):
             active = sum(1 for key in data.keys[0] if key.status == "active")
-        counts.add_row("API keys", Text(_count(data.keys, "keys", active)))
-        counts.add_row("Workflows", Text(_count(data.workflows, "workflows")))
+        counts.add_row("API keys", Text(_count(data.keys, "key", active)))
+        counts.add_row("Workflows", Text(_count(data.workflows, "workflow")))
         if isinstance(data.events, ApiError):
             counts.add_row("Events", Text(f"unavailable: {data.events.describe()}"))
         else:
             counts.add_row("Events", Text(
-                f"{len(data.events)}{'+' if len(data.events) >= 100 else ''} recent events"))
-        counts.add_row("Members", Text(_count(data.members, "members")))
+                fmt.plural(len(data.events), "recent event")
+                + ("+" if len(data.events) >= 100 else "")))
+        counts.add_row("Members", Text(_count(data.members, "member")))
         self.query_one("#overview-counts", Static).update(counts)
 
         activity = Table.grid(padding=(0, 1), expand=True)
