@@ -100,8 +100,12 @@ async def test_payload_of_exactly_64_kb_is_accepted_and_escaped_nul_text_is_fine
     filler = 64 * 1024 - len('{"x":""}')
     event = await emit(client, org.admin_key, payload={"x": "y" * filler})
     assert len(event["payload"]["x"]) == filler
-    text = await emit(client, org.admin_key, payload={"path": "C:\\u0000dir", "ü": "漢字 🚀"})
-    assert text["payload"] == {"path": "C:\\u0000dir", "ü": "漢字 🚀"}
+    odd = {"path": "C:\\u0000dir", "ü": "漢字 🚀 \u202e", "sql": "'); DROP TABLE events; --",
+           "$1": "%s %% \\", "nested": {"deep": [[[{"x": None}]]]}}
+    text = await emit(client, org.admin_key, payload=odd)
+    assert text["payload"] == odd
+    got = await client.get(f"/v1/events/{text['id']}", headers=bearer(org.admin_key))
+    assert got.json()["data"]["payload"] == odd
 
 
 async def test_non_json_wrong_content_type_and_deep_nesting_are_refused(client, make_org, db):
