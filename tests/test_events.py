@@ -165,6 +165,7 @@ async def test_a_well_formed_batch_with_one_unstorable_payload_writes_none(clien
     assert response.status_code == 422, response.text
     assert [(e["index"], e["param"]) for e in response.json()["error"]["errors"]] == [
         (2, "events[2].payload")]
+    assert response.json()["error"]["message"].startswith("1 of 4 events")
     assert await count_events(db, org.id) == 0
 
 

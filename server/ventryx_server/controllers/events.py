@@ -143,22 +143,24 @@ def _parse_batch(body: bytes) -> _RawBatch:
 
 
 def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchItemError]]:
-    """A batch body's events and their payloads as JSON, or what is wrong with each item.
-
-    Raises for a body that is not a batch at all (not JSON, no events list, too many)."""
+    """A batch body's valid events with their payloads as JSON, and what is wrong with each
+    invalid one. Raises for a body that is not a batch at all (not JSON, no events list,
+    too many)."""
     try:
         items = _decode_valid_batch(body).events  # the common case: one pass in C
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _read_batch_item_by_item(body)
+    storable: list[EventCreate] = []
     payloads: list[str] = []
     errors: list[BatchItemError] = []
     for index, item in enumerate(items):
         try:
             payloads.append(encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES,
                                                 "payload").decode())
+            storable.append(item)
         except ValueError as exc:
             errors.append(_item_error(index, exc))
-    return items, payloads, errors
+    return storable, payloads, errors
 
 
 def _read_batch_item_by_item(
