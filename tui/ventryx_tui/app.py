@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.theme import Theme
+from textual.worker import Worker, WorkerState
 
 from ventryx_shared.me import Caller
 from ventryx_shared.scopes import grants
@@ -84,7 +85,7 @@ class VentryxApp(App):
     ENABLE_COMMAND_PALETTE = True
     MODES = {mode: screen for mode, _key, _title, screen in SECTIONS}
     BINDINGS = [
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding("q", "quit", "Quit", show=False, id="quit"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("t", "toggle_environment", "Live/Test", id="toggle-environment"),
         *(Binding(key, f"go('{mode}')", title, show=False, id=f"go-{mode}")
@@ -125,7 +126,7 @@ class VentryxApp(App):
         else:
             self.push_screen(SignInScreen(server))
 
-    @work(exclusive=True, group="connect")
+    @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect(self, server: str, credential: str, remember: bool = True,
                       password: str | None = None, wait_for_server: bool = False) -> None:
         """Check the credential with ``GET /v1/me``; on success, open the overview.
@@ -176,7 +177,7 @@ class VentryxApp(App):
             self.pop_screen()
         self.switch_mode("overview")
 
-    @work(exclusive=True, group="connect")
+    @work(exclusive=True, group="connect", exit_on_error=False)
     async def sign_in_with_password(self, server: str, email: str, password: str) -> None:
         client = VentryxClient(server, "", timeout=self.timeout)
         try:
@@ -189,7 +190,7 @@ class VentryxApp(App):
             await client.aclose()
         self.connect(server, token, password=password)
 
-    @work(exclusive=True, group="connect")
+    @work(exclusive=True, group="connect", exit_on_error=False)
     async def change_one_time_password(self, current: str, new: str) -> None:
         client = self.client
         if client is None:
@@ -276,7 +277,7 @@ class VentryxApp(App):
     def action_sign_out(self) -> None:
         self.sign_out()
 
-    @work(exclusive=True, group="connect")
+    @work(exclusive=True, group="connect", exit_on_error=False)
     async def sign_out(self) -> None:
         server = self.client.server if self.client else (self.requested_server or DEFAULT_SERVER)
         if self.client is not None:
@@ -305,13 +306,25 @@ class VentryxApp(App):
             return
         self.notify(error.describe(), severity="error", timeout=8)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.report_worker_failure(event)
+
+    def report_worker_failure(self, event: Worker.StateChanged) -> None:
+        """A worker that failed outside the API's errors (a bug, not the server's answer):
+        say what happened in a line, keep the dashboard running, never print a traceback."""
+        if event.state != WorkerState.ERROR or event.worker.error is None:
+            return
+        error = event.worker.error
+        self.notify(f"Unexpected error ({type(error).__name__}): {error}", severity="error",
+                    timeout=10)
+
     def server_lost(self) -> None:
         if self.connection == "reconnecting":
             return
         self.connection = "reconnecting"
         self._reconnect_timer = self.set_interval(RECONNECT_SECONDS, self.probe_server)
 
-    @work(exclusive=True, group="probe")
+    @work(exclusive=True, group="probe", exit_on_error=False)
     async def probe_server(self) -> None:
         if self.client is None or not await self.client.healthy():
             return

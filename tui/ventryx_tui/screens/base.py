@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Static
+from textual.worker import Worker
 
 from ..client import ApiError, VentryxClient
 from ..widgets.notice import Notice
@@ -76,7 +77,7 @@ class SectionScreen(Screen):
     def loading_target(self):
         return self.query_one(ResourceTable)
 
-    @work(exclusive=True, group="load")
+    @work(exclusive=True, group="load", exit_on_error=False)
     async def load(self) -> None:
         if self.client is None:
             return
@@ -118,7 +119,7 @@ class SectionScreen(Screen):
         """Run a mutating call in the screen's exclusive ``change`` worker."""
         self._change(what, call, done)
 
-    @work(exclusive=True, group="change")
+    @work(exclusive=True, group="change", exit_on_error=False)
     async def _change(self, what, call, done) -> None:
         if self.client is None:
             return
@@ -131,6 +132,9 @@ class SectionScreen(Screen):
             return
         self.notice.clear()
         done(result)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.report_worker_failure(event)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         scope = self.MUTATING.get(action)
@@ -210,6 +214,9 @@ class Dialog(ModalScreen[T]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.report_worker_failure(event)
+
     def show_error(self, text: str) -> None:
         error = self.query_one("#dialog-error", Static)
         error.update(Text(text))
@@ -221,7 +228,7 @@ class Dialog(ModalScreen[T]):
     def submit(self, what: str, call: Callable[[VentryxClient], Awaitable[Any]]) -> None:
         self._submit(what, call)
 
-    @work(exclusive=True, group="submit")
+    @work(exclusive=True, group="submit", exit_on_error=False)
     async def _submit(self, what, call) -> None:
         self.show_error("")
         dialog = self.query_one("#dialog")

@@ -232,10 +232,11 @@ class EventsScreen(SectionScreen):
                      "reconnecting": "LIVE TAIL: reconnecting...",
                      "stopped": "LIVE TAIL: stopped (r retries)"}.get(self.tail_state,
                                                                       self.tail_state)
+        hint = "enter: details" if self.buffer else "new events appear here as they arrive"
         self.query_one("#tail-status", Static).update(Text(
-            f"{state}   buffer {len(self.buffer)}/{BUFFER_SIZE}", style="bold"))
+            f"{state}   buffer {len(self.buffer)}/{BUFFER_SIZE}   {hint}", style="bold"))
 
-    @work(exclusive=True, group="stream")
+    @work(exclusive=True, group="stream", exit_on_error=False)
     async def tail(self) -> None:
         attempt = 0
         while self.client is not None:

@@ -151,7 +151,8 @@ class WorkflowEditor(Dialog[Workflow]):
         async def load(client: VentryxClient):
             return await client.get_workflow(self.workflow["id"])
 
-        self.run_worker(self._apply_latest(load), exclusive=True, group="submit")
+        self.run_worker(self._apply_latest(load), exclusive=True, group="submit",
+                        exit_on_error=False)
 
     async def _apply_latest(self, load) -> None:
         try:
