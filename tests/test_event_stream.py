@@ -151,6 +151,8 @@ async def test_stream_refusals(client, server, org, make_key):
         async with stream(server.url, org.admin_key, headers=headers,
                           params=params) as response:
             assert response.status_code == 400
+            error = json.loads(await response.aread())["error"]
+            assert error["param"] == ("Last-Event-ID" if headers else "type")
     async with stream(server.url, "vtx_live_notarealkey") as response:
         assert response.status_code == 401
 

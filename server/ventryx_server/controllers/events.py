@@ -36,7 +36,7 @@ from ventryx_shared.events import (
     encode_bounded_json,
     parse_type_filter,
 )
-from ventryx_shared.ids import new_id
+from ventryx_shared.ids import is_id, new_id
 
 from .. import event_stream, idempotency
 from ..auth import authorized, caller_params, lock_caller, require_credential
@@ -296,7 +296,10 @@ class EventsController(Controller):
                 type_filter = parse_type_filter(type)
             except ValueError as exc:
                 raise InvalidRequest(str(exc), code="invalid_parameter", param="type") from None
-        after = cursor("evt", last_event_id) if last_event_id else None
+        if last_event_id and not is_id("evt", last_event_id):
+            raise InvalidRequest("Last-Event-ID must be an event id of the form evt_….",
+                                 code="invalid_parameter", param="Last-Event-ID")
+        after = last_event_id or None
         params = caller_params(request)
         caller = await authorized(db, request, await request.app.state.queries.authorize_stream(
             db, **params))
