@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, SelectionList, Static
 
+from conftest import secrets_found_in_logs
 from ventryx_tui.screens.api_keys import ApiKeysScreen
 from ventryx_tui.screens.key_dialogs import (
     CreateKeyDialog,
@@ -52,7 +53,7 @@ async def test_saved_dev_credentials_connect_without_typing(org, credential_stor
 
 
 async def test_create_shows_the_secret_once_copies_it_and_never_draws_it_again(
-        org, dashboard, client, ledger, tmp_path, credential_store):
+        org, dashboard, client, ledger, tmp_path, credential_store, server_log_dir):
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_keys(pilot)
@@ -85,6 +86,7 @@ async def test_create_shows_the_secret_once_copies_it_and_never_draws_it_again(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
+    assert secrets_found_in_logs(server_log_dir, {secret}) == []
 
 
 async def test_create_offers_only_scopes_the_caller_may_grant(org, make_key, dashboard):
