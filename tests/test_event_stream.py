@@ -168,9 +168,10 @@ def test_announcements_fit_notify_payloads_and_keep_every_id():
     assert sorted(i for p in parsed for i in p[2:]) == sorted(ids + ids[1199:])
 
 
-async def test_a_stream_ends_when_a_recheck_finds_its_key_expired(
-        database_url, server_log_dir, make_org, make_key, db):
-    # Expiry sends no notification; the periodic re-check (here every 0.3 s) finds it.
+async def test_a_busy_stream_ends_when_a_recheck_finds_its_key_expired(
+        client, database_url, server_log_dir, make_org, make_key, db):
+    # Expiry sends no notification; the periodic re-check (here every 0.3 s) finds it,
+    # also while events keep the stream from ever being idle.
     quick = ServerProcess(database_url, server_log_dir / "server-quick-recheck.log",
                           {"VENTRYX_STREAM_HEARTBEAT_SECONDS": "0.3"})
     try:
@@ -182,7 +183,19 @@ async def test_a_stream_ends_when_a_recheck_finds_its_key_expired(
             reader = SseReader(response)
             await db.execute("UPDATE api_keys SET expires_at = now() "
                              "WHERE org_id = $1 AND id = $2", org.id, key_id)
-            farewell = await reader.next()
+
+            async def keep_emitting():
+                while True:
+                    await emit(client, org.admin_key, "keep.busy")
+                    await asyncio.sleep(0.05)
+
+            emitter = asyncio.create_task(keep_emitting())
+            try:
+                farewell = await reader.next()
+                while farewell.event != "error":
+                    farewell = await reader.next()
+            finally:
+                emitter.cancel()
             assert farewell.event == "error"
             assert farewell.data["error"]["type"] == "authentication_error"
             assert await reader.next() is None

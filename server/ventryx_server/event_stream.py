@@ -104,12 +104,22 @@ def _sse_error(code: str, message: str, error_type: str = "authentication_error"
     return b"event: error\ndata: " + msgspec.json.encode(body) + b"\n\n"
 
 
-_REVOKED = _sse_error("invalid_api_key", "This credential was revoked; the stream is closed.")
-_NO_LONGER_VALID = _sse_error("invalid_api_key", "Invalid API key provided.")
-_TOO_SLOW = _sse_error("stream_lagging", "This stream fell too far behind and was closed; "
-                       "reconnect with Last-Event-ID to resume.", "api_error")
-_INTERRUPTED = _sse_error("stream_interrupted", "The stream was interrupted; reconnect with "
-                          "Last-Event-ID to resume.", "api_error")
+def _revoked() -> bytes:
+    return _sse_error("invalid_api_key", "This credential was revoked; the stream is closed.")
+
+
+def _no_longer_valid() -> bytes:
+    return _sse_error("invalid_api_key", "Invalid API key provided.")
+
+
+def _too_slow() -> bytes:
+    return _sse_error("stream_lagging", "This stream fell too far behind and was closed; "
+                      "reconnect with Last-Event-ID to resume.", "api_error")
+
+
+def _interrupted() -> bytes:
+    return _sse_error("stream_interrupted", "The stream was interrupted; reconnect with "
+                      "Last-Event-ID to resume.", "api_error")
 
 
 @dataclass(eq=False)
@@ -130,7 +140,7 @@ class Subscription:
         if self.closed or not _matches(self.type_filter, event_type):
             return
         if self.queued_bytes + len(message) > MAX_QUEUED_BYTES:
-            self.close(_TOO_SLOW)
+            self.close(_too_slow())
             return
         self.queued_bytes += len(message)
         self.queue.put_nowait((event_id, message))
@@ -148,14 +158,19 @@ class Subscription:
                 async for event_id, message in self.hub.replay(self):
                     replayed.add(event_id)
                     yield message
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + HEARTBEAT_SECONDS
             while self.follow:
-                try:
-                    event_id, message = await asyncio.wait_for(self.queue.get(),
-                                                               HEARTBEAT_SECONDS)
-                except TimeoutError:
+                # Re-checked on a clock, busy or idle: a session that ends sends no notice.
+                if loop.time() >= next_check:
                     if not await self.hub.still_authorized(self):
-                        yield _NO_LONGER_VALID
+                        yield _no_longer_valid()
                         return
+                    next_check = loop.time() + HEARTBEAT_SECONDS
+                try:
+                    event_id, message = await asyncio.wait_for(
+                        self.queue.get(), max(0.0, next_check - loop.time()))
+                except TimeoutError:
                     yield HEARTBEAT
                     continue
                 if event_id is None:
@@ -251,7 +266,7 @@ class EventHub:
     def _on_revoked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         _org_id, _, credential_id = payload.partition(" ")
         for subscription in list(self._by_credential.get(credential_id, ())):
-            subscription.close(_REVOKED)
+            subscription.close(_revoked())
 
     async def _check_listener(self) -> None:
         """A quiet listener is probed: a dead peer sends no FIN to notice it by."""
@@ -271,7 +286,7 @@ class EventHub:
         log.warning("event stream listener connection lost; closing %d streams",
                     sum(len(s) for s in self._streams.values()))
         self._connection = None
-        self._close_all(_INTERRUPTED)
+        self._close_all(_interrupted())
 
     def _close_all(self, farewell: bytes | None) -> None:
         for streams in list(self._streams.values()):
@@ -292,7 +307,7 @@ class EventHub:
                 await self._deliver(pending)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("could not fetch streamed events: %s", type(exc).__name__)
-                self._close_all(_INTERRUPTED)
+                self._close_all(_interrupted())
 
     async def _deliver(self, pending: list[tuple[str, str, list[str]]]) -> None:
         # Consecutive notifications of one organization and environment: one fetch.
