@@ -72,7 +72,15 @@ class SignInScreen(Screen):
         field.update(Text(f"Sign-in failed: {error.describe()}"))
         field.display = True
 
-    @on(Input.Submitted)
+    @on(Input.Submitted, "#server")
+    def _server_entered(self) -> None:
+        self.query_one("#api-key", Input).focus()
+
+    @on(Input.Submitted, "#email")
+    def _email_entered(self) -> None:
+        self.query_one("#password", Input).focus()
+
+    @on(Input.Submitted, "#api-key, #password")
     @on(Button.Pressed, "#sign-in-button")
     def sign_in(self) -> None:
         server = self.query_one("#server", Input).value.strip()
