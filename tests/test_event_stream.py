@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 
 from conftest import ServerProcess, bearer
-from ventryx_server.event_stream import notification_payloads
+from ventryx_server.event_stream import LISTENER_APPLICATION_NAME, notification_payloads
 from ventryx_shared.ids import new_id
 
 
@@ -201,3 +201,43 @@ async def test_a_busy_stream_ends_when_a_recheck_finds_its_key_expired(
             assert await reader.next() is None
     finally:
         await asyncio.to_thread(quick.stop)
+
+
+async def test_a_replay_longer_than_a_page_sends_every_missed_event(client, server, make_org):
+    org = await make_org("Long replay")
+    first = await emit(client, org.admin_key)
+    missed = []
+    for _ in range(2):
+        batch = await client.post("/v1/events/batch", headers=bearer(org.admin_key),
+                                  json={"events": [{"type": "bulk.loaded"}] * 400})
+        missed += [e["id"] for e in batch.json()["data"]]
+    async with stream(server.url, org.admin_key, params={"follow": "false"},
+                      headers={"Last-Event-ID": first["id"]}) as response:
+        reader = SseReader(response)
+        replayed = []
+        while (message := await reader.next()) is not None:
+            replayed.append(message.id)
+    assert replayed == sorted(missed)
+
+
+async def test_losing_the_listener_ends_streams_and_a_reconnect_resumes(
+        client, server, make_org, db):
+    org = await make_org("Listener lost")
+    async with stream(server.url, org.admin_key) as response:
+        reader = SseReader(response)
+        before = await emit(client, org.admin_key)
+        assert (await reader.next()).id == before["id"]
+        await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name = $1 AND datname = current_database()",
+                         LISTENER_APPLICATION_NAME)
+        farewell = await reader.next()
+        assert (farewell.event, farewell.data["error"]["code"]) == ("error",
+                                                                    "stream_interrupted")
+        assert await reader.next() is None
+    missed = await emit(client, org.admin_key)
+    async with stream(server.url, org.admin_key,
+                      headers={"Last-Event-ID": before["id"]}) as response:
+        reader = SseReader(response)
+        assert (await reader.next()).id == missed["id"]
+        live = await emit(client, org.admin_key)
+        assert (await reader.next()).id == live["id"]

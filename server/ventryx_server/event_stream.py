@@ -42,6 +42,7 @@ from .db import fetch_all
 log = logging.getLogger("ventryx.event_stream")
 
 EVENTS_CHANNEL = "ventryx_events"
+LISTENER_APPLICATION_NAME = "ventryx event streams"
 REVOKED_CHANNEL = "ventryx_key_revoked"
 # How often an idle stream sends a comment (keeps proxies from closing it) and re-checks
 # that its credential is still valid (expiry, sessions ending).
@@ -210,7 +211,10 @@ class EventHub:
         async with self._connecting:
             if self._connection is not None and not self._connection.is_closed():
                 return
-            connection = await asyncpg.connect(self._app.state.settings.database_url)
+            connection = await asyncpg.connect(
+                self._app.state.settings.database_url,
+                # So that pg_stat_activity tells a DBA what this long-lived session is.
+                server_settings={"application_name": LISTENER_APPLICATION_NAME})
             connection.add_termination_listener(self._connection_lost)
             await connection.add_listener(EVENTS_CHANNEL, self._on_events)
             await connection.add_listener(REVOKED_CHANNEL, self._on_revoked)
