@@ -92,7 +92,7 @@ async def emit_without_auth(db: asyncpg.Connection, org_id: str,
                             data: JSONBody[EventCreate]) -> Response[Data[Event]]:
     """POST /v1/events minus the credential: same validation, statement and JSON."""
     row = await _QUERIES.insert_event(db, org_id=org_id, environment="live", id=new_id("evt"),
-                                      type=data.type, payload=payload_json(data.payload),
+                                      type=data.type, payload=payload_json(data),
                                       occurred_at=data.occurred_at)
     return Response(Data(emitted_event(row, data)), status_code=201)
 

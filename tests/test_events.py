@@ -78,6 +78,9 @@ BAD_EVENTS = [
     ({"type": "order.created", "payload": {"a\x00": 1}}, "payload"),
     ({"type": "order.created", "occurred_at": "yesterday"}, "occurred_at"),
     ({"type": "order.created", "occurred_at": "2026-04-02T10:00:00"}, "occurred_at"),
+    ({"type": "order.created", "occurred_at": "0001-01-01T00:00:00Z"}, "occurred_at"),
+    ({"type": "order.created", "occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+    ({"type": "order.created", "occurred_at": "9999-12-31T23:59:59-14:00"}, "occurred_at"),
     ({"type": "order.created", "id": "evt_01HXYZ"}, "id"),
     ({"type": "order.created", "environment": "test"}, "environment"),
     ({"type": "order.created", "org_id": "org_01HXYZ"}, "org_id"),
@@ -141,7 +144,8 @@ async def test_a_batch_with_bad_items_names_each_and_writes_none(client, make_or
     org = await make_org("Batch errors")
     events = [{"type": "order.created"}, {"type": "Bad Type"}, {"type": "order.created"},
               {"type": "order.created", "payload": []}, {"type": "order.created", "x": 1},
-              {"type": "order.created", "payload": {"big": "x" * 70000}}]
+              {"type": "order.created", "payload": {"big": "x" * 70000}},
+              {"type": "order.created", "occurred_at": "1969-12-31T23:59:59Z"}]
     response = await client.post("/v1/events/batch", headers=bearer(org.admin_key),
                                  json={"events": events})
     assert response.status_code == 422, response.text
@@ -149,10 +153,11 @@ async def test_a_batch_with_bad_items_names_each_and_writes_none(client, make_or
     assert error["type"] == "invalid_request_error"
     assert error["code"] == "invalid_batch"
     assert error["request_id"] == response.headers["request-id"]
-    assert [item["index"] for item in error["errors"]] == [1, 3, 4, 5]
+    assert [item["index"] for item in error["errors"]] == [1, 3, 4, 5, 6]
     assert error["errors"][0]["param"] == "events[1].type"
     assert error["errors"][2]["code"] == "unknown_field"
     assert error["errors"][3]["code"] == "invalid_payload"
+    assert error["errors"][4]["param"] == "events[6].occurred_at"
     assert await count_events(db, org.id) == 0
 
 
@@ -225,6 +230,7 @@ async def test_list_filters_by_type_prefix_and_time(client, make_org):
     {"starting_after": "evt_' OR ''='"}, {"type": "Order.*"}, {"type": "*"},
     {"type": "order.*.x"}, {"type": "order"}, {"since": "not a time"},
     {"since": "2026-04-02T10:00:00"}, {"until": "2026-13-45T99:00:00Z"},
+    {"since": "0001-01-01T00:00:00+14:00"}, {"until": "9999-12-31T23:59:59-14:00"},
 ])
 async def test_bad_list_parameters_are_400(client, org, params):
     response = await client.get("/v1/events", headers=bearer(org.admin_key), params=params)

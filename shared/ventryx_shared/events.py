@@ -1,7 +1,7 @@
 """Events on the wire: emitted one at a time or in batches, listed, streamed."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -38,6 +38,20 @@ def parse_type_filter(value: str) -> tuple[str | None, str | None]:
     if not is_event_type(value):
         raise ValueError("type must be an event type (order.created) or a prefix (order.*)")
     return value, None
+
+
+# Times outside these bounds are refused: near the ends of Python's datetime range a time
+# zone shift overflows, and no event of a workflow system predates 1970.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def check_time(value: datetime, field: str) -> None:
+    """ValueError unless ``value`` has a time zone and lies in [1970, 9000)."""
+    if value.tzinfo is None:
+        raise ValueError(f"{field} needs a time zone, as in 2026-04-02T10:00:00Z")
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValueError(f"{field} must lie between 1970-01-01 and 9000-01-01")
 
 
 OccurredAt = Annotated[datetime, Meta(tz=True, description="When it happened, with a time "

@@ -33,6 +33,7 @@ from ventryx_shared.events import (
     Event,
     EventBatchCreate,
     EventCreate,
+    check_time,
     encode_bounded_json,
     parse_type_filter,
 )
@@ -96,11 +97,24 @@ def _no_such_event(event_id: str) -> NotFound:
     return NotFound(f"No such event: '{event_id[:64]}'", param="id")
 
 
-def payload_json(payload: dict[str, Any]) -> str:
+def payload_json(item: EventCreate) -> str:
+    """The event's payload as JSON for the insert, or 422 naming what cannot be stored."""
     try:
-        return encode_bounded_json(payload, MAX_PAYLOAD_BYTES, "payload").decode()
+        if item.occurred_at is not None:
+            check_time(item.occurred_at, "occurred_at")
+    except ValueError as exc:
+        raise UnprocessableEntity(str(exc), param="occurred_at") from None
+    try:
+        return encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES, "payload").decode()
     except ValueError as exc:
         raise UnprocessableEntity(str(exc), code="invalid_payload", param="payload") from None
+
+
+def _storable_payload(item: EventCreate) -> str:
+    # For batches: ValueError("occurred_at ...") or ValueError("payload ...").
+    if item.occurred_at is not None:
+        check_time(item.occurred_at, "occurred_at")
+    return encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES, "payload").decode()
 
 
 def emitted_event(row: Any, item: EventCreate) -> Event:
@@ -114,9 +128,10 @@ def emitted_event(row: Any, item: EventCreate) -> Event:
 def _item_error(index: int, exc: Exception) -> BatchItemError:
     message, _, path = str(exc).partition(" - at `")
     param = f"events[{index}]" + path.rstrip("`").removeprefix("$") if path else None
-    if isinstance(exc, ValueError) and str(exc).startswith("payload"):
-        return BatchItemError(index=index, code="invalid_payload", message=message,
-                              param=f"events[{index}].payload")
+    if isinstance(exc, ValueError) and str(exc).startswith(("payload", "occurred_at")):
+        field = str(exc).split(" ", 1)[0]
+        return BatchItemError(index=index, code=f"invalid_{field}", message=message,
+                              param=f"events[{index}].{field}")
     code = "unknown_field" if message.startswith("Object contains unknown field") else (
         "invalid_value")
     return BatchItemError(index=index, code=code, message=message, param=param)
@@ -155,8 +170,7 @@ def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchIte
     errors: list[BatchItemError] = []
     for index, item in enumerate(items):
         try:
-            payloads.append(encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES,
-                                                "payload").decode())
+            payloads.append(_storable_payload(item))
             storable.append(item)
         except ValueError as exc:
             errors.append(_item_error(index, exc))
@@ -172,8 +186,7 @@ def _read_batch_item_by_item(
     for index, raw in enumerate(batch.events):
         try:
             item = _decode_event(raw)
-            payloads.append(encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES,
-                                                "payload").decode())
+            payloads.append(_storable_payload(item))
             items.append(item)
         except (msgspec.ValidationError, ValueError) as exc:
             errors.append(_item_error(index, exc))
@@ -185,9 +198,11 @@ def _read_batch_item_by_item(
 
 
 def _time_filter(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a time zone, as in 2026-04-02T10:00:00Z.",
-                             code="invalid_parameter", param=name)
+    try:
+        if value is not None:
+            check_time(value, name)
+    except ValueError as exc:
+        raise InvalidRequest(f"{exc}.", code="invalid_parameter", param=name) from None
     return value
 
 
@@ -203,7 +218,7 @@ class EventsController(Controller):
         """Emit one event; a retry with the same Idempotency-Key never makes a second one."""
         queries = request.app.state.queries
         params = {**caller_params(request), "id": new_id("evt"), "type": data.type,
-                  "payload": payload_json(data.payload), "occurred_at": data.occurred_at}
+                  "payload": payload_json(data), "occurred_at": data.occurred_at}
         if idempotency.idempotency_key(request) is None:
             row = await authorized(db, request, await queries.emit_event(db, **params))
             event_stream.announce(request.app, row["org_id"], row["environment"], [row["id"]])
