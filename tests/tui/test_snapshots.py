@@ -94,10 +94,15 @@ SCREENS = {
     "api-keys": ("2",),
     "api-keys-create": ("2", "n"),
     "api-keys-help": ("2", "question_mark"),
+    "api-keys-rotate": ("2", "o"),
+    "api-keys-revoke": ("2", "x"),
     "workflows": ("3",),
     "workflows-editor": ("3", "e"),
     "events": ("4",),
+    "events-detail": ("4", "enter"),
+    "events-search": ("4", "s"),
     "members": ("5",),
+    "members-add": ("5", "n"),
     "audit-log": ("6",),
 }
 

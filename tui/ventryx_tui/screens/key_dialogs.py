@@ -157,7 +157,7 @@ class RevokeKeyDialog(Dialog[ApiKey]):
             f"Revoking {self.key.redacted_key} is instantaneous: every request with it gets "
             "401 from the moment this returns. It cannot be undone."))
         yield Label(Text(f"Type the key's name to confirm: {self.key.name}"))
-        yield Input(id="confirm-name", compact=True, placeholder=self.key.name)
+        yield Input(id="confirm-name", compact=True)
 
     def compose_buttons(self) -> ComposeResult:
         yield Button("Revoke", id="revoke", variant="error", compact=True, disabled=True)
