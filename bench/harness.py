@@ -106,7 +106,7 @@ class Measurement:
     p50_ms: float
     p99_ms: float
     requests: int
-    failures: int  # non-2xx/3xx responses and socket errors: a run with any is invalid
+    failures: int  # non-2xx/3xx responses and socket errors: a round with any is flagged
     # CPU time per request of the app's processes and of the PostgreSQL backends serving
     # the bench database, where /proc shows them. They move much less than req/s when
     # other work shares the machine.
@@ -178,8 +178,9 @@ class Wrk:
     def run(self, url: str, scenario: Scenario, connections: int, seconds: float) -> Measurement:
         with request_env(scenario) as env:
             result = subprocess.run(
+                # wrk's default 2 s timeout would count slow batch requests as errors.
                 [self.executable, f"-t{self.threads}", f"-c{connections}", f"-d{seconds:g}s",
-                 "--latency", "-s", str(WRK_SCRIPT), url + scenario.path],
+                 "--timeout", "30s", "--latency", "-s", str(WRK_SCRIPT), url + scenario.path],
                 env=env, capture_output=True, text=True, check=True)
         return parse_wrk(result.stdout)
 
