@@ -258,3 +258,20 @@ async def test_member_role_change_and_removal_with_email_typed(org, dashboard, c
         assert member_id not in [m.id for m in screen.members]
     response = await client.get(f"/v1/members/{member_id}", headers=bearer(org.admin_key))
     assert response.status_code == 404
+
+
+async def test_audit_log_search_asks_the_server(org, make_key, dashboard, client):
+    key_id, _key = await make_key(org, ["events:read"], name="to-revoke")
+    await client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key))
+    app = dashboard(org.admin_key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_section(pilot, "6", AuditLogScreen)
+        await pilot.press("s")
+        await pilot.press("tab", *"api_key.revoked", "enter")
+        await settle(pilot)
+        assert [(e.action, e.target_id) for e in screen.entries] == [
+            ("api_key.revoked", key_id)]
+        assert "Search: action api_key.revoked" in str(screen.query_one("#detail").content)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert len(screen.entries) > 1

@@ -6,80 +6,27 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterable
-from datetime import timedelta
 
 import msgspec
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Static
 
 from ventryx_shared.events import Event
 
 from .. import formatting as fmt
 from ..client import ApiError, ServerUnreachable, VentryxClient
 from ..widgets.table import ResourceTable
-from .base import Dialog, SectionScreen
+from .base import SectionScreen
+from .search import SearchDialog, describe
 
 BUFFER_SIZE = 1000
 HISTORY = 100
 RETRY_SECONDS = (1, 2, 5, 10)
-
-
-def parse_when(text: str) -> str | None:
-    """``15m``, ``2h``, ``3d`` (that long ago) or an RFC 3339 time; None when empty."""
-    text = text.strip()
-    if not text:
-        return None
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if text[:-1].isdigit() and text[-1] in units:
-        moment = fmt.now() - timedelta(**{units[text[-1]]: int(text[:-1])})
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return text
-
-
-class EventSearch(msgspec.Struct):
-    type: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-    def describe(self) -> str:
-        parts = [f"type {self.type}" if self.type else "",
-                 f"since {self.since}" if self.since else "",
-                 f"until {self.until}" if self.until else ""]
-        return ", ".join(p for p in parts if p) or "everything"
-
-
-class SearchDialog(Dialog[EventSearch]):
-    TITLE_TEXT = "Search events"
-
-    def __init__(self, current: EventSearch | None):
-        super().__init__()
-        self.current = current or EventSearch()
-
-    def compose_form(self) -> ComposeResult:
-        yield Static(Text("Type: order.created or order.*. Times: 15m, 2h, 3d ago, or "
-                          "2026-04-02T10:00:00Z. Empty fields match everything."))
-        for field, label in (("type", "Type"), ("since", "Since"), ("until", "Until")):
-            with Horizontal(classes="form-row"):
-                yield Label(label, classes="form-label")
-                yield Input(getattr(self.current, field) or "", id=f"search-{field}",
-                            compact=True)
-
-    def compose_buttons(self) -> ComposeResult:
-        yield Button("Search", id="search", variant="primary", compact=True)
-        yield from super().compose_buttons()
-
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#search")
-    def search(self) -> None:
-        values = {field: self.query_one(f"#search-{field}", Input).value.strip() or None
-                  for field in ("type", "since", "until")}
-        self.dismiss(EventSearch(type=values["type"], since=parse_when(values["since"] or ""),
-                                 until=parse_when(values["until"] or "")))
 
 
 class EventDetail(ModalScreen[None]):
@@ -131,7 +78,7 @@ class EventsScreen(SectionScreen):
         self.buffer: deque[Event] = deque(maxlen=BUFFER_SIZE)
         self.held = 0
         self.paused = False
-        self.search: EventSearch | None = None
+        self.search: dict[str, str] | None = None
         self.last_event_id: str | None = None
         self.tail_state = "starting"
 
@@ -150,9 +97,7 @@ class EventsScreen(SectionScreen):
 
     async def fetch(self, client: VentryxClient):
         self.require_environment(client, "events")
-        search = self.search or EventSearch()
-        events = await client.list_events(type=search.type, since=search.since,
-                                          until=search.until, limit=HISTORY)
+        events = await client.list_events(**(self.search or {}), limit=HISTORY)
         return list(reversed(events))
 
     def show(self, events: list[Event]) -> None:
@@ -224,7 +169,7 @@ class EventsScreen(SectionScreen):
 
     def show_status(self) -> None:
         if self.tail_state == "search":
-            state = f"SEARCH: {self.search.describe() if self.search else ''} (esc: live tail)"
+            state = f"SEARCH: {describe(self.search or {})} (esc: live tail)"
         elif self.paused:
             state = f"PAUSED, {self.held} new held (p resumes)"
         else:
@@ -278,12 +223,15 @@ class EventsScreen(SectionScreen):
         self.show_status()
 
     def action_search(self) -> None:
-        self.app.push_screen(SearchDialog(self.search), self._searched)
+        self.app.push_screen(SearchDialog(
+            "Search events", [("type", "Type"), ("since", "Since"), ("until", "Until")],
+            self.search or {}, "Type: order.created, or order.* for a family."),
+            self._searched)
 
-    def _searched(self, search: EventSearch | None) -> None:
+    def _searched(self, search: dict[str, str] | None) -> None:
         if search is None:
             return
-        self.search = None if search == EventSearch() else search
+        self.search = search or None
         self.paused = False
         self.load()
 
