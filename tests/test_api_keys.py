@@ -303,6 +303,7 @@ BAD_BODIES = [
     ({"name": "x" * 101, "scopes": ["events:read"]}, "name"),
     ({"name": "", "scopes": ["events:read"]}, "name"),
     ({"name": "bad\nname", "scopes": ["events:read"]}, "name"),
+    ({"name": "trailing newline\n", "scopes": ["events:read"]}, "name"),
     ({"name": "x", "scopes": ["events:read"] * 100}, "scopes"),
     ({"name": "x", "scopes": ["events:delete"]}, "scopes[0]"),
     ({"name": "x", "scopes": ["events:read", "events:read"]}, "scopes"),
@@ -330,6 +331,7 @@ async def test_bad_create_bodies_get_4xx_naming_the_problem_and_write_nothing(
 
 @pytest.mark.parametrize(("content", "content_type", "status"), [
     (b"{not json", "application/json", 400),
+    (b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400),
     (b"name=x&scopes=events:read", "application/x-www-form-urlencoded", 415),
     (b'{"name":"x","scopes":["events:read"]}', "text/plain", 415),
     (b"\xff\xfe\x00", "application/json", 400),

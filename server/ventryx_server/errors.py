@@ -14,6 +14,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
 from ventryx_shared.common import ErrorBody, ErrorDetail
 from ventryx_shared.ids import new_id
 
@@ -179,8 +180,15 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request, error)
 
 
+def _nested_too_deeply(request: Request, _: RecursionError) -> Response:
+    """JSON nested deeper than the decoder recurses is bad input, not a server error."""
+    return error_response(request, InvalidRequest("The body is nested too deeply to be read.",
+                                                  code="invalid_json"))
+
+
 EXCEPTION_HANDLERS = {
     ApiError: _api_error,
+    RecursionError: _nested_too_deeply,
     ValidationException: _validation_error,
     NotAuthorizedException: _http_error,
     PermissionDeniedException: _http_error,

@@ -6,12 +6,12 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from .common import Environment
+from .common import PRINTABLE_PATTERN, Environment
 from .scopes import Scope
 
 KeyName = Annotated[
     str,
-    Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$",
+    Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN,
          description="A label for people: what uses this key"),
 ]
 ScopeList = Annotated[list[Scope], Meta(min_length=1, max_length=7)]

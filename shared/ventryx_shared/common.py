@@ -8,6 +8,10 @@ T = TypeVar("T")
 
 Environment = Literal["live", "test"]
 
+# Names people give things: no control characters. msgspec applies patterns with
+# re.search, where a bare $ also matches before a final newline; (?!\n) closes that gap.
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]+$(?!\n)"
+
 ErrorType = Literal[
     "invalid_request_error",
     "authentication_error",

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from .common import PRINTABLE_PATTERN
+
 Role = Literal["owner", "admin", "developer", "viewer"]
 ROLES: tuple[str, ...] = ("owner", "admin", "developer", "viewer")
 
@@ -21,11 +23,11 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
 
 Email = Annotated[
     str,
-    Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$",
+    Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$(?!\n)",
          description="The member's email address; unique within an organization"),
 ]
 MemberName = Annotated[
-    str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$",
+    str, Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN,
               description="How the member is shown to others"),
 ]
 # Passwords are hashed with argon2id; the upper bound keeps one request from buying

@@ -6,8 +6,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from .common import PRINTABLE_PATTERN
+
 OrganizationName = Annotated[
-    str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    str, Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN),
 ]
 
 

@@ -7,14 +7,14 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from .common import Environment
+from .common import PRINTABLE_PATTERN, Environment
 
 MAX_STEPS = 50
 MAX_STEPS_BYTES = 64 * 1024
 
 # msgspec applies patterns with re.search, where $ also matches before a final newline;
 # the __post_init__ checks below are the exact rule, the patterns document it.
-_LABEL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
+_LABEL_CHARACTERS = PRINTABLE_PATTERN
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

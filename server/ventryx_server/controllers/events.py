@@ -46,7 +46,6 @@ from ..errors import (
     InvalidRequest,
     NotFound,
     UnprocessableEntity,
-    error_response,
     request_id_of,
 )
 from ..event_stream import event_from_row
@@ -79,17 +78,6 @@ class _BatchOperation(Operation):
                 type=OpenAPIType.OBJECT, required=["events"], properties={"events": Schema(
                     type=OpenAPIType.ARRAY, min_items=1, max_items=MAX_BATCH,
                     items=Reference(ref="#/components/schemas/EventCreate"))})))})
-
-
-def refuse_deep_nesting(request: Request, _: RecursionError) -> Response:
-    """JSON nested deeper than the decoder recurses is bad input, not a server error."""
-    return error_response(request, InvalidRequest(
-        "The body is nested too deeply to be read.", code="invalid_json"))
-
-
-# Controllers that take JSON bodies install this: the app-wide handlers would call the
-# RecursionError that msgspec raises while decoding a server error.
-NESTING_HANDLERS = {RecursionError: refuse_deep_nesting}
 
 
 def _no_such_event(event_id: str) -> NotFound:
@@ -210,7 +198,6 @@ class EventsController(Controller):
     path = "/v1/events"
     tags = ["Events"]
     guards = [require_credential]
-    exception_handlers = NESTING_HANDLERS
 
     @post("/", operation_id="createEvent", opt=WRITE, status_code=201)
     async def create_event(self, request: Request, db: Db,

@@ -30,7 +30,6 @@ from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
 from ..db import Db, fetch_all
 from ..errors import Conflict, InvalidRequest, NotFound, UnprocessableEntity
-from .events import NESTING_HANDLERS
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "workflows:read"}
@@ -75,7 +74,6 @@ class WorkflowsController(Controller):
     path = "/v1/workflows"
     tags = ["Workflows"]
     guards = [require_credential]
-    exception_handlers = NESTING_HANDLERS
 
     @post("/", operation_id="createWorkflow", opt=WRITE, status_code=201)
     async def create_workflow(self, request: Request, db: Db,
