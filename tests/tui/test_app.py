@@ -215,3 +215,25 @@ async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
         if process is not None:
             process.terminate()
             process.wait(10)
+
+
+async def test_sign_out_forgets_the_saved_credential(org, dashboard, credential_store, server):
+    credential_store.save(server.url, org.admin_key)
+    app = dashboard(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["Sign out"].callback()
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)
+        await pilot.press("2")  # no navigation without a credential
+        assert isinstance(app.screen, SignInScreen)
+        assert credential_store.load() is None
+        app.screen.query_one("#api-key", Input).value = org.admin_key
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("2")
+        await settle(pilot)
+        assert app.screen.keys

@@ -290,7 +290,8 @@ class VentryxApp(App):
         self.client = None
         self.caller = None
         self.connection = "connecting"
-        await self.switch_mode("_default")
+        # The sign-in form covers whatever section was open; with no client, no section can
+        # load or be navigated to until someone signs in again.
         self.push_screen(SignInScreen(server))
 
     # Errors and reconnecting
