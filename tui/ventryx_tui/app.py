@@ -259,7 +259,10 @@ class VentryxApp(App):
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Screenshot" writes the screen to a file: taken over a reveal
+        # dialog it would put a secret on disk, so the dashboard leaves it out.
+        yield from (command for command in super().get_system_commands(screen)
+                    if command.title != "Screenshot")
         if self.client is None:
             return
         for mode, key, title, _screen in SECTIONS:
