@@ -182,6 +182,7 @@ async def test_lost_server_shows_reconnecting_and_recovers_by_itself(
             await pilot.press("r")
             assert await wait_until(pilot, lambda: app.connection == "reconnecting")
             assert "reconnecting" in app.export_screenshot()
+            assert app.screen.keys  # what was loaded stays in sight meanwhile
             assert "Traceback" not in app.export_screenshot()
             process = _start_server(database_url, port, server_log_dir / "tui-restart-2.log")
             assert await wait_until(pilot, lambda: app.connection == "connected", timeout=40)

@@ -20,7 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Static
 from textual.worker import Worker
 
-from ..client import ApiError, VentryxClient
+from ..client import ApiError, ServerUnreachable, VentryxClient
 from ..widgets.notice import Notice
 from ..widgets.table import ResourceTable
 from ..widgets.top_bar import TopBar
@@ -85,6 +85,11 @@ class SectionScreen(Screen):
         target.loading = True
         try:
             result = await self.fetch(self.client)
+        except ServerUnreachable as error:
+            # Keep what was shown: stale rows are more use than an empty table while the
+            # dashboard reconnects (the top bar says "reconnecting").
+            self.notice.show_error(error)
+            self.app.report_error(error)
         except ApiError as error:
             self.notice.show_error(error)
             self.app.report_error(error)
