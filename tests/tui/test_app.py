@@ -239,3 +239,25 @@ async def test_sign_out_forgets_the_saved_credential(org, dashboard, credential_
         await pilot.press("2")
         await settle(pilot)
         assert app.screen.keys
+
+
+async def test_a_revoked_credential_brings_back_the_sign_in_form(org, make_key, dashboard,
+                                                                 client):
+    key_id, key = await make_key(org, ["api-keys:read"])
+    app = dashboard(key)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        response = await client.delete(f"/v1/api-keys/{key_id}",
+                                       headers={"Authorization": f"Bearer {org.admin_key}"})
+        assert response.status_code == 200
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)
+        text = str(app.screen.query_one("#sign-in-error").content)
+        assert "request id req_" in text
+        app.screen.query_one("#api-key", Input).value = org.admin_key
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)

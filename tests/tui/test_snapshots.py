@@ -122,9 +122,10 @@ async def test_screen_snapshot(screen, size, acme, dashboard, still_formatting, 
     assert svg == snapshot(extension_class=SVGImageExtension)
 
 
-async def test_sign_in_snapshot(dashboard, snapshot):
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+async def test_sign_in_snapshot(size, dashboard, snapshot):
     app = dashboard(None, server_url="http://127.0.0.1:8000")
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await settle(pilot)
         svg = await still_screen(pilot)
     assert svg == snapshot(extension_class=SVGImageExtension)

@@ -305,8 +305,10 @@ class VentryxApp(App):
             self.server_lost()
             return
         if error.status == 401 and self.client is not None:
-            self.notify(f"{error.describe()} Sign in again (palette: Sign out).",
-                        severity="error", timeout=10)
+            # The credential was revoked or the session expired: nothing will work until
+            # someone signs in again, so ask now rather than fail on every screen.
+            if not isinstance(self.screen, SignInScreen):
+                self.push_screen(SignInScreen(self.client.server, error=error))
             return
         self.notify(error.describe(), severity="error", timeout=8)
 
