@@ -214,8 +214,6 @@ def test_dev_prints_credentials_on_first_start_only_and_saves_them_0600(dev_dirs
     assert json.loads(saved.read_text())["credential"] == key
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py lets MigrationError escape as a traceback "
-                   "(main() does not catch migrations.MigrationError); remove once it does")
 async def test_serve_refuses_a_database_whose_applied_migration_differs_in_one_message(
         empty_database):
     conn = await asyncpg.connect(empty_database)

@@ -222,7 +222,7 @@ def authenticated_routes() -> dict[str, str | None]:
     found = {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
-            if handler.operation_id and require_credential in handler.resolve_guards():
+            if handler.operation_id and require_credential in handler.resolve_middleware():
                 found[handler.operation_id] = handler.opt.get("scope")
     return found
 

@@ -18,8 +18,7 @@ from urllib.parse import parse_qsl
 
 import asyncpg
 from litestar import Request
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
@@ -28,6 +27,7 @@ from .errors import InvalidRequest, PermissionDenied, Unauthenticated
 log = logging.getLogger("ventryx.auth")
 
 ENVIRONMENT_HEADER = "ventryx-environment"
+_CREDENTIAL = "credential"
 _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
                            "authorization", "auth"}
 
@@ -77,10 +77,17 @@ def _refuse_credentials_in_query(query_string: bytes) -> None:
             )
 
 
-async def require_credential(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard: a well-formed credential in the Authorization header, or 401."""
-    _refuse_credentials_in_query(connection.scope.get("query_string", b""))
-    header = connection.headers.get("authorization")
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def read_credential(scope: Scope) -> Credential:
+    """A well-formed credential from the Authorization header, or 401 (no database)."""
+    _refuse_credentials_in_query(scope.get("query_string", b""))
+    header = _header(scope, b"authorization")
     if not header:
         raise Unauthenticated("No credential: send Authorization: Bearer <your API key>.",
                               code="missing_credential")
@@ -95,13 +102,29 @@ async def require_credential(connection: ASGIConnection, _: BaseRouteHandler) ->
         raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
     environment = parsed.environment
     if environment is None:  # dashboard sessions pick their environment per request
-        environment = connection.headers.get(ENVIRONMENT_HEADER, "live")
+        environment = _header(scope, ENVIRONMENT_HEADER.encode()) or "live"
         if environment not in ("live", "test"):
             raise InvalidRequest("Ventryx-Environment must be live or test.",
                                  code="invalid_environment", param="Ventryx-Environment")
-    connection.state.credential = Credential(
-        parsed.kind, parsed.lookup_id,
-        hash_secret(connection.app.state.settings.pepper, parsed.token), environment)
+    pepper = scope["litestar_app"].state.settings.pepper
+    return Credential(parsed.kind, parsed.lookup_id, hash_secret(pepper, parsed.token),
+                      environment)
+
+
+def require_credential(app: ASGIApp) -> ASGIApp:
+    """Route middleware: the request's credential, checked offline, or 401 before the body
+    is read. (Middleware rather than a Litestar guard: guards cost a copy of the route
+    handler on every request.)"""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})[_CREDENTIAL] = read_credential(scope)
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def credential_of(request: Request) -> Credential:
+    return request.scope["state"][_CREDENTIAL]
 
 
 def required_scope(request: Request) -> str | None:
@@ -110,7 +133,7 @@ def required_scope(request: Request) -> str | None:
 
 def caller_params(request: Request) -> dict[str, Any]:
     """The parameters every authorized statement takes, with this handler's scope."""
-    credential: Credential = request.state.credential
+    credential = credential_of(request)
     return {
         "lookup_id": credential.lookup_id,
         "secret_hash": credential.secret_hash,
@@ -122,7 +145,7 @@ def caller_params(request: Request) -> dict[str, Any]:
 async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
     """Raises the right refusal for a credential that an authorized statement turned away."""
     queries = request.app.state.queries
-    is_session = request.state.credential.kind == "session"
+    is_session = credential_of(request).kind == "session"
     caller = await queries.authenticate(db, **caller_params(request))
     if caller is None:
         if is_session:

@@ -188,4 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_argument("--json", action="store_true")
 
     args = parser.parse_args(argv)
-    sys.exit(args.handler(args))
+    try:
+        sys.exit(args.handler(args))
+    except migrations.MigrationError as exc:
+        print(f"ventryx-server {args.command}: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -10,6 +10,7 @@ import hashlib
 import asyncpg
 from litestar import Request, Response
 
+from .auth import credential_of
 from .errors import Conflict, InvalidRequest
 
 HEADER = "idempotency-key"
@@ -28,7 +29,7 @@ def idempotency_key(request: Request) -> str | None:
 
 async def _fingerprint(request: Request) -> bytes:
     digest = hashlib.sha256()
-    for part in (request.method, request.url.path, request.state.credential.environment):
+    for part in (request.method, request.url.path, credential_of(request).environment):
         digest.update(part.encode() + b"\0")
     digest.update(await request.body())
     return digest.digest()

@@ -7,6 +7,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
+
 from ventryx_shared.api_keys import (
     ApiKey,
     ApiKeyCreate,
@@ -73,7 +74,7 @@ async def _audit(db, request, caller: Caller, action: str, key: asyncpg.Record, 
 class ApiKeysController(Controller):
     path = "/v1/api-keys"
     tags = ["API keys"]
-    guards = [require_credential]
+    middleware = [require_credential]
 
     @post("/", operation_id="createApiKey", opt=WRITE, status_code=201)
     async def create_api_key(self, request: Request, db: Db,

@@ -1,17 +1,18 @@
 """``GET /v1/me``: the caller's organization, environment, scopes and credential."""
 
 from litestar import Controller, Request, get
+
 from ventryx_shared.common import Data
 from ventryx_shared.me import Caller, Organization
 
-from ..auth import authorized, caller_params, require_credential
+from ..auth import authorized, caller_params, credential_of, require_credential
 from ..db import Db
 
 
 class MeController(Controller):
     path = "/v1/me"
     tags = ["Identity"]
-    guards = [require_credential]
+    middleware = [require_credential]
 
     @get("/", operation_id="getMe", opt={"scope": None})
     async def get_me(self, request: Request, db: Db) -> Data[Caller]:
@@ -19,7 +20,7 @@ class MeController(Controller):
         row = await request.app.state.queries.get_me(db, **caller_params(request))
         row = await authorized(db, request, row)
         return Data(Caller(
-            credential_type=request.state.credential.kind,
+            credential_type=credential_of(request).kind,
             credential_id=row["credential_id"],
             member_id=row["member_id"],
             organization=Organization(id=row["org_id"], name=row["org_name"]),

@@ -23,7 +23,7 @@ def to_organization(row: asyncpg.Record) -> OrganizationDetails:
 class OrganizationController(Controller):
     path = "/v1/org"
     tags = ["Organization"]
-    guards = [require_credential]
+    middleware = [require_credential]
 
     # Any valid credential may read its own organization's name, as GET /v1/me shows it.
     @get("/", operation_id="getOrganization", opt={"scope": None})

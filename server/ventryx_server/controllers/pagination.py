@@ -3,6 +3,7 @@
 from typing import Annotated, Any
 
 from litestar.params import Parameter
+
 from ventryx_shared.ids import is_id
 
 from ..errors import InvalidRequest
