@@ -107,6 +107,8 @@ class VentryxApp(App):
         self.timeout = timeout
         self.client: VentryxClient | None = None
         self._reconnect_timer = None
+        # (server, session token) to save once a one-time password has been changed.
+        self._pending_remember: tuple[str, str] | None = None
 
     # Start-up and sign-in
 
@@ -135,21 +137,10 @@ class VentryxApp(App):
         falling back to the sign-in form; a typed one reports the failure on the form.
         """
         client = VentryxClient(server, credential, timeout=self.timeout)
-        while True:
-            try:
-                caller = await client.me()
-                break
-            except ServerUnreachable as error:
-                if not wait_for_server or not isinstance(self.screen, StartScreen):
-                    failure = error
-                else:
-                    self.screen.show_waiting(error, RECONNECT_SECONDS)
-                    await asyncio.sleep(RECONNECT_SECONDS)
-                    continue
-            except ApiError as error:
-                failure = error
+        try:
+            caller = await self._who_am_i(client, wait_for_server)
+        except ApiError as error:
             await client.aclose()
-            error = failure
             if isinstance(self.screen, SignInScreen):
                 self.screen.show_error(error)
             else:
@@ -177,6 +168,16 @@ class VentryxApp(App):
             self.pop_screen()
         self.switch_mode("overview")
 
+    async def _who_am_i(self, client: VentryxClient, wait_for_server: bool) -> Caller:
+        while True:
+            try:
+                return await client.me()
+            except ServerUnreachable as error:
+                if not (wait_for_server and isinstance(self.screen, StartScreen)):
+                    raise
+                self.screen.show_waiting(error, RECONNECT_SECONDS)
+                await asyncio.sleep(RECONNECT_SECONDS)
+
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def sign_in_with_password(self, server: str, email: str, password: str) -> None:
         client = VentryxClient(server, "", timeout=self.timeout)
@@ -201,7 +202,7 @@ class VentryxApp(App):
             if isinstance(self.screen, ChangePasswordScreen):
                 self.screen.show_error(error)
             return
-        pending = getattr(self, "_pending_remember", None)
+        pending = self._pending_remember
         self.client = None
         await client.aclose()
         if isinstance(self.screen, ChangePasswordScreen):
