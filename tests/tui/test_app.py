@@ -261,3 +261,40 @@ async def test_a_revoked_credential_brings_back_the_sign_in_form(org, make_key, 
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, OverviewScreen)
+
+
+async def test_an_email_in_two_organizations_is_asked_which_one(make_org, dashboard, client,
+                                                                ledger):
+    first, second = await make_org("First"), await make_org("Second")
+    shared_password = ledger.add("the-same-passphrase-in-both")
+    added = await client.post("/v1/members", headers={
+        "Authorization": f"Bearer {second.admin_key}"}, json={
+        "email": first.owner_email, "name": "Twice", "role": "admin"})
+    assert added.status_code == 201, added.text
+    for org_id, password in ((first.id, first.owner_password),
+                             (second.id, ledger.add(added.json()["data"]["one_time_password"]))):
+        login = await client.post("/v1/sessions", json={
+            "email": first.owner_email, "password": password, "organization": org_id})
+        assert login.status_code == 201, login.text
+        token = ledger.add(login.json()["data"]["token"])
+        changed = await client.post("/v1/members/me/password",
+                                    headers={"Authorization": f"Bearer {token}"},
+                                    json={"current_password": password,
+                                          "new_password": shared_password})
+        assert changed.status_code in (200, 201), changed.text
+    app = dashboard(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#email", Input).value = first.owner_email
+        app.screen.query_one("#password", Input).value = shared_password
+        app.screen.query_one("#password", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        organization = app.screen.query_one("#organization", Input)
+        assert organization.display and organization.has_focus
+        assert second.id in str(app.screen.query_one("#sign-in-error").content)
+        await pilot.press(*second.id, "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        assert app.caller.organization.id == second.id
+        ledger.add(app.client.credential)

@@ -179,10 +179,11 @@ class VentryxApp(App):
                 await asyncio.sleep(RECONNECT_SECONDS)
 
     @work(exclusive=True, group="connect", exit_on_error=False)
-    async def sign_in_with_password(self, server: str, email: str, password: str) -> None:
+    async def sign_in_with_password(self, server: str, email: str, password: str,
+                                    organization: str | None = None) -> None:
         client = VentryxClient(server, "", timeout=self.timeout)
         try:
-            token = await client.sign_in(email, password)
+            token = await client.sign_in(email, password, organization)
         except ApiError as error:
             if isinstance(self.screen, SignInScreen):
                 self.screen.show_error(error)

@@ -165,10 +165,13 @@ class VentryxClient:
     async def me(self) -> Caller:
         return (await self._call("GET", "/v1/me", Data[Caller])).data
 
-    async def sign_in(self, email: str, password: str) -> str:
-        """A member login; returns the session token (the caller keeps it, not this client)."""
-        response = await self._send("POST", "/v1/sessions", authenticated=False,
-                                    json={"email": email, "password": password})
+    async def sign_in(self, email: str, password: str, organization: str | None = None) -> str:
+        """A member login; returns the session token (the caller keeps it, not this client).
+        ``organization`` is needed only when the email belongs to several organizations."""
+        body = {"email": email, "password": password}
+        if organization:
+            body["organization"] = organization
+        response = await self._send("POST", "/v1/sessions", authenticated=False, json=body)
         body = msgspec.json.decode(response.content)
         data = body.get("data", {}) if isinstance(body, dict) else {}
         token = data.get("token") or (data.get("session") or {}).get("token")

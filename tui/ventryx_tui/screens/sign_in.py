@@ -56,6 +56,8 @@ class SignInScreen(Screen):
             yield Label("or a member login: email and password")
             yield Input(id="email", placeholder="you@example.com", compact=True)
             yield Input(id="password", password=True, placeholder="password", compact=True)
+            yield Input(id="organization", compact=True,
+                        placeholder="organization id (org_...), for an email in several")
             yield Static(id="sign-in-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Sign in", id="sign-in-button", variant="primary", compact=True)
@@ -64,6 +66,7 @@ class SignInScreen(Screen):
     def on_mount(self) -> None:
         error = self.query_one("#sign-in-error", Static)
         error.display = False
+        self.query_one("#organization").display = False
         if self.initial_error is not None:
             self.show_error(self.initial_error)
 
@@ -71,6 +74,11 @@ class SignInScreen(Screen):
         field = self.query_one("#sign-in-error", Static)
         field.update(Text(f"Sign-in failed: {error.describe()}"))
         field.display = True
+        if error.param == "organization":
+            # The email belongs to several organizations; the message lists them.
+            organization = self.query_one("#organization", Input)
+            organization.display = True
+            organization.focus()
 
     @on(Input.Submitted, "#server")
     def _server_entered(self) -> None:
@@ -80,7 +88,7 @@ class SignInScreen(Screen):
     def _email_entered(self) -> None:
         self.query_one("#password", Input).focus()
 
-    @on(Input.Submitted, "#api-key, #password")
+    @on(Input.Submitted, "#api-key, #password, #organization")
     @on(Button.Pressed, "#sign-in-button")
     def sign_in(self) -> None:
         server = self.query_one("#server", Input).value.strip()
@@ -92,7 +100,8 @@ class SignInScreen(Screen):
         elif key:
             self.app.connect(server, key)
         elif email and password:
-            self.app.sign_in_with_password(server, email, password)
+            organization = self.query_one("#organization", Input).value.strip() or None
+            self.app.sign_in_with_password(server, email, password, organization)
         else:
             self.show_error(ApiError("Enter an API key, or an email and password."))
 
