@@ -20,6 +20,12 @@ from .conftest import settle, wait_until
 
 SIZES = [(80, 24), (120, 40)]
 
+
+class SVGSnapshot(SVGImageExtension):
+    """Stored as .svg (syrupy 7 reads ``file_extension``), so a browser opens them."""
+
+    file_extension = "svg"
+
 _MASKS = [
     (re.compile(r"\b(key|wf|evt|org|mem|aud|req|ses)_[0-9A-HJKMNP-TV-Z]{26}\b"),
      lambda m: f"{m.group(1)}_{'0' * 26}"),
@@ -119,7 +125,7 @@ async def test_screen_snapshot(screen, size, acme, dashboard, still_formatting, 
         if isinstance(app.screen, EventsScreen):
             assert await wait_until(pilot, lambda: app.screen.tail_state == "streaming")
         svg = await still_screen(pilot)
-    assert svg == snapshot(extension_class=SVGImageExtension)
+    assert svg == snapshot(extension_class=SVGSnapshot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
@@ -128,4 +134,4 @@ async def test_sign_in_snapshot(size, dashboard, snapshot):
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
         svg = await still_screen(pilot)
-    assert svg == snapshot(extension_class=SVGImageExtension)
+    assert svg == snapshot(extension_class=SVGSnapshot)
