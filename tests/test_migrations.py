@@ -190,7 +190,7 @@ async def test_psql_reapplying_an_applied_file_fails_and_changes_nothing(cluster
     result = psql_apply(cluster, scratch_url, all_migrations()[-1].up_path)
 
     assert result.returncode != 0
-    assert "already exists" in result.stderr
+    assert "ERROR" in result.stderr  # e.g. "already exists", or a DROP of what it replaced
     assert (schema_dump(scratch_url), await migration_rows(conn, with_times=True)) == before
 
 

@@ -65,7 +65,7 @@ async def test_revocation_waits_for_a_write_already_holding_the_key(client, org,
         write = conn.transaction()
         await write.start()
         locked = await conn.fetchrow(
-            "SELECT * FROM locked_authorized_caller($1, $2, 'live', 'api-keys:write')",
+            "SELECT * FROM locked_authorized_caller('api_key', $1, $2, 'live', 'api-keys:write')",
             key[9:21], hash_secret(TEST_PEPPER, key))
         assert locked["credential_id"] == key_id
         revoke = asyncio.create_task(

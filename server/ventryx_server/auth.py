@@ -135,6 +135,7 @@ def caller_params(request: Request) -> dict[str, Any]:
     """The parameters every authorized statement takes, with this handler's scope."""
     credential = credential_of(request)
     return {
+        "credential_kind": credential.kind,
         "lookup_id": credential.lookup_id,
         "secret_hash": credential.secret_hash,
         "environment": credential.environment,

@@ -4,14 +4,14 @@
 
 -- name: get-api-key^
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN api_keys k
        ON k.org_id = c.org_id AND k.id = :id
       AND (c.environment = 'live' OR k.environment = c.environment);
 
 -- name: list-api-keys
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN LATERAL (
     SELECT *
     FROM api_keys k

@@ -8,7 +8,7 @@ VALUES (:org_id, :id, :actor_id, :action, :target_type, :target_id, :environment
 -- Newest first. A live credential sees every entry of its organization; a test one
 -- only entries of the test environment and those tied to no environment.
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, a.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN LATERAL (
     SELECT *
     FROM audit_log a

@@ -5,11 +5,11 @@
 
 -- name: authenticate^
 SELECT org_id, credential_id, member_id, environment, scopes
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, NULL);
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, NULL);
 
 -- name: lock-caller^
 SELECT org_id, credential_id, member_id, environment, scopes
-FROM locked_authorized_caller(:lookup_id, :secret_hash, :environment, :scope);
+FROM locked_authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope);
 
 -- name: record-key-usage!
 UPDATE api_keys k

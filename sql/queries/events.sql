@@ -10,7 +10,7 @@
 -- name: emit-event^
 -- No row: the credential is not valid or lacks the scope (deny() tells which).
 WITH caller AS MATERIALIZED (
-    SELECT * FROM locked_authorized_caller(:lookup_id, :secret_hash, :environment, :scope)
+    SELECT * FROM locked_authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope)
 ), inserted AS (
     INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
                         matched_workflows, emitted_by)
@@ -36,7 +36,7 @@ JOIN inserted i ON true;
 -- repeat types), then joined to the events. MATERIALIZED keeps the planner from
 -- folding that back into a lookup per event.
 WITH caller AS MATERIALIZED (
-    SELECT * FROM locked_authorized_caller(:lookup_id, :secret_hash, :environment, :scope)
+    SELECT * FROM locked_authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope)
 ), types AS MATERIALIZED (
     SELECT type, event_trigger_patterns(type) AS patterns
     FROM (SELECT DISTINCT type FROM unnest(:types::text[]) AS type) distinct_types
@@ -65,7 +65,7 @@ LEFT JOIN inserted i ON true;
 
 -- name: get-event^
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, e.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN events e
        ON e.org_id = c.org_id AND e.environment = c.environment AND e.id = :id;
 
@@ -73,7 +73,7 @@ LEFT JOIN events e
 -- type_prefix is "order." for the filter order.*; type_prefix_end ("order/") bounds the
 -- index range, since type sorts bytewise (COLLATE "C").
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, e.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN LATERAL (
     SELECT *
     FROM events e
@@ -95,7 +95,7 @@ SELECT pg_notify('ventryx_events', payload) FROM unnest(:payloads::text[]) AS pa
 -- name: authorize-stream^
 -- The caller of a stream, checked when it opens and again while it runs.
 SELECT org_id AS caller_org_id, credential_id AS caller_credential_id, environment
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope);
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope);
 
 -- name: events-by-ids
 SELECT * FROM events

@@ -5,7 +5,7 @@
 
 -- name: list-members
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, m.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN LATERAL (
     SELECT *
     FROM members m
@@ -18,13 +18,13 @@ LEFT JOIN LATERAL (
 
 -- name: get-member^
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, m.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN members m ON m.org_id = c.org_id AND m.id = :id;
 
 -- name: get-caller-member^
 -- The caller's own member row (a session's), for changing its password.
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, m.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN members m ON m.org_id = c.org_id AND m.id = c.member_id;
 
 -- name: get-member-role$

@@ -8,7 +8,7 @@ VALUES (:org_id, :id, :email, :name, :role, :password_hash, :must_change_passwor
 -- name: get-organization^
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id,
        o.org_id AS id, o.name, o.created_at, o.updated_at
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 JOIN organizations o ON o.org_id = c.org_id;
 
 -- name: rename-organization^

@@ -5,13 +5,13 @@
 
 -- name: get-workflow^
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, w.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN workflows w
        ON w.org_id = c.org_id AND w.environment = c.environment AND w.id = :id;
 
 -- name: list-workflows
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, w.*
-FROM authorized_caller(:lookup_id, :secret_hash, :environment, :scope) c
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN LATERAL (
     SELECT *
     FROM workflows w
