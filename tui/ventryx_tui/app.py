@@ -99,7 +99,9 @@ class VentryxApp(App):
     def __init__(self, server: str | None = None, *, read_only: bool = False,
                  store: CredentialStore | None = None, credential: str | None = None,
                  timeout: float = 10.0):
-        super().__init__()
+        # Native ANSI colours: the terminal's own 16-colour palette, and under NO_COLOR
+        # Textual's filter that drops colour but keeps bold, underline and reverse.
+        super().__init__(ansi_color=True)
         self.requested_server = server
         self.read_only = read_only
         self.store = store or CredentialStore()
