@@ -8,6 +8,7 @@ import sys
 
 import httpx
 import pytest
+from textual.filter import NoColor
 from textual.widgets import Input
 
 from ventryx_tui.screens.api_keys import ApiKeysScreen
@@ -139,6 +140,9 @@ async def test_no_color_turns_colour_off_and_state_still_reads_as_words(
         await pilot.press("2")
         await settle(pilot)
         assert app.no_color
+        # Colour dropped, bold/reverse kept (the monochrome filter would grey the ANSI
+        # theme into black on black).
+        assert any(isinstance(f, NoColor) for f in app._filters)
         screenshot = app.export_screenshot()
         assert "[LIVE]" in screenshot and "active" in screenshot
 
