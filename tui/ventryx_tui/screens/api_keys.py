@@ -64,12 +64,31 @@ class ApiKeysScreen(SectionScreen):
         self.keys: list[ApiKey] = []
         self.truncated = False
 
+    # What the columns after Name take, cell padding included, when every one is shown.
+    OTHER_COLUMNS_WIDTH = 80
+
     def compose_body(self) -> ComposeResult:
-        table = ResourceTable(id="keys-table")
-        table.add_column("Name", width=18)
-        table.add_columns(*self.COLUMNS[1:])
-        yield table
+        yield ResourceTable(id="keys-table")
         yield Static(id="detail", classes="detail")
+
+    def on_mount(self) -> None:
+        self._name_width = 0
+        self._fit_columns(self.app.size.width)
+
+    def on_resize(self, event) -> None:
+        self._fit_columns(event.size.width)
+
+    def _fit_columns(self, width: int) -> None:
+        """Names get what the other columns leave, between 18 and 40 cells."""
+        name_width = max(18, min(40, width - self.OTHER_COLUMNS_WIDTH))
+        if name_width == self._name_width:
+            return
+        self._name_width = name_width
+        table = self.query_one(ResourceTable)
+        table.clear(columns=True)
+        table.add_column("Name", width=name_width)
+        table.add_columns(*self.COLUMNS[1:])
+        self.render_rows()
 
     async def fetch(self, client: VentryxClient):
         environment = self.app.environment if self.app.can_switch_environment else None
