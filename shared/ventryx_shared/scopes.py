@@ -1,6 +1,6 @@
 """The seven scopes of the Ventryx documentation, and what each grants."""
 
-from typing import Literal
+from typing import Literal, get_args
 
 Scope = Literal[
     "workflows:read",
@@ -12,15 +12,7 @@ Scope = Literal[
     "org:admin",
 ]
 
-SCOPES: tuple[str, ...] = (
-    "workflows:read",
-    "workflows:write",
-    "events:read",
-    "events:write",
-    "api-keys:read",
-    "api-keys:write",
-    "org:admin",
-)
+SCOPES: tuple[str, ...] = get_args(Scope)
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
     "workflows:read": "List and retrieve workflows",
