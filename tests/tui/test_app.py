@@ -175,7 +175,7 @@ async def test_lost_server_shows_reconnecting_and_recovers_by_itself(
     process = _start_server(database_url, port, server_log_dir / "tui-restart-1.log")
     try:
         assert await wait_for(lambda: _ready(url), timeout=30)
-        app = dashboard(org.admin_key, server_url=url, timeout=2)
+        app = dashboard(org.admin_key, server_url=url, timeout=5)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             await pilot.press("2")
@@ -207,7 +207,7 @@ async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     credential_store.save(url, org.admin_key)
-    app = dashboard(None, server_url=url, timeout=2)
+    app = dashboard(None, server_url=url, timeout=5)
     process = None
     try:
         async with app.run_test(size=(80, 24)) as pilot:
