@@ -1,24 +1,21 @@
 """API keys: an authenticated single-row read, GET /v1/me, and the same read without auth."""
 
-import aiosql
 import asyncpg
 from harness import BenchContext, Scenario
 from litestar import get
 
+from ventryx_server.db import queries_from_str
 from ventryx_server.errors import NotFound
 from ventryx_server.keys import to_api_key
 from ventryx_shared.api_keys import ApiKey
 from ventryx_shared.common import Data
 
-# Through aiosql like the server's own queries, so the baseline pays the same adapter.
-_QUERIES = aiosql.from_str(
+# Through the same aiosql adapter as the server's own queries (db.queries_from_str).
+_QUERIES = queries_from_str(
     """
 -- name: get-api-key-row^
 SELECT k.* FROM api_keys k WHERE k.org_id = :org_id AND k.id = :id;
-""",
-    "asyncpg",
-    mandatory_parameters=False,  # as the server loads its own
-)
+""")
 
 BASELINE = "baseline: api_keys row, no auth"
 

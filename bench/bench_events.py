@@ -14,7 +14,6 @@ the rest at 64 with BENCH_BATCH_SIZE=0 (no batch scenarios).
 
 import os
 
-import aiosql
 import asyncpg
 import msgspec
 from harness import BenchContext, Scenario
@@ -27,7 +26,7 @@ from ventryx_server.controllers.events import (
     payload_json,
     read_batch,
 )
-from ventryx_server.db import fetch_all
+from ventryx_server.db import fetch_all, queries_from_str
 from ventryx_server.errors import UnprocessableEntity
 from ventryx_shared.common import Data
 from ventryx_shared.events import Event, EventCreate
@@ -37,7 +36,7 @@ BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "500"))
 
 # sql/queries/events.sql's emit-event and emit-events with the caller replaced by
 # parameters; through aiosql like the server's own queries.
-_QUERIES = aiosql.from_str(
+_QUERIES = queries_from_str(
     """
 -- name: insert-event^
 WITH inserted AS (
@@ -78,10 +77,7 @@ WITH types AS MATERIALIZED (
     RETURNING org_id, id, environment, occurred_at, created_at, matched_workflows, emitted_by
 )
 SELECT i.* FROM inserted i;
-""",
-    "asyncpg",
-    mandatory_parameters=False,
-)
+""")
 
 SINGLE_BASELINE = "baseline: insert event, no auth"
 BATCH_BASELINE = f"baseline: insert {BATCH_SIZE} events, no auth"

@@ -1,24 +1,21 @@
 """Workflows: an authenticated GET /v1/workflows/{id} next to the same read without auth."""
 
-import aiosql
 import asyncpg
 from harness import BenchContext, Scenario
 from litestar import get
 
 from ventryx_server.controllers.workflows import to_workflow
+from ventryx_server.db import queries_from_str
 from ventryx_server.errors import NotFound
 from ventryx_shared.common import Data
 from ventryx_shared.workflows import Workflow
 
-_QUERIES = aiosql.from_str(
+_QUERIES = queries_from_str(
     """
 -- name: get-workflow-row^
 SELECT w.* FROM workflows w
 WHERE w.org_id = :org_id AND w.environment = :environment AND w.id = :id;
-""",
-    "asyncpg",
-    mandatory_parameters=False,
-)
+""")
 
 BASELINE = "baseline: workflows row, no auth"
 
