@@ -117,6 +117,19 @@ def ledger() -> SecretLedger:
     return SecretLedger()
 
 
+def wait_until_ready(process: subprocess.Popen, url: str, timeout: float) -> bool:
+    """Polls /readyz until it answers 200 (True), the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 class ServerProcess:
     """A real ``ventryx-server serve`` on a loopback port, logging to a file."""
 
@@ -132,17 +145,8 @@ class ServerProcess:
             env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready: {self.log_path.read_text()[-3000:]}")
+        if not wait_until_ready(self.process, self.url, timeout):
+            raise RuntimeError(f"server exited or not ready: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
         self.process.terminate()

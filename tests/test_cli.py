@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import asyncpg
@@ -23,6 +22,7 @@ from conftest import (
     create_scratch_database,
     drop_database,
     free_port,
+    wait_until_ready,
 )
 from ventryx_server import migrations
 
@@ -149,17 +149,11 @@ class DevServer:
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                stdout, stderr = self.process.communicate()
-                raise RuntimeError(f"dev exited {self.process.returncode}: {stderr[-3000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if wait_until_ready(self.process, self.url, timeout):
+            return
+        if self.process.poll() is not None:
+            _, stderr = self.process.communicate()
+            raise RuntimeError(f"dev exited {self.process.returncode}: {stderr[-3000:]}")
         self.stop()
         raise RuntimeError("dev server never became ready")
 
