@@ -10,7 +10,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from . import event_stream
-from .auth import UsageRecorder
+from .auth import CredentialReader, UsageRecorder
 from .controllers.api_keys import ApiKeysController, LeakedKeysController
 from .controllers.audit_log import AuditLogController
 from .controllers.events import EventsController
@@ -58,6 +58,7 @@ async def require_json_body(request: Request) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     queries = load_queries(settings.sql_dir)
+    credentials = CredentialReader(settings.pepper)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await check_schema(pool, settings.sql_dir)
             app.state.pool = pool
             app.state.usage = UsageRecorder(pool, queries, settings.usage_flush_seconds)
-            async with app.state.usage.running():
+            async with app.state.usage.running(), credentials.forgetting():
                 yield
         finally:
             await pool.close()
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[request_id_middleware],
         before_request=require_json_body,
         lifespan=[lifespan, event_stream.lifespan],
-        state=State({"settings": settings, "queries": queries}),
+        state=State({"settings": settings, "queries": queries,
+                     "credentials": credentials}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Ventryx API",
