@@ -10,7 +10,7 @@ from ventryx_server.keys import to_api_key
 from ventryx_shared.api_keys import ApiKey
 from ventryx_shared.common import Data
 
-# Through the same aiosql adapter as the server's own queries (db.queries_from_str).
+# Called the way the server calls its own statements (db.queries_from_str).
 _QUERIES = queries_from_str(
     """
 -- name: get-api-key-row^

@@ -26,7 +26,7 @@ from ventryx_server.controllers.events import (
     payload_json,
     read_batch,
 )
-from ventryx_server.db import fetch_all, queries_from_str
+from ventryx_server.db import queries_from_str
 from ventryx_server.errors import UnprocessableEntity
 from ventryx_shared.common import Data
 from ventryx_shared.events import Event, EventCreate
@@ -35,7 +35,7 @@ from ventryx_shared.ids import new_id
 BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "500"))
 
 # sql/queries/events.sql's emit-event and emit-events with the caller replaced by
-# parameters; through aiosql like the server's own queries.
+# parameters; called the way the server calls its own statements.
 _QUERIES = queries_from_str(
     """
 -- name: insert-event^
@@ -101,9 +101,9 @@ async def emit_batch_without_auth(request: Request, db: asyncpg.Connection,
     if errors:
         raise UnprocessableEntity(errors[0].message)
     ids = [new_id("evt") for _ in items]
-    rows = await fetch_all(_QUERIES.insert_events(
+    rows = await _QUERIES.insert_events(
         db, org_id=org_id, environment="live", ids=ids, types=[i.type for i in items],
-        payloads=payloads, occurred_ats=[i.occurred_at for i in items]))
+        payloads=payloads, occurred_ats=[i.occurred_at for i in items])
     return Response(Data(batch_events(rows, ids, items)), status_code=201)
 
 

@@ -2,11 +2,11 @@
 
 from dataclasses import dataclass
 
-import aiosql
 import asyncpg
 
 from ventryx_shared.ids import new_id
 
+from .db import Queries
 from .keys import mint
 from .passwords import hash_password, one_time_password
 
@@ -25,7 +25,7 @@ class Bootstrapped:
         return f"Bootstrapped(org_id={self.org_id!r}, key_id={self.key_id!r})"
 
 
-async def bootstrap(db: asyncpg.Connection, queries: aiosql.queries.Queries, pepper: bytes, *,
+async def bootstrap(db: asyncpg.Connection, queries: Queries, pepper: bytes, *,
                     org_name: str, owner_email: str, owner_name: str = "Owner") -> Bootstrapped:
     password = one_time_password()
     password_hash = await hash_password(password)

@@ -37,8 +37,6 @@ from ventryx_shared.common import ErrorBody, ErrorDetail
 from ventryx_shared.events import Event
 from ventryx_shared.ids import new_id
 
-from .db import fetch_all
-
 log = logging.getLogger("ventryx.event_stream")
 
 EVENTS_CHANNEL = "ventryx_events"
@@ -326,8 +324,8 @@ class EventHub:
                 streams = self._streams.get((org_id, environment))
                 if not streams:
                     continue
-                rows = await fetch_all(self._queries.events_by_ids(
-                    db, org_id=org_id, environment=environment, ids=ids))
+                rows = await self._queries.events_by_ids(
+                    db, org_id=org_id, environment=environment, ids=ids)
                 for row in rows:
                     event = event_from_row(row)
                     message = sse_message(event)
@@ -339,9 +337,9 @@ class EventHub:
         after = subscription.after
         while True:
             async with self._pool.acquire() as db:
-                rows = await fetch_all(self._queries.events_after(
+                rows = await self._queries.events_after(
                     db, org_id=subscription.org_id, environment=subscription.environment,
-                    after=after, limit=REPLAY_PAGE))
+                    after=after, limit=REPLAY_PAGE)
             for row in rows:
                 event = event_from_row(row)
                 if _matches(subscription.type_filter, event.type):

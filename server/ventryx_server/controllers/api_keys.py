@@ -24,7 +24,7 @@ from ventryx_shared.tokens import parse_token
 
 from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
-from ..db import Db, fetch_all
+from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, to_api_key, to_created
 from .pagination import Limit, StartingAfter, cursor, page
@@ -111,9 +111,9 @@ class ApiKeysController(Controller):
         environment: FromQuery[Environment | None] = None,
     ) -> Page[ApiKey]:
         """List keys, newest first; never the key itself."""
-        rows = await fetch_all(request.app.state.queries.list_api_keys(
+        rows = await request.app.state.queries.list_api_keys(
             db, **caller_params(request), key_environment=environment, status=status,
-            starting_after=cursor("key", starting_after), limit=limit + 1))
+            starting_after=cursor("key", starting_after), limit=limit + 1)
         await authorized(db, request, rows[0] if rows else None)
         items, has_more = page([to_api_key(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)

@@ -12,7 +12,7 @@ from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Page
 
 from ..auth import authorized, caller_params, require_credential
-from ..db import Db, fetch_all
+from ..db import Db
 from ..errors import InvalidRequest
 from .pagination import Limit, StartingAfter, cursor, page
 
@@ -52,11 +52,11 @@ class AuditLogController(Controller):
         action_prefix = None
         if action is not None and action.endswith(".*"):
             action, action_prefix = None, action[:-1]
-        rows = await fetch_all(request.app.state.queries.list_audit_entries(
+        rows = await request.app.state.queries.list_audit_entries(
             db, **caller_params(request), actor=actor, action=action,
             action_prefix=action_prefix, target=target, since=_aware("since", since),
             until=_aware("until", until), starting_after=cursor("aud", starting_after),
-            limit=limit + 1))
+            limit=limit + 1)
         await authorized(db, request, rows[0] if rows else None)
         items, has_more = page([to_audit_entry(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)

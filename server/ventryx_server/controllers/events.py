@@ -41,7 +41,7 @@ from ventryx_shared.ids import is_id, new_id
 
 from .. import event_stream, idempotency
 from ..auth import authorized, caller_params, lock_caller, require_credential
-from ..db import Db, fetch_all
+from ..db import Db
 from ..errors import (
     InvalidRequest,
     NotFound,
@@ -233,7 +233,7 @@ class EventsController(Controller):
                   "payloads": payloads, "occurred_ats": [i.occurred_at for i in items]}
         queries = request.app.state.queries
         if idempotency.idempotency_key(request) is None:
-            rows = await fetch_all(queries.emit_events(db, **params))
+            rows = await queries.emit_events(db, **params)
             await authorized(db, request, rows[0] if rows else None)
             event_stream.announce(request.app, rows[0]["org_id"], rows[0]["environment"], ids)
             return Response(Data(batch_events(rows, ids, items)), status_code=201)
@@ -241,7 +241,7 @@ class EventsController(Controller):
             caller = await lock_caller(db, request)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
-            rows = await fetch_all(queries.emit_events(db, **params))
+            rows = await queries.emit_events(db, **params)
             await authorized(db, request, rows[0] if rows else None)
             body = Data(batch_events(rows, ids, items))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
@@ -269,11 +269,11 @@ class EventsController(Controller):
             if prefix is not None:
                 # "order." .. "order/": "/" is the character after "." in byte order.
                 prefix_end = prefix[:-1] + "/"
-        rows = await fetch_all(request.app.state.queries.list_events(
+        rows = await request.app.state.queries.list_events(
             db, **caller_params(request), type=exact, type_prefix=prefix,
             type_prefix_end=prefix_end, since=_time_filter(since, "since"),
             until=_time_filter(until, "until"), starting_after=cursor("evt", starting_after),
-            limit=limit + 1))
+            limit=limit + 1)
         await authorized(db, request, rows[0] if rows else None)
         items, has_more = page([event_from_row(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)

@@ -27,7 +27,7 @@ from ventryx_shared.members import (
 
 from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
-from ..db import Db, fetch_all
+from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..passwords import hash_password, one_time_password, verify_password
 from .pagination import Limit, StartingAfter, cursor, page
@@ -103,9 +103,9 @@ class MembersController(Controller):
                            starting_after: StartingAfter = None,
                            role: FromQuery[Role | None] = None) -> Page[Member]:
         """List members, newest first; never a password."""
-        rows = await fetch_all(request.app.state.queries.list_members(
+        rows = await request.app.state.queries.list_members(
             db, **caller_params(request), role=role,
-            starting_after=cursor("mem", starting_after), limit=limit + 1))
+            starting_after=cursor("mem", starting_after), limit=limit + 1)
         await authorized(db, request, rows[0] if rows else None)
         items, has_more = page([to_member(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)
@@ -183,8 +183,8 @@ class MembersController(Controller):
             sessions_ended = await queries.count_active_member_sessions(
                 db, org_id=caller.org_id, member_id=member_id)
             await queries.delete_member(db, org_id=caller.org_id, id=member_id)
-            keys = await fetch_all(queries.list_active_keys_created_by(
-                db, org_id=caller.org_id, member_id=member_id))
+            keys = await queries.list_active_keys_created_by(
+                db, org_id=caller.org_id, member_id=member_id)
             await _audit(db, request, caller, "member.removed", member_id,
                          email=member["email"], role=member["role"],
                          sessions_ended=sessions_ended)

@@ -22,7 +22,7 @@ from ventryx_shared.tokens import LOOKUP_LENGTH, SESSION_PREFIX, generate_sessio
 
 from .. import audit
 from ..auth import hash_secret, lock_caller, require_credential
-from ..db import Db, fetch_all
+from ..db import Db
 from ..errors import RateLimited, Unauthenticated, UnprocessableEntity, error_response
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
 from .members import require_session, to_member
@@ -73,18 +73,18 @@ class LoginThrottle:
         queries = request.app.state.queries
         async with db.transaction():
             await queries.lock_throttle_keys(db, throttle_keys=self.keys)
-            limits = await fetch_all(queries.login_throttle(
+            limits = await queries.login_throttle(
                 db, throttle_keys=self.keys,
                 max_failures=[MAX_FAILURES_PER_EMAIL, MAX_FAILURES_PER_ADDRESS],
-                window_seconds=float(LOGIN_WINDOW_SECONDS)))
+                window_seconds=float(LOGIN_WINDOW_SECONDS))
             blocked = [r for r in limits if r["failures"] >= r["max_failures"]]
             if blocked:
                 retry_after = max(r["retry_after_seconds"] for r in blocked)
                 raise RateLimited(
                     f"Too many failed logins; try again in {retry_after} seconds.",
                     code="too_many_login_attempts", headers={"Retry-After": str(retry_after)})
-            rows = await fetch_all(queries.record_login_attempt(
-                db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS)))
+            rows = await queries.record_login_attempt(
+                db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS))
         return [row["id"] for row in rows]
 
     async def succeeded(self, db: asyncpg.Connection, request: Request,
@@ -127,8 +127,8 @@ class SessionsController(Controller):
         queries = request.app.state.queries
         throttle = LoginThrottle.of(request, data.email)
         attempt_ids = await throttle.claim_attempt(db, request)
-        candidates = await fetch_all(queries.find_login_candidates(
-            db, email=data.email, org_id=data.organization))
+        candidates = await queries.find_login_candidates(
+            db, email=data.email, org_id=data.organization)
         matched = await _matching_members(candidates, data.password)
         if not matched:
             refusal = error_response(request, Unauthenticated(_WRONG_LOGIN, code="invalid_login"))

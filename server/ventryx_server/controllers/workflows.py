@@ -28,7 +28,7 @@ from ventryx_shared.workflows import (
 
 from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
-from ..db import Db, fetch_all
+from ..db import Db
 from ..errors import Conflict, InvalidRequest, NotFound, UnprocessableEntity
 from .pagination import Limit, StartingAfter, cursor, page
 
@@ -120,10 +120,10 @@ class WorkflowsController(Controller):
         if name is not None and ("\x00" in name or not name):
             raise InvalidRequest("name must be text without NUL characters.",
                                  code="invalid_parameter", param="name")
-        rows = await fetch_all(request.app.state.queries.list_workflows(
+        rows = await request.app.state.queries.list_workflows(
             db, **caller_params(request), enabled=enabled, trigger=trigger,
             event_type=event_type, name_contains=name,
-            starting_after=cursor("wf", starting_after), limit=limit + 1))
+            starting_after=cursor("wf", starting_after), limit=limit + 1)
         await authorized(db, request, rows[0] if rows else None)
         items, has_more = page([to_workflow(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)
