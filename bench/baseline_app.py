@@ -20,9 +20,9 @@ from harness import baseline_routes
 from litestar import Litestar
 from litestar.di import Provide
 
-from ventryx_server.app import require_json_body
 from ventryx_server.db import create_pool, provide_db
 from ventryx_server.errors import EXCEPTION_HANDLERS
+from ventryx_server.json_body import require_json_body
 from ventryx_server.request_ids import request_id_middleware
 from ventryx_server.settings import Settings
 

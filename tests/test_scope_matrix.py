@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from litestar import Controller, Litestar, get
 
 from conftest import TEST_PEPPER, Org, bearer
 from ventryx_server.app import create_app
@@ -222,12 +223,63 @@ def authenticated_routes() -> dict[str, str | None]:
     found = {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
-            if handler.operation_id and require_credential in handler.resolve_middleware():
+            if handler.operation_id and handler.resolve_before_request() is require_credential:
                 found[handler.operation_id] = handler.opt.get("scope")
     return found
 
 
 ROUTES = authenticated_routes()
+
+
+def guarding_problems(app: Litestar) -> list[str]:
+    """Routes neither guarded by require_credential nor declared public (security=[{}]),
+    and routes that are both. A route-level before_request replaces its controller's, so
+    this is what catches a handler that would silently drop the credential check."""
+    problems = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if route.path.startswith("/schema") or handler.http_methods == {"OPTIONS"}:
+                continue  # the OpenAPI document and Litestar's OPTIONS answers: public
+            guarded = handler.resolve_before_request() is require_credential
+            public = handler.resolve_security() == [{}]
+            if guarded == public:
+                problems.append(f"{route.path} {handler.operation_id}: "
+                                f"{'guarded and public' if guarded else 'unguarded'}")
+    return problems
+
+
+def test_every_route_is_guarded_or_declared_public():
+    app = create_app(Settings(database_url="postgresql://unused", pepper=TEST_PEPPER))
+    assert guarding_problems(app) == []
+    public = {h.operation_id for r in app.routes for h in getattr(r, "route_handlers", [])
+              if h.resolve_security() == [{}]}
+    assert public == {"health", "ready", "createSession", "revokeLeakedApiKey"}
+
+
+def test_a_handler_that_replaces_the_credential_hook_is_caught():
+    async def log_request(request) -> None:
+        return None
+
+    class Guarded(Controller):
+        path = "/v1/things"
+        before_request = require_credential
+
+        @get("/", operation_id="listThings")
+        async def list_things(self) -> None:
+            return None
+
+        @get("/mine", operation_id="listMyThings", before_request=log_request)
+        async def list_my_things(self) -> None:
+            return None
+
+        @get("/open", operation_id="openThing", security=[{}])
+        async def open_thing(self) -> None:
+            return None
+
+    assert guarding_problems(Litestar([Guarded])) == [
+        "/v1/things/mine listMyThings: unguarded",
+        "/v1/things/open openThing: guarded and public",
+    ]
 
 
 def test_every_authenticated_endpoint_has_a_sample():

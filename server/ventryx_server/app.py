@@ -3,7 +3,7 @@
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -21,7 +21,8 @@ from .controllers.organizations import OrganizationController
 from .controllers.sessions import SessionsController
 from .controllers.workflows import WorkflowsController
 from .db import check_schema, create_pool, load_queries, provide_db
-from .errors import EXCEPTION_HANDLERS, ApiError
+from .errors import EXCEPTION_HANDLERS
+from .json_body import require_json_body
 from .request_ids import request_id_middleware
 from .settings import Settings
 
@@ -37,23 +38,6 @@ ROUTE_HANDLERS = [
     WorkflowsController,
     EventsController,
 ]
-
-_BODY_METHODS = {"POST", "PUT", "PATCH"}
-
-
-async def require_json_body(request: Request) -> None:
-    """A body must be JSON; refusing others here keeps form posts and text out of handlers."""
-    if request.method not in _BODY_METHODS:
-        return
-    has_body = request.headers.get("content-length", "0") != "0" or (
-        "transfer-encoding" in request.headers)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if has_body and media_type != "application/json":
-        error = ApiError("Send the body as JSON with Content-Type: application/json.",
-                         code="unsupported_media_type", param="Content-Type")
-        error.status = 415
-        raise error
-
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()

@@ -1,6 +1,6 @@
-"""Credentials: parsed and checked offline by route middleware, authorized inside the SQL.
+"""Credentials: parsed and checked offline before the handler, authorized inside the SQL.
 
-The middleware refuses a missing, malformed or bad-checksum credential with 401 before any
+The ``require_credential`` hook refuses a missing, malformed or bad-checksum credential with 401 before any
 database query. Each handler's statement then joins ``authorized_caller`` with the
 scope from the handler's ``opt``; only when that yields no caller does ``deny`` ask
 the database whether the answer is 401 (not a valid credential) or 403 (missing scope).
@@ -12,22 +12,24 @@ import hashlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import asyncpg
 from litestar import Request
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import Scope
 
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
 from .errors import InvalidRequest, PermissionDenied, Unauthenticated
+from .json_body import require_json_body
 
 log = logging.getLogger("ventryx.auth")
 
 ENVIRONMENT_HEADER = "ventryx-environment"
 _CREDENTIAL = "credential"
+_CALLER_PARAMS = "caller_params"
 _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
                            "authorization", "auth"}
 
@@ -42,6 +44,14 @@ class Credential:
     lookup_id: str
     secret_hash: bytes
     environment: str | None  # None only inside CredentialReader, for sessions
+    # What every authorized statement takes from the credential, built once; requests
+    # copy it (require_credential) and never change it.
+    statement_params: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "statement_params", {
+            "credential_kind": self.kind, "lookup_id": self.lookup_id,
+            "secret_hash": self.secret_hash, "environment": self.environment})
 
     def __repr__(self) -> str:
         return f"Credential(kind={self.kind!r}, lookup_id={self.lookup_id!r})"
@@ -185,17 +195,22 @@ def _session_environment(scope: Scope) -> str:
     return environment
 
 
-def require_credential(app: ASGIApp) -> ASGIApp:
-    """Route middleware: the request's credential, checked offline, or 401 before the body
-    is read. (Middleware rather than a Litestar guard: guards cost a copy of the route
-    handler on every request.)"""
+async def require_credential(request: Request) -> None:
+    """The before-request hook of every guarded controller (``before_request =
+    require_credential``): the request's credential, checked offline, or 401 before the
+    body is read; then the JSON body check, which the hook takes over from the app's.
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        reader: CredentialReader = scope["litestar_app"].state.credentials
-        scope.setdefault("state", {})[_CREDENTIAL] = reader.read(scope)
-        await app(scope, receive, send)
-
-    return middleware
+    A hook rather than a Litestar guard, which copies the route handler on every request,
+    or middleware, which adds a frame to every resumption of the request's coroutine.
+    tests/test_scope_matrix.py checks that every route is guarded or declared public.
+    """
+    scope = request.scope
+    credential: Credential = scope["litestar_app"].state.credentials.read(scope)
+    state = scope["state"]
+    state[_CREDENTIAL] = credential
+    state[_CALLER_PARAMS] = {**credential.statement_params,
+                             "scope": scope["route_handler"].opt.get("scope")}
+    await require_json_body(request)
 
 
 def credential_of(request: Request) -> Credential:
@@ -208,14 +223,7 @@ def required_scope(request: Request) -> str | None:
 
 def caller_params(request: Request) -> dict[str, Any]:
     """The parameters every authorized statement takes, with this handler's scope."""
-    credential = credential_of(request)
-    return {
-        "credential_kind": credential.kind,
-        "lookup_id": credential.lookup_id,
-        "secret_hash": credential.secret_hash,
-        "environment": credential.environment,
-        "scope": required_scope(request),
-    }
+    return request.scope["state"][_CALLER_PARAMS]
 
 
 async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
@@ -267,28 +275,21 @@ SESSION_ID_PREFIX = "ses_"
 
 class UsageRecorder:
     """Keeps keys' ``last_used_at`` and sessions' idle expiry fresh without a write per
-    request: at most one per credential per interval."""
+    request: the credentials used since the last flush are written once, every interval."""
 
     def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float) -> None:
         self._pool = pool
         self._queries = queries
         self._interval = interval
-        self._last_marked: dict[tuple[str, str], float] = {}
         self._pending: set[tuple[str, str]] = set()
 
     def touch(self, org_id: str, credential_id: str) -> None:
-        key = (org_id, credential_id)
-        now = time.monotonic()
-        if now - self._last_marked.get(key, -self._interval) >= self._interval:
-            self._last_marked[key] = now
-            self._pending.add(key)
+        self._pending.add((org_id, credential_id))
 
     async def flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, set()
-        cutoff = time.monotonic() - self._interval
-        self._last_marked = {k: t for k, t in self._last_marked.items() if t > cutoff}
         keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]
         sessions = [(org, ses) for org, ses in batch if ses.startswith(SESSION_ID_PREFIX)]
         async with self._pool.acquire() as db:

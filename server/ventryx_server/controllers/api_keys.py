@@ -74,7 +74,7 @@ async def _audit(db, request, caller: Caller, action: str, key: asyncpg.Record, 
 class ApiKeysController(Controller):
     path = "/v1/api-keys"
     tags = ["API keys"]
-    middleware = [require_credential]
+    before_request = require_credential
 
     @post("/", operation_id="createApiKey", opt=WRITE, status_code=201)
     async def create_api_key(self, request: Request, db: Db,

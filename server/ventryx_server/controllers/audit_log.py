@@ -35,7 +35,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 class AuditLogController(Controller):
     path = "/v1/audit-log"
     tags = ["Audit log"]
-    middleware = [require_credential]
+    before_request = require_credential
 
     @get("/", operation_id="listAuditLog", opt=ADMIN)
     async def list_audit_log(

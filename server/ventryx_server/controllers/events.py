@@ -197,7 +197,7 @@ def _time_filter(value: datetime | None, name: str) -> datetime | None:
 class EventsController(Controller):
     path = "/v1/events"
     tags = ["Events"]
-    middleware = [require_credential]
+    before_request = require_credential
 
     @post("/", operation_id="createEvent", opt=WRITE, status_code=201)
     async def create_event(self, request: Request, db: Db,

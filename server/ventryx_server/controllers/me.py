@@ -12,7 +12,7 @@ from ..db import Db
 class MeController(Controller):
     path = "/v1/me"
     tags = ["Identity"]
-    middleware = [require_credential]
+    before_request = require_credential
 
     @get("/", operation_id="getMe", opt={"scope": None})
     async def get_me(self, request: Request, db: Db) -> Data[Caller]:

@@ -96,7 +96,7 @@ async def _audit(db: asyncpg.Connection, request: Request, caller: Caller, actio
 class MembersController(Controller):
     path = "/v1/members"
     tags = ["Members"]
-    middleware = [require_credential]
+    before_request = require_credential
 
     @get("/", operation_id="listMembers", opt=ADMIN)
     async def list_members(self, request: Request, db: Db, limit: Limit = 20,

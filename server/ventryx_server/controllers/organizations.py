@@ -23,7 +23,7 @@ def to_organization(row: asyncpg.Record) -> OrganizationDetails:
 class OrganizationController(Controller):
     path = "/v1/org"
     tags = ["Organization"]
-    middleware = [require_credential]
+    before_request = require_credential
 
     # Any valid credential may read its own organization's name, as GET /v1/me shows it.
     @get("/", operation_id="getOrganization", opt={"scope": None})

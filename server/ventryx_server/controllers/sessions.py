@@ -171,7 +171,7 @@ class SessionsController(Controller):
             organization=Organization(id=member["org_id"], name=member["org_name"]))
         return Response(Data(created), status_code=201)
 
-    @delete("/current", operation_id="deleteCurrentSession", middleware=[require_credential],
+    @delete("/current", operation_id="deleteCurrentSession", before_request=require_credential,
             opt={"scope": None}, status_code=200)
     async def delete_current_session(self, request: Request,
                                      db: Db) -> Data[Session]:

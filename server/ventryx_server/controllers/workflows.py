@@ -73,7 +73,7 @@ async def _audit(db: Db, request: Request, caller: Caller, action: str, workflow
 class WorkflowsController(Controller):
     path = "/v1/workflows"
     tags = ["Workflows"]
-    middleware = [require_credential]
+    before_request = require_credential
 
     @post("/", operation_id="createWorkflow", opt=WRITE, status_code=201)
     async def create_workflow(self, request: Request, db: Db,
