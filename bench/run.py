@@ -2,7 +2,7 @@
 
 Starts an embedded PostgreSQL in a fresh temporary folder, migrates it, creates an
 organization and keys, starts the real server (``ventryx-server serve``) and the baseline
-app (bench/baseline_app.py: the same stack without authentication) side by side, then
+app (bench/baseline_app.py: the same server plus routes without authentication) side by side, then
 loads each scenario of every bench/bench_*.py over loopback, several rounds interleaved,
 and prints requests/s, p50 and p99 per scenario and each one's throughput as a ratio to
 its baseline, computed round by round. Everything is stopped and deleted at the end.

@@ -352,7 +352,7 @@ async def test_an_emit_in_flight_when_its_key_is_revoked_gets_401_and_writes_not
         async def emit_is_waiting_on_the_key():
             return await db.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%locked_authorized_caller%' AND datname = current_database()")
+                "AND query LIKE '%locked_api_key_caller%' AND datname = current_database()")
 
         assert await wait_for(emit_is_waiting_on_the_key, timeout=10)
         assert not emit_task.done()

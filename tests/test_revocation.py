@@ -65,7 +65,7 @@ async def test_revocation_waits_for_a_write_already_holding_the_key(client, org,
         write = conn.transaction()
         await write.start()
         locked = await conn.fetchrow(
-            "SELECT * FROM locked_authorized_caller('api_key', $1, $2, 'live', 'api-keys:write')",
+            "SELECT * FROM locked_api_key_caller($1, $2, 'live', 'api-keys:write')",
             key[9:21], hash_secret(TEST_PEPPER, key))
         assert locked["credential_id"] == key_id
         revoke = asyncio.create_task(
@@ -75,3 +75,30 @@ async def test_revocation_waits_for_a_write_already_holding_the_key(client, org,
         await write.commit()
     assert (await revoke).status_code == 200
     assert (await client.get("/v1/me", headers=bearer(key))).status_code == 401
+
+
+async def test_the_kind_dispatching_caller_functions_agree_with_the_per_kind_ones(
+        client, org, make_key, db):
+    """authorized_caller(kind, ...) stays for callers that bind the kind; it must answer
+    exactly as api_key_caller does for a key, nothing for the wrong kind, and nothing
+    once the key is revoked."""
+    key_id, key = await make_key(org, ["events:read"])
+    args = (key[9:21], hash_secret(TEST_PEPPER, key), "live")
+    for function in ("authorized_caller", "locked_authorized_caller"):
+        async with db.acquire() as conn, conn.transaction():
+            per_kind = await conn.fetch(
+                f"SELECT * FROM {function.replace('authorized', 'api_key')}($1, $2, $3, $4)",
+                *args, "events:read")
+            by_kind = await conn.fetch(f"SELECT * FROM {function}('api_key', $1, $2, $3, $4)",
+                                       *args, "events:read")
+            as_session = await conn.fetch(
+                f"SELECT * FROM {function}('session', $1, $2, $3, $4)", *args, "events:read")
+            wrong_scope = await conn.fetch(
+                f"SELECT * FROM {function}('api_key', $1, $2, $3, $4)", *args, "events:write")
+        assert [dict(r) for r in by_kind] == [dict(r) for r in per_kind]
+        assert by_kind[0]["credential_id"] == key_id
+        assert as_session == [] and wrong_scope == []
+    assert (await client.delete(f"/v1/api-keys/{key_id}",
+                                headers=bearer(org.admin_key))).status_code == 200
+    assert await db.fetch("SELECT * FROM authorized_caller('api_key', $1, $2, $3, NULL)",
+                          *args) == []

@@ -568,7 +568,7 @@ async def test_removing_a_member_waits_for_a_write_already_holding_their_session
         write = conn.transaction()
         await write.start()
         locked = await conn.fetchrow(
-            "SELECT * FROM locked_authorized_caller('session', $1, $2, 'live', 'events:write')",
+            "SELECT * FROM locked_session_caller($1, $2, 'live', 'events:write')",
             token[len("vtxs_"):][:12], hash_secret(TEST_PEPPER, token))
         assert locked["member_id"] == member["id"]
         removal = asyncio.create_task(
@@ -587,7 +587,7 @@ async def test_a_role_change_waits_for_a_write_already_holding_the_members_sessi
         write = conn.transaction()
         await write.start()
         await conn.fetchrow(
-            "SELECT * FROM locked_authorized_caller('session', $1, $2, 'live', 'events:write')",
+            "SELECT * FROM locked_session_caller($1, $2, 'live', 'events:write')",
             token[len("vtxs_"):][:12], hash_secret(TEST_PEPPER, token))
         demotion = asyncio.create_task(client.patch(
             f"/v1/members/{member['id']}", headers=bearer(org.admin_key),

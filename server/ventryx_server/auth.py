@@ -1,9 +1,10 @@
 """Credentials: parsed and checked offline before the handler, authorized inside the SQL.
 
-The ``require_credential`` hook refuses a missing, malformed or bad-checksum credential with 401 before any
-database query. Each handler's statement then joins ``authorized_caller`` with the
-scope from the handler's ``opt``; only when that yields no caller does ``deny`` ask
-the database whether the answer is 401 (not a valid credential) or 403 (missing scope).
+The ``require_credential`` hook refuses a missing, malformed or bad-checksum credential
+with 401 before any database query. Each handler's statement then joins its kind's caller
+function (``api_key_caller`` or ``session_caller``, chosen by db.Queries) with the scope
+from the handler's ``opt``; only when that yields no caller does ``deny`` ask the
+database whether the answer is 401 (not a valid credential) or 403 (missing scope).
 """
 
 import asyncio

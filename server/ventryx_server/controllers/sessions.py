@@ -1,7 +1,7 @@
 """Members' dashboard sessions: log in (``POST /v1/sessions``) and log out.
 
 A session token (``vtxs_…``) goes through the same folded authorization as an API key
-(authorized_caller in 0008_sessions.up.sql); its scopes follow the member's role on
+(session_caller in 0013_caller_per_kind.up.sql); its scopes follow the member's role on
 every request, and it picks its environment per request (``Ventryx-Environment``).
 """
 
