@@ -6,6 +6,7 @@ after a client stops sending it. That revocation still counts from the next requ
 tested end to end in test_revocation.py (the same key before and after, so a memo hit).
 """
 
+import asyncio
 import secrets
 
 import pytest
@@ -100,17 +101,27 @@ def test_a_session_takes_its_environment_from_each_request():
 def test_a_header_not_seen_for_two_ttls_is_forgotten_and_one_in_use_is_kept():
     clock = Clock()
     reader = CredentialReader(secrets.token_bytes(32), ttl=60, clock=clock)
+
+    def wait(seconds: int) -> None:  # as the server's `forgetting` task: a turn every ttl / 4
+        for _ in range(seconds // 15):
+            clock.now += 15
+            reader.forget_stale()
+
     idle, busy = generate_api_key("live"), generate_api_key("live")
     reader.read(scope_for(f"Bearer {idle}"))
     for _ in range(5):
         reader.read(scope_for(f"Bearer {busy}"))
-        clock.now += 59
-    assert len(reader) == 1  # idle went after two rotations; busy moved forward each time
-    clock.now += 200
+        wait(45)
+    assert len(reader) == 1  # idle went within two ttls; busy, in use, stayed
+    wait(120)
+    assert len(reader) == 0  # nothing outlives two ttls of quiet
+
+
+async def test_the_server_task_forgets_without_any_request():
+    reader = CredentialReader(secrets.token_bytes(32), ttl=0.04)
     reader.read(scope_for("Bearer " + generate_api_key("live")))
-    assert len(reader) == 1  # nothing old survives a quiet spell
-    clock.now += 121
-    reader.forget_stale()  # what the server runs every ttl / 4, requests or not
+    async with reader.forgetting():
+        await asyncio.sleep(0.3)
     assert len(reader) == 0
 
 
