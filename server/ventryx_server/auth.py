@@ -161,13 +161,8 @@ class CredentialReader:
                 await asyncio.sleep(self._ttl / 4)
                 self.forget_stale()
 
-        task = asyncio.create_task(loop())
-        try:
+        async with _in_background(loop()):
             yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def _parse(self, header: bytes) -> Credential:
         scheme, _, token = header.decode("latin-1").strip().partition(" ")
@@ -314,12 +309,21 @@ class UsageRecorder:
 
     @contextlib.asynccontextmanager
     async def running(self):
-        task = asyncio.create_task(self.run())
         try:
-            yield self
+            async with _in_background(self.run()):
+                yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await self.flush()
+
+
+@contextlib.asynccontextmanager
+async def _in_background(coroutine):
+    """Runs a never-ending coroutine as a task for the length of the block."""
+    task = asyncio.create_task(coroutine)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

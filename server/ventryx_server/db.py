@@ -48,23 +48,18 @@ class Queries:
     """
 
     def __init__(self, text: str) -> None:
-        plain = _parse(text)
         per_kind = {kind: _parse(_CALLER_CALL.sub(rf"\1{kind}_caller(", text))
                     for kind in CREDENTIAL_KINDS}
-        for name, (operation, sql, names) in plain.items():
-            method = _CONNECTION_METHOD[operation]
-            variants = {kind: statements[name] for kind, statements in per_kind.items()}
-            if "credential_kind" in variants["api_key"][2]:
+        for name, (operation, sql, names) in per_kind["api_key"].items():
+            if "credential_kind" in names:
                 raise ValueError(f"{name}: :credential_kind only as authorized_caller's first "
                                  "argument")
-            if variants["api_key"][1] == sql:
+            method = _CONNECTION_METHOD[operation]
+            sql_by_kind = {kind: statements[name][1] for kind, statements in per_kind.items()}
+            if len(set(sql_by_kind.values())) == 1:  # no caller in it: one statement
                 setattr(self, name, _statement(method, sql, names))
             else:
-                orders = {kind_names for _, _, kind_names in variants.values()}
-                assert len(orders) == 1, f"{name}: parameters differ between credential kinds"
-                setattr(self, name, _statement_by_credential_kind(
-                    method, {kind: variant[1] for kind, variant in variants.items()},
-                    orders.pop()))
+                setattr(self, name, _statement_by_credential_kind(method, sql_by_kind, names))
 
     @classmethod
     def from_dir(cls, sql_dir: Path) -> "Queries":
