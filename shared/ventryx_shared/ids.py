@@ -7,17 +7,15 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
-PREFIXES = ("org", "mem", "key", "wf", "evt", "aud", "req", "ses")
 
-
-def new_ulid() -> str:
+def _new_ulid() -> str:
     """A ULID: 48 bits of milliseconds, then 80 random bits, in Crockford base32."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{new_ulid()}"
+    return f"{prefix}_{_new_ulid()}"
 
 
 def is_id(prefix: str, value: str) -> bool:
