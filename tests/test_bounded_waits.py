@@ -110,3 +110,31 @@ async def test_no_connection_in_time_is_503_and_other_keys_still_answer(
         assert {r.headers["Retry-After"] for r in turned_away} == {"1"}
     finally:
         process.stop()
+
+
+async def test_a_retry_of_an_abandoned_emit_with_its_idempotency_key_makes_one_event(
+        client, org, make_key, db):
+    """A client that gives up on a slow emit cannot know whether it will still commit (it
+    may, within the lock and statement timeouts). Retrying with the same Idempotency-Key
+    is what makes that safe: the retry replays the first attempt's event, or makes it."""
+    key_id, key = await make_key(org, ["events:write"])
+    headers = {**bearer(key), "Idempotency-Key": "abandoned-emit-1"}
+    body = {"type": "order.created", "payload": {"n": 1}}
+    async with db.acquire() as conn:
+        holder = conn.transaction()
+        await holder.start()
+        await conn.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
+                           org.id, key_id)
+        async with httpx.AsyncClient(base_url=client.base_url, timeout=0.5) as impatient:
+            with pytest.raises(httpx.ReadTimeout):
+                await impatient.post("/v1/events", headers=headers, json=body)
+        retry = asyncio.create_task(client.post("/v1/events", headers=headers, json=body))
+        await asyncio.sleep(0.2)
+        await holder.rollback()
+    retried = await retry
+    assert retried.status_code == 201, retried.text
+    again = await client.post("/v1/events", headers=headers, json=body)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["id"] == retried.json()["data"]["id"]
+    assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
+                             org.id, key_id) == 1
