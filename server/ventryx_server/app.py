@@ -20,7 +20,7 @@ from .controllers.members import MembersController
 from .controllers.organizations import OrganizationController
 from .controllers.sessions import SessionsController
 from .controllers.workflows import WorkflowsController
-from .db import check_schema, create_pool, load_queries, provide_db
+from .db import ConnectionsPerCredential, check_schema, create_pool, load_queries, provide_db
 from .errors import EXCEPTION_HANDLERS
 from .json_body import require_json_body
 from .request_ids import request_id_middleware
@@ -64,7 +64,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_request=require_json_body,
         lifespan=[lifespan, event_stream.lifespan],
         state=State({"settings": settings, "queries": queries,
-                     "credentials": credentials}),
+                     "credentials": credentials, "connections_per_credential":
+                     ConnectionsPerCredential(settings.connections_per_credential)}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Ventryx API",

@@ -23,13 +23,13 @@ from litestar.types import Scope
 
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
-from .errors import InvalidRequest, PermissionDenied, Unauthenticated
+from .errors import InvalidRequest, PermissionDenied, Unauthenticated, is_outage
 from .json_body import require_json_body
 
 log = logging.getLogger("ventryx.auth")
 
 ENVIRONMENT_HEADER = "ventryx-environment"
-_CREDENTIAL = "credential"
+CREDENTIAL_STATE = "credential"  # where require_credential leaves it
 _CALLER_PARAMS = "caller_params"
 _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
                            "authorization", "auth"}
@@ -203,14 +203,14 @@ async def require_credential(request: Request) -> None:
     scope = request.scope
     credential: Credential = scope["litestar_app"].state.credentials.read(scope)
     state = scope["state"]
-    state[_CREDENTIAL] = credential
+    state[CREDENTIAL_STATE] = credential
     state[_CALLER_PARAMS] = {**credential.statement_params,
                              "scope": scope["route_handler"].opt.get("scope")}
     await require_json_body(request)
 
 
 def credential_of(request: Request) -> Credential:
-    return request.scope["state"][_CREDENTIAL]
+    return request.scope["state"][CREDENTIAL_STATE]
 
 
 def required_scope(request: Request) -> str | None:
@@ -286,9 +286,20 @@ class UsageRecorder:
         if not self._pending:
             return
         batch, self._pending = self._pending, set()
+        try:
+            await self._write(batch)
+        except BaseException:
+            self._pending |= batch  # the next flush tries again
+            raise
+
+    async def _write(self, batch: set[tuple[str, str]]) -> None:
         keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]
         sessions = [(org, ses) for org, ses in batch if ses.startswith(SESSION_ID_PREFIX)]
-        async with self._pool.acquire() as db:
+        # A saturated pool must not pile flushes up: wait at most an interval (a second at
+        # least), the next flush comes then anyway.
+        async with asyncio.timeout(max(self._interval, 1.0)):
+            db = await self._pool.acquire()
+        try:
             if keys:
                 org_ids, key_ids = zip(*keys, strict=True)
                 await self._queries.record_key_usage(db, org_ids=list(org_ids),
@@ -298,14 +309,23 @@ class UsageRecorder:
                 org_ids, session_ids = zip(*sessions, strict=True)
                 await self._queries.record_session_activity(db, org_ids=list(org_ids),
                                                             session_ids=list(session_ids))
+        finally:
+            await self._pool.release(db)
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except (OSError, asyncpg.PostgresError) as exc:
+            await self._flush_logging_failures()
+
+    async def _flush_logging_failures(self) -> None:
+        """A failed flush is logged and tried again next time; it never ends the task."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            if is_outage(exc):
                 log.warning("could not record key usage: %s", type(exc).__name__)
+            else:
+                log.error("could not record key usage", exc_info=exc)
 
     @contextlib.asynccontextmanager
     async def running(self):
@@ -313,8 +333,7 @@ class UsageRecorder:
             async with _in_background(self.run()):
                 yield self
         finally:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self.flush()
+            await self._flush_logging_failures()
 
 
 @contextlib.asynccontextmanager

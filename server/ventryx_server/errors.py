@@ -149,17 +149,26 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
 # SQLSTATE classes that mean the database is unreachable or overloaded, not that the
 # request was wrong: connection exceptions, insufficient resources, operator
 # intervention (shutdown, restart) and a database that no longer exists.
-_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "3D")
+# Class 57 holds query_canceled (57014), which statement_timeout raises. And two codes
+# of other classes that mean a bounded wait ran out, not a wrong request: a lock wait
+# past lock_timeout (55P03) and a transaction closed for idling too long (25P03).
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "3D", "55P03", "25P03")
+# TimeoutError: no pooled connection in time (db.provide_db). InternalClientError:
+# asyncpg's protocol state when the connection dies mid-query ("cannot switch to state
+# 12", seen with PostgreSQL stopped under load).
+_OUTAGE_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
+                  asyncpg.exceptions.InternalClientError)
 
 
-def _is_outage(exc: Exception) -> bool:
-    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+def is_outage(exc: BaseException) -> bool:
+    """The database is unreachable, overloaded or out of time: 503, not the request's fault."""
+    if isinstance(exc, _OUTAGE_ERRORS):
         return True
     return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_SQLSTATE_CLASSES)
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
-    if _is_outage(exc):
+    if is_outage(exc):
         log.warning("database unavailable request_id=%s: %s", request_id_of(request),
                     type(exc).__name__)
         return error_response(request, ServiceUnavailable(

@@ -26,14 +26,49 @@ class Settings:
     # last_used_at is written at most once per key per process in this many seconds.
     usage_flush_seconds: float = 10.0
     max_body_bytes: int = 1024 * 1024
+    # Every wait of a request is bounded; running out is a 503 with Retry-After. A pooled
+    # connection (the pool's queue), a lock (lock_timeout: a key row someone holds, a
+    # revocation in progress), a statement (statement_timeout) and a transaction left
+    # idle (idle_in_transaction_session_timeout, which closes the connection).
+    pool_timeout_seconds: float = 5.0
+    lock_timeout_seconds: float = 5.0
+    statement_timeout_seconds: float = 15.0
+    idle_in_transaction_timeout_seconds: float = 30.0
+    # One credential's requests hold at most this many of a process's pooled connections
+    # (the rest wait their turn), so one stuck key leaves connections to everyone else.
+    connections_per_credential: int = 16
 
     @classmethod
     def from_env(cls) -> "Settings":
         url = os.environ.get("DATABASE_URL")
         if not url:
             raise SystemExit("DATABASE_URL is not set")
-        return cls(database_url=url, pepper=load_pepper(),
-                   usage_flush_seconds=float(os.environ.get("VENTRYX_USAGE_FLUSH_SECONDS", 10)))
+        return cls(database_url=url, pepper=load_pepper(), **{
+            name: _positive_seconds(variable, getattr(cls, name))
+            for name, variable in _SECONDS_FROM_ENV.items()})
+
+
+# Settings read from the environment, in seconds, each with the field's default.
+_SECONDS_FROM_ENV = {
+    "usage_flush_seconds": "VENTRYX_USAGE_FLUSH_SECONDS",
+    "pool_timeout_seconds": "VENTRYX_POOL_TIMEOUT_SECONDS",
+    "lock_timeout_seconds": "VENTRYX_LOCK_TIMEOUT_SECONDS",
+    "statement_timeout_seconds": "VENTRYX_STATEMENT_TIMEOUT_SECONDS",
+    "idle_in_transaction_timeout_seconds": "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",
+}
+
+
+def _positive_seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise SystemExit(f"{variable} must be a number of seconds above 0, got {text!r}")
+    return value
 
 
 def load_pepper(data_dir: Path | None = None) -> bytes:

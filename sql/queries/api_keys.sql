@@ -29,6 +29,16 @@ LEFT JOIN LATERAL (
     LIMIT :limit
 ) k ON true;
 
+-- name: stop-api-key-writes!
+-- Before lock-caller, in every change to a key: waits for the writes in flight with the
+-- key and makes later ones wait for this transaction (stop_credential_writes, 0014).
+-- First, so a caller acting on its own key never has to upgrade its shared lock.
+SELECT stop_credential_writes(k.lookup_id)
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
+JOIN api_keys k
+  ON k.org_id = c.org_id AND k.id = :id
+ AND (c.environment = 'live' OR k.environment = c.environment);
+
 -- name: lock-api-key^
 SELECT *
 FROM api_keys k
@@ -50,23 +60,31 @@ WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
 -- name: revoke-api-key^
+-- clock_timestamp(): the moment of the revocation, once the writes in flight are done
+-- (stop-api-key-writes), so no event the key wrote was created after revoked_at.
 UPDATE api_keys
-SET revoked_at = coalesce(revoked_at, now()), updated_at = now()
+SET revoked_at = coalesce(revoked_at, clock_timestamp()), updated_at = now()
 WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
 -- name: retire-rotated-api-key^
 UPDATE api_keys
-SET expires_at = least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => :grace_seconds)),
+SET expires_at = least(coalesce(expires_at, 'infinity'),
+                       clock_timestamp() + make_interval(secs => :grace_seconds)),
     rotated_to = :successor_id,
     updated_at = now()
 WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
+-- name: stop-leaked-api-key-writes!
+-- Only for the real key: a made-up token with someone's lookup id stops nothing.
+SELECT stop_credential_writes(lookup_id) FROM api_keys
+WHERE lookup_id = :lookup_id AND secret_hash = :secret_hash AND revoked_at IS NULL;
+
 -- name: revoke-leaked-api-key^
 -- The kill switch for a key found in public: proof of possession is the key itself.
 UPDATE api_keys k
-SET revoked_at = now(), updated_at = now()
+SET revoked_at = clock_timestamp(), updated_at = now()
 FROM (
     SELECT org_id, id FROM api_keys
     WHERE lookup_id = :lookup_id AND secret_hash = :secret_hash AND revoked_at IS NULL

@@ -26,7 +26,7 @@ from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
-from ..keys import mint, to_api_key, to_created
+from ..keys import mint, status_of, to_api_key, to_created
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "api-keys:read"}
@@ -50,10 +50,27 @@ def _check_scopes(caller: Caller, scopes: list[str]) -> None:
             code="scope_escalation", param="scopes")
 
 
+def _check_may_act_on(caller: Caller, key: asyncpg.Record) -> None:
+    """Changing, rotating or revoking a key takes every scope it holds: a lesser key must
+    not be able to take an org:admin key offline any more than widen itself."""
+    if not grants_all(caller.scopes, list(key["scopes"])):
+        missing = sorted(set(key["scopes"]) - set(caller.scopes))
+        raise PermissionDenied(
+            f"Acting on this key needs every scope it holds; this credential lacks: "
+            f"{', '.join(missing)}.", code="scope_escalation")
+
+
 def _check_environment(caller: Caller, environment: str) -> None:
     if caller.environment == "test" and environment == "live":
         raise PermissionDenied("A test credential cannot create or manage live keys.",
                                code="environment_escalation", param="environment")
+
+
+async def _stop_key_writes(db: Db, request: Request, key_id: str) -> None:
+    """Inside the transaction, before lock_caller: waits for the writes in flight with the
+    key and holds back new ones until commit, which no stream of them can overtake (see
+    sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of _locked_key follows."""
+    await request.app.state.queries.stop_api_key_writes(db, **caller_params(request), id=key_id)
 
 
 async def _locked_key(db: Db, request: Request, caller: Caller,
@@ -133,9 +150,10 @@ class ApiKeysController(Controller):
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
         """Rename a key or change its scopes, never beyond the caller's own."""
         async with db.transaction():
+            await _stop_key_writes(db, request, key_id)  # removing a scope takes access away
             caller = await lock_caller(db, request)
             key = await _locked_key(db, request, caller, key_id)
-            _check_scopes(caller, list(key["scopes"]))
+            _check_may_act_on(caller, key)
             if data.scopes is not None:
                 _check_scopes(caller, data.scopes)
             if key["revoked_at"] is not None:
@@ -151,10 +169,10 @@ class ApiKeysController(Controller):
                              key_id: KeyId) -> Data[ApiKey]:
         """Revoke a key. Instantaneous: once this returns, every request with it gets 401."""
         async with db.transaction():
+            await _stop_key_writes(db, request, key_id)
             caller = await lock_caller(db, request)
-            # FOR UPDATE waits for writes made with this key to commit, and makes every
-            # later one re-read the row and find it revoked.
             key = await _locked_key(db, request, caller, key_id)
+            _check_may_act_on(caller, key)
             row = await request.app.state.queries.revoke_api_key(db, org_id=caller.org_id,
                                                                  id=key_id)
             if key["revoked_at"] is None:
@@ -168,14 +186,18 @@ class ApiKeysController(Controller):
         the grace period (0: now)."""
         grace = (data or ApiKeyRotate()).grace_period_seconds
         async with db.transaction():
+            await _stop_key_writes(db, request, key_id)  # grace 0 takes access away
             caller = await lock_caller(db, request)
             old = await _locked_key(db, request, caller, key_id)
-            _check_scopes(caller, list(old["scopes"]))
+            _check_may_act_on(caller, old)
             if old["revoked_at"] is not None:
                 raise Conflict("A revoked key cannot be rotated.", code="key_revoked")
             if old["rotated_to"] is not None:
                 raise Conflict(f"This key was already rotated to {old['rotated_to']}.",
                                code="key_already_rotated")
+            if status_of(old) == "expired":
+                raise Conflict("An expired key cannot be rotated; create a new key.",
+                               code="key_expired")
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
             queries = request.app.state.queries
@@ -184,7 +206,8 @@ class ApiKeysController(Controller):
                 db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
                 secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=old["name"],
                 environment=old["environment"], scopes=list(old["scopes"]),
-                created_by=caller.actor_id, expires_at=None)
+                # A successor never outlives its predecessor's own end.
+                created_by=caller.actor_id, expires_at=old["expires_at"])
             retired = await queries.retire_rotated_api_key(
                 db, org_id=caller.org_id, id=key_id, grace_seconds=float(grace),
                 successor_id=row["id"])
@@ -210,10 +233,13 @@ class LeakedKeysController(Controller):
         parsed = parse_token(data.key.strip())
         if parsed is None or parsed.kind != "api_key":
             return Data(Accepted())
+        queries = request.app.state.queries
+        secret_hash = hash_secret(request.app.state.settings.pepper, parsed.token)
         async with db.transaction():
-            row = await request.app.state.queries.revoke_leaked_api_key(
-                db, lookup_id=parsed.lookup_id,
-                secret_hash=hash_secret(request.app.state.settings.pepper, parsed.token))
+            await queries.stop_leaked_api_key_writes(db, lookup_id=parsed.lookup_id,
+                                                     secret_hash=secret_hash)
+            row = await queries.revoke_leaked_api_key(db, lookup_id=parsed.lookup_id,
+                                                      secret_hash=secret_hash)
             if row is not None:
                 await audit.record(db, request, org_id=row["org_id"], actor_id="leak_report",
                                    action="api_key.revoked_as_leaked", target_type="api_key",

@@ -78,6 +78,14 @@ async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: C
                        code="last_owner")
 
 
+async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_id: str) -> None:
+    """Before lock_caller: waits for the writes in flight with the member's sessions and
+    holds back new ones until commit, which no stream of them can overtake (see
+    sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of _locked_member follows."""
+    await request.app.state.queries.stop_member_writes(db, **caller_params(request),
+                                                       id=member_id)
+
+
 async def _locked_member(db: asyncpg.Connection, request: Request, caller: Caller,
                          member_id: str) -> asyncpg.Record:
     row = await request.app.state.queries.lock_member(db, org_id=caller.org_id, id=member_id)
@@ -154,6 +162,7 @@ class MembersController(Controller):
         if data.role is None and data.name is None:
             raise UnprocessableEntity("Send role, name or both.", code="empty_update")
         async with db.transaction():
+            await _stop_member_writes(db, request, member_id)  # a demotion takes access away
             caller = await lock_caller(db, request)
             member = await _locked_member(db, request, caller, member_id)
             role_changes = data.role is not None and data.role != member["role"]
@@ -174,8 +183,8 @@ class MembersController(Controller):
         """Remove a member: their sessions end at once; API keys they created keep working."""
         queries = request.app.state.queries
         async with db.transaction():
+            await _stop_member_writes(db, request, member_id)
             caller = await lock_caller(db, request)
-            # FOR UPDATE waits for writes made with the member's sessions to commit.
             member = await _locked_member(db, request, caller, member_id)
             if member["role"] == "owner":
                 await _require_owner(db, request, caller, "remove an owner")
@@ -221,6 +230,8 @@ class MembersController(Controller):
                                       code="password_unchanged", param="new_password")
         new_hash = await hash_password(data.new_password)
         async with db.transaction():
+            # Ends the member's other sessions: writes with them in flight finish first.
+            await queries.stop_own_member_writes(db, **caller_params(request))
             caller = await lock_caller(db, request)
             require_session(caller)
             row = await queries.set_member_password(

@@ -21,7 +21,7 @@ from ventryx_shared.sessions import Session, SessionCreate, SessionCreated
 from ventryx_shared.tokens import LOOKUP_LENGTH, SESSION_PREFIX, generate_session_token
 
 from .. import audit
-from ..auth import hash_secret, lock_caller, require_credential
+from ..auth import caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import RateLimited, Unauthenticated, UnprocessableEntity, error_response
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
@@ -176,10 +176,13 @@ class SessionsController(Controller):
     async def delete_current_session(self, request: Request,
                                      db: Db) -> Data[Session]:
         """Log out: the session used for this request ends at once."""
+        queries = request.app.state.queries
         async with db.transaction():
+            # Writes in flight with the session finish first; later ones find it ended.
+            await queries.stop_own_member_writes(db, **caller_params(request))
             caller = await lock_caller(db, request)
             require_session(caller)
-            row = await request.app.state.queries.end_session(db, org_id=caller.org_id,
+            row = await queries.end_session(db, org_id=caller.org_id,
                                                               id=caller.credential_id)
             await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                                action="session.ended", target_type="session",
