@@ -342,7 +342,9 @@ class EventHub:
         delay: float | None = None  # until the next fetch while events are held back
         while True:
             if delay is None:
-                await feed.wake.wait()
+                # Also unwoken now and then: an emit whose process died before announcing it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(feed.wake.wait(), HEARTBEAT_SECONDS)
             elif delay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(feed.wake.wait(), delay)
