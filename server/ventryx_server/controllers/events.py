@@ -52,8 +52,8 @@ from ..errors import (
     UnprocessableEntity,
     request_id_of,
 )
-from ..event_stream import TypeFilter, type_filter_params
 from ..stream_messages import event_from_row
+from ..stream_subscription import TypeFilter, type_filter_params
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "events:read"}
