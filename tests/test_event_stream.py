@@ -1,13 +1,25 @@
 """GET /v1/events/stream: server-sent events across server processes, via LISTEN/NOTIFY."""
 
 import asyncio
+import contextlib
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 
-from conftest import ServerProcess, bearer
+from conftest import (
+    SQL_DIR,
+    TEST_PEPPER,
+    ServerProcess,
+    bearer,
+    create_scratch_database,
+    drop_database,
+    wait_for,
+)
+from ventryx_server import migrations
+from ventryx_server.bootstrap import bootstrap
 from ventryx_server.event_stream import LISTENER_APPLICATION_NAME, notification_payloads
 from ventryx_shared.ids import new_id
 
@@ -236,3 +248,58 @@ async def test_losing_the_listener_ends_streams_and_a_reconnect_resumes(
         assert (await reader.next()).id == missed["id"]
         live = await emit(client, org.admin_key)
         assert (await reader.next()).id == live["id"]
+
+
+async def test_streams_and_announcements_recover_after_the_database_drops_every_connection(
+        admin_url, server_log_dir, queries, ledger):
+    # A database of its own: every backend of it is terminated, the suite's included.
+    url = await create_scratch_database(admin_url, "vtx_outage")
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(drop_database, admin_url, url)
+        conn = await asyncpg.connect(url)
+        cleanup.push_async_callback(conn.close)
+        await migrations.migrate(conn, SQL_DIR)
+        made = await bootstrap(conn, queries, TEST_PEPPER, org_name="Outage",
+                               owner_email="owner@example.com")
+        key = ledger.add(made.key)
+        log_path = server_log_dir / "server-outage.log"
+        process = ServerProcess(url, log_path)
+        cleanup.callback(process.stop)
+        await asyncio.to_thread(process.wait_ready)
+        async with httpx.AsyncClient(base_url=process.url, timeout=10) as http:
+            async with stream(process.url, key) as response:
+                reader = SseReader(response)
+                before = await emit(http, key)
+                assert (await reader.next()).id == before["id"]
+
+                async def emit_regardless():
+                    while True:
+                        await http.post("/v1/events", headers=bearer(key),
+                                        json={"type": "order.created", "payload": {}})
+
+                emitters = [asyncio.create_task(emit_regardless()) for _ in range(4)]
+                for _ in range(5):
+                    await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE datname = current_database() "
+                                       "AND pid <> pg_backend_pid()")
+                    await asyncio.sleep(0.2)
+                for emitter in emitters:
+                    emitter.cancel()
+                await asyncio.gather(*emitters, return_exceptions=True)
+                farewell = await reader.next()
+                assert farewell.data["error"]["code"] == "stream_interrupted"
+
+            async def emits_again() -> bool:
+                response = await http.post("/v1/events", headers=bearer(key),
+                                           json={"type": "order.after", "payload": {}})
+                return response.status_code == 201
+
+            assert await wait_for(emits_again, timeout=10, interval=0.2)
+            async with stream(process.url, key,
+                              headers={"Last-Event-ID": before["id"]}) as response:
+                reader = SseReader(response)
+                while (await reader.next()).data["type"] != "order.after":
+                    pass  # what was emitted during the outage comes first
+                live = await emit(http, key, "order.live")
+                assert (await reader.next()).id == live["id"]
+        assert "never retrieved" not in log_path.read_text()
