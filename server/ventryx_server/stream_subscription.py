@@ -91,6 +91,15 @@ class Subscription:
                     if position is None:
                         yield message
                         return
+                    if self.closed:
+                        # Ended mid-replay (the process stopping, say): what is queued comes
+                        # after a gap, so only the farewell goes out and the client resumes
+                        # from the last event it got.
+                        while (queued := self.queue.get_nowait())[0] is not None:
+                            pass
+                        if queued[1]:
+                            yield queued[1]
+                        return
                     self.position = position
                     yield message
             loop = asyncio.get_running_loop()
