@@ -113,6 +113,8 @@ LEFT JOIN events after_event
 -- the horizon of transactions still open, so that no event can later commit before a
 -- position already handed out (0015_event_feed.up.sql). cursor_id is NULL when :after
 -- names no event of this organization and environment.
+-- The horizon is read through a scalar subquery so that it bounds the index scan
+-- (joined as a row, it was a filter after a scan of every event).
 WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id,
        after_event.id AS cursor_id, e.*
@@ -122,11 +124,11 @@ LEFT JOIN events after_event
       AND after_event.id = :after
 LEFT JOIN LATERAL (
     SELECT e.*
-    FROM events e, horizon h
+    FROM events e
     WHERE e.org_id = c.org_id AND e.environment = c.environment
       AND (:after::text IS NULL OR after_event.id IS NOT NULL)
       AND (e.xact_id, e.id) > (coalesce(after_event.xact_id, '0'), coalesce(after_event.id, ''))
-      AND e.xact_id < h.xmin
+      AND e.xact_id < (SELECT xmin FROM horizon)
       AND (:type::text IS NULL OR e.type = :type)
       AND (:type_prefix::text IS NULL
            OR (e.type >= :type_prefix COLLATE "C" AND e.type < :type_prefix_end COLLATE "C"))
@@ -156,17 +158,21 @@ WITH horizon AS MATERIALIZED (
          ) a
 )
 SELECT a.credential_ids AS allowed_credential_ids,
-       EXISTS (SELECT FROM events x, horizon h
-               WHERE x.org_id = :org_id AND x.environment = :environment
-                 AND x.xact_id >= h.xmin) AS held_back,
+       -- Held back: the newest committed event sits at or above the horizon (one step
+       -- of a backward index scan; an EXISTS over xact_id >= horizon was planned as a
+       -- scan of the environment's every event).
+       coalesce((SELECT x.xact_id FROM events x
+                 WHERE x.org_id = :org_id AND x.environment = :environment
+                 ORDER BY x.xact_id DESC, x.id DESC
+                 LIMIT 1) >= (SELECT xmin FROM horizon), false) AS held_back,
        e.*
 FROM allowed a
 LEFT JOIN LATERAL (
     SELECT e.*
-    FROM events e, horizon h
+    FROM events e
     WHERE e.org_id = :org_id AND e.environment = :environment
       AND (e.xact_id, e.id) > (:after_xact_id::xid8, :after_id::text)
-      AND e.xact_id < h.xmin
+      AND e.xact_id < (SELECT xmin FROM horizon)
     ORDER BY e.xact_id, e.id
     LIMIT :limit
 ) e ON true;
