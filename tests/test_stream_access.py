@@ -73,6 +73,20 @@ async def test_a_keys_stream_ends_within_a_second_of_its_expiry(
         assert datetime.now(UTC) - expires_at < timedelta(seconds=LOSS_SECONDS)
 
 
+async def test_the_old_keys_stream_ends_within_a_second_of_the_end_of_a_rotations_grace(
+        client, server, org, make_key):
+    key_id, key = await make_key(org, ["events:read"])
+    async with stream(server.url, key) as response:
+        reader = SseReader(response)
+        assert await still_open(reader, client, org.admin_key)
+        rotated = await client.post(f"/v1/api-keys/{key_id}/rotate",
+                                    headers=bearer(org.admin_key), json={"grace_period_seconds": 2})
+        assert rotated.status_code == 201
+        grace_ends = time.monotonic() + 2
+        assert (await farewell_of(reader, timeout=10))[0] == "key_expired"
+        assert -0.5 < time.monotonic() - grace_ends < LOSS_SECONDS
+
+
 async def _logout(client, org, member, token):
     return await client.delete("/v1/sessions/current", headers=bearer(token))
 

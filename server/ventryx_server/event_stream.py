@@ -324,7 +324,7 @@ class EventHub:
                     until = unix_time(row["access_until"])
                     if until is not None and until <= time.time():
                         until = time.time() + 1  # the database's clock is behind: soon again
-                    subscription.access_until = until
+                    subscription.set_access_until(until)
                     return None
                 reason = await self._queries.stream_access_lost(
                     db, org_id=subscription.org_id, credential_id=subscription.credential_id)

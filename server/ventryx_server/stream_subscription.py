@@ -80,6 +80,13 @@ class Subscription:
             self.closed = True
             self.queue.put_nowait((None, farewell))
 
+    def set_access_until(self, until: float | None) -> None:
+        """A new deadline for the credential; an earlier one wakes the stream's wait."""
+        earlier = until is not None and (self.access_until is None or until < self.access_until)
+        self.access_until = until
+        if earlier and not self.closed:
+            self.queue.put_nowait((START, b""))  # at the start of the feed: never sent
+
     def _deadline_passed(self) -> bool:
         return self.access_until is not None and time.time() >= self.access_until
 
