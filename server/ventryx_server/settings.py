@@ -5,6 +5,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .addresses import AddressLimit, IpNetwork, parse_networks
+
 
 def find_sql_dir() -> Path:
     """``sql/`` of the checkout in development, or the copy packed into the wheel."""
@@ -12,6 +14,19 @@ def find_sql_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[2] / "sql"
+
+
+# Per-address limits: surface -> (environment variable, default REQUESTS/SECONDS).
+ADDRESS_LIMITS = {
+    "login": ("VENTRYX_LOGIN_LIMIT_PER_ADDRESS", "300/60"),
+    "leak_report": ("VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS", "120/60"),
+    "failed_authentication": ("VENTRYX_FAILED_AUTH_LIMIT_PER_ADDRESS", "600/60"),
+}
+
+
+def default_hash_concurrency() -> int:
+    """Half the cores: password hashing never takes the CPU the rest of the API needs."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,12 @@ class Settings:
     # last_used_at is written at most once per key per process in this many seconds.
     usage_flush_seconds: float = 10.0
     max_body_bytes: int = 1024 * 1024
+    # Rate limits and abuse resistance: see rate_limits.py, addresses.py, passwords.py.
+    rate_limit_sync_seconds: float = 1.0
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    address_limits: dict[str, AddressLimit] = field(default_factory=lambda: {
+        surface: AddressLimit.parse(default) for surface, (_, default) in ADDRESS_LIMITS.items()})
+    password_hash_concurrency: int = field(default_factory=default_hash_concurrency)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -33,7 +54,31 @@ class Settings:
         if not url:
             raise SystemExit("DATABASE_URL is not set")
         return cls(database_url=url, pepper=load_pepper(),
-                   usage_flush_seconds=float(os.environ.get("VENTRYX_USAGE_FLUSH_SECONDS", 10)))
+                   usage_flush_seconds=float(os.environ.get("VENTRYX_USAGE_FLUSH_SECONDS", 10)),
+                   **limits_from_env())
+
+
+def limits_from_env() -> dict:
+    """The rate-limit settings of the VENTRYX_* variables that are set; SystemExit names a
+    bad one."""
+    env = os.environ
+    try:
+        found: dict = {"address_limits": {
+            surface: AddressLimit.parse(env.get(variable, default))
+            for surface, (variable, default) in ADDRESS_LIMITS.items()}}
+        if value := env.get("VENTRYX_RATE_LIMIT_SYNC_SECONDS"):
+            found["rate_limit_sync_seconds"] = float(value)
+            if not 0 < found["rate_limit_sync_seconds"] <= 60:
+                raise ValueError("VENTRYX_RATE_LIMIT_SYNC_SECONDS must be in (0, 60]")
+        if value := env.get("VENTRYX_TRUSTED_PROXIES"):
+            found["trusted_proxies"] = parse_networks(value)
+        if value := env.get("VENTRYX_PASSWORD_HASH_CONCURRENCY"):
+            found["password_hash_concurrency"] = int(value)
+            if found["password_hash_concurrency"] < 1:
+                raise ValueError("VENTRYX_PASSWORD_HASH_CONCURRENCY must be at least 1")
+    except ValueError as exc:
+        raise SystemExit(f"Invalid rate-limit setting: {exc}") from None
+    return found
 
 
 def load_pepper(data_dir: Path | None = None) -> bytes:

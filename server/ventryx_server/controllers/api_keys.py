@@ -22,7 +22,8 @@ from ventryx_shared.ids import new_id
 from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import parse_token
 
-from .. import audit, idempotency
+from .. import audit, idempotency, quotas
+from ..addresses import limit_by_address
 from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
@@ -92,13 +93,17 @@ class ApiKeysController(Controller):
             _check_scopes(caller, data.scopes)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            await quotas.check_api_keys(db, request, caller)
             new_key = mint(environment, request.app.state.settings.pepper)
+            limit = data.rate_limit
             row = await request.app.state.queries.insert_api_key(
                 db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
                 secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=data.name,
                 environment=environment, scopes=data.scopes, created_by=caller.actor_id,
-                expires_at=data.expires_at)
-            await _audit(db, request, caller, "api_key.created", row, scopes=data.scopes)
+                expires_at=data.expires_at, rate_limit_requests=limit and limit.requests,
+                rate_limit_window_seconds=limit and limit.window_seconds)
+            await _audit(db, request, caller, "api_key.created", row, scopes=data.scopes,
+                         **({"rate_limit": limit} if limit else {}))
             await idempotency.remember(db, request, caller.org_id, 201,
                                        msgspec.json.encode(Data(to_created(row, None))))
         return Response(Data(to_created(row, new_key.token)), status_code=201)
@@ -140,9 +145,15 @@ class ApiKeysController(Controller):
                 _check_scopes(caller, data.scopes)
             if key["revoked_at"] is not None:
                 raise Conflict("A revoked key cannot be changed.", code="key_revoked")
+            limit = data.rate_limit or None  # UNSET and null both store no limit
             row = await request.app.state.queries.update_api_key(
-                db, org_id=caller.org_id, id=key_id, name=data.name, scopes=data.scopes)
+                db, org_id=caller.org_id, id=key_id, name=data.name, scopes=data.scopes,
+                set_rate_limit=data.rate_limit is not msgspec.UNSET,
+                rate_limit_requests=limit and limit.requests,
+                rate_limit_window_seconds=limit and limit.window_seconds)
             changes = {f: getattr(data, f) for f in ("name", "scopes") if getattr(data, f)}
+            if data.rate_limit is not msgspec.UNSET:
+                changes["rate_limit"] = data.rate_limit
             await _audit(db, request, caller, "api_key.updated", row, **changes)
         return Data(to_api_key(row))
 
@@ -178,13 +189,18 @@ class ApiKeysController(Controller):
                                code="key_already_rotated")
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            # Without a grace period the old key stops counting as it is replaced.
+            await quotas.check_api_keys(db, request, caller,
+                                        retiring_id=key_id if grace == 0 else None)
             queries = request.app.state.queries
             new_key = mint(old["environment"], request.app.state.settings.pepper)
             row = await queries.insert_api_key(
                 db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
                 secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=old["name"],
                 environment=old["environment"], scopes=list(old["scopes"]),
-                created_by=caller.actor_id, expires_at=None)
+                created_by=caller.actor_id, expires_at=None,
+                rate_limit_requests=old["rate_limit_requests"],
+                rate_limit_window_seconds=old["rate_limit_window_seconds"])
             retired = await queries.retire_rotated_api_key(
                 db, org_id=caller.org_id, id=key_id, grace_seconds=float(grace),
                 successor_id=row["id"])
@@ -203,7 +219,8 @@ class LeakedKeysController(Controller):
     path = "/v1/api-keys/revoke-leaked"
     tags = ["API keys"]
 
-    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}])
+    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}],
+          before_request=limit_by_address("leak_report"))
     async def revoke_leaked(self, request: Request, db: Db,
                             data: JSONBody[LeakedKeyReport]) -> Data[Accepted]:
         """Report a key found in public; a real one is revoked. Always 202, no credential."""
