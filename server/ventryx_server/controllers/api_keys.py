@@ -28,6 +28,7 @@ from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, 
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, to_api_key, to_created
+from ..rate_limits import refuse_numbers_in_strings
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "api-keys:read"}
@@ -81,6 +82,7 @@ class ApiKeysController(Controller):
     async def create_api_key(self, request: Request, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
+        await refuse_numbers_in_strings(request, "rate_limit")
         if data.expires_at is not None and (
             data.expires_at.tzinfo is None or data.expires_at <= datetime.now(UTC)
         ):
@@ -136,7 +138,8 @@ class ApiKeysController(Controller):
     @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
     async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
-        """Rename a key or change its scopes, never beyond the caller's own."""
+        """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
+        await refuse_numbers_in_strings(request, "rate_limit")
         async with db.transaction():
             caller = await lock_caller(db, request)
             key = await _locked_key(db, request, caller, key_id)
