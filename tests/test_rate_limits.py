@@ -344,3 +344,29 @@ async def test_failed_authentication_is_limited_per_address_but_real_keys_still_
     fresh = await http.get(f"{server.url}/v1/workflows",
                            headers=from_address(new_address(), generate_api_key("live")))
     assert fresh.status_code == 401
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("VENTRYX_LOGIN_LIMIT_PER_ADDRESS", "0/60"), ("VENTRYX_LOGIN_LIMIT_PER_ADDRESS", "ten"),
+    ("VENTRYX_FAILED_AUTH_LIMIT_PER_ADDRESS", "5/-1"),
+    ("VENTRYX_TRUSTED_PROXIES", "10.0.0.0/8, proxy.example.com"),
+    ("VENTRYX_RATE_LIMIT_SYNC_SECONDS", "0"), ("VENTRYX_RATE_LIMIT_SYNC_SECONDS", "soon"),
+    ("VENTRYX_PASSWORD_HASH_CONCURRENCY", "0"),
+])
+def test_a_bad_limit_setting_stops_the_server_naming_it(monkeypatch, variable, value):
+    from ventryx_server.settings import limits_from_env
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit, match="Invalid rate-limit setting"):
+        limits_from_env()
+
+
+def test_limit_settings_are_read_from_the_environment(monkeypatch):
+    from ventryx_server.addresses import AddressLimit
+    from ventryx_server.settings import limits_from_env
+
+    monkeypatch.setenv("VENTRYX_LOGIN_LIMIT_PER_ADDRESS", "20/10")
+    monkeypatch.setenv("VENTRYX_TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::1")
+    found = limits_from_env()
+    assert found["address_limits"]["login"] == AddressLimit(20, 10)
+    assert [str(n) for n in found["trusted_proxies"]] == ["10.0.0.0/8", "2001:db8::1/128"]

@@ -59,26 +59,35 @@ class Settings:
 
 
 def limits_from_env() -> dict:
-    """The rate-limit settings of the VENTRYX_* variables that are set; SystemExit names a
-    bad one."""
+    """The rate-limit settings of the VENTRYX_* variables; SystemExit names a bad one."""
     env = os.environ
-    try:
-        found: dict = {"address_limits": {
-            surface: AddressLimit.parse(env.get(variable, default))
-            for surface, (variable, default) in ADDRESS_LIMITS.items()}}
-        if value := env.get("VENTRYX_RATE_LIMIT_SYNC_SECONDS"):
-            found["rate_limit_sync_seconds"] = float(value)
-            if not 0 < found["rate_limit_sync_seconds"] <= 60:
-                raise ValueError("VENTRYX_RATE_LIMIT_SYNC_SECONDS must be in (0, 60]")
-        if value := env.get("VENTRYX_TRUSTED_PROXIES"):
-            found["trusted_proxies"] = parse_networks(value)
-        if value := env.get("VENTRYX_PASSWORD_HASH_CONCURRENCY"):
-            found["password_hash_concurrency"] = int(value)
-            if found["password_hash_concurrency"] < 1:
-                raise ValueError("VENTRYX_PASSWORD_HASH_CONCURRENCY must be at least 1")
-    except ValueError as exc:
-        raise SystemExit(f"Invalid rate-limit setting: {exc}") from None
+    found: dict = {"address_limits": {}}
+
+    def read(variable: str, parse):
+        try:
+            return parse(env[variable])
+        except ValueError as exc:
+            raise SystemExit(f"Invalid rate-limit setting {variable}={env[variable]!r}: "
+                             f"{exc}") from None
+
+    for surface, (variable, default) in ADDRESS_LIMITS.items():
+        found["address_limits"][surface] = (read(variable, AddressLimit.parse)
+                                            if variable in env else AddressLimit.parse(default))
+    if "VENTRYX_RATE_LIMIT_SYNC_SECONDS" in env:
+        found["rate_limit_sync_seconds"] = read("VENTRYX_RATE_LIMIT_SYNC_SECONDS",
+                                                lambda v: _within(float(v), 0.01, 60))
+    if "VENTRYX_TRUSTED_PROXIES" in env:
+        found["trusted_proxies"] = read("VENTRYX_TRUSTED_PROXIES", parse_networks)
+    if "VENTRYX_PASSWORD_HASH_CONCURRENCY" in env:
+        found["password_hash_concurrency"] = read("VENTRYX_PASSWORD_HASH_CONCURRENCY",
+                                                  lambda v: _within(int(v), 1, 1024))
     return found
+
+
+def _within(value, low, high):
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    return value
 
 
 def load_pepper(data_dir: Path | None = None) -> bytes:
