@@ -198,7 +198,8 @@ def _session_environment(scope: Scope) -> str:
 async def require_credential(request: Request) -> None:
     """The before-request hook of every guarded controller (``before_request =
     require_credential``): the request's credential, checked offline, or 401 before the
-    body is read; then the JSON body check, which the hook takes over from the app's.
+    body is read; its rate limit (429 before any work, rate_limits.py); then the JSON body
+    check, which the hook takes over from the app's.
 
     A hook rather than a Litestar guard, which copies the route handler on every request,
     or middleware, which adds a frame to every resumption of the request's coroutine.

@@ -41,6 +41,7 @@ log = logging.getLogger("ventryx.rate_limits")
 POLICY_NAME = "default"
 RATE_LIMIT_HEADER = b"ratelimit"
 POLICY_HEADER = b"ratelimit-policy"
+_RATE_LIMIT_VALUE = f'"{POLICY_NAME}";r=%d;t=%d'.encode()
 
 
 class CredentialWindow:
@@ -62,7 +63,7 @@ class CredentialWindow:
         if row is not None:
             self.learn(row)
 
-    def learn(self, row: asyncpg.Record) -> None:
+    def learn(self, row) -> None:
         """Takes a sync's (or the first read's) limit and total for the current window."""
         if (row["requests"], row["window_seconds"]) != (self.limit, self.window):
             self.limit, self.window = row["requests"], row["window_seconds"]
@@ -92,8 +93,7 @@ class CredentialWindow:
                          "RateLimit": f'"{POLICY_NAME}";r=0;t={reset}'})
         self.pending += 1
         return [(POLICY_HEADER, self.policy),
-                (RATE_LIMIT_HEADER, b'"%s";r=%d;t=%d' % (POLICY_NAME.encode(), remaining - 1,
-                                                          reset))]
+                (RATE_LIMIT_HEADER, _RATE_LIMIT_VALUE % (remaining - 1, reset))]
 
 
 class RateLimiter:
@@ -163,11 +163,15 @@ class RateLimiter:
                     window.in_flight -= count
                     window.pending += count
             raise
-        totals = {row["secret_hash"]: row for row in rows}
+        upserted = {row["credential_id"]: row["used"] for row in rows
+                    if row["secret_hash"] is None}
+        limits = {row["secret_hash"]: {**row, "used": upserted.get(row["credential_id"],
+                                                                   row["used"])}
+                  for row in rows if row["secret_hash"] is not None}
         for window, start, count in sent:
             if window.start == start:
                 window.in_flight -= count
-            if (row := totals.get(window.credential.secret_hash)) is not None:
+            if (row := limits.get(window.credential.secret_hash)) is not None:
                 window.learn(row)
 
     async def run(self) -> None:

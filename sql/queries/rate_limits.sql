@@ -81,10 +81,16 @@ WITH counted AS (
         FOR UPDATE OF old SKIP LOCKED
     )
 )
-SELECT w.secret_hash, w.requests, w.window_seconds, w.window_start,
-       coalesce(a.requests, r.requests, 0) AS used
+-- Two kinds of rows: each credential's limit with the total as of the statement's
+-- snapshot, and the totals just upserted (newer: they include what other processes
+-- committed while this one waited for the row), which the caller prefers. Joining the
+-- upserted rows here instead made the planner loop over both (200 ms for 1,000 keys).
+SELECT w.credential_id, w.secret_hash, w.requests, w.window_seconds, w.window_start,
+       coalesce(r.requests, 0) AS used
 FROM current_window w
-LEFT JOIN added a ON a.org_id = w.org_id AND a.credential_id = w.credential_id
 LEFT JOIN rate_limit_counters r
        ON r.org_id = w.org_id AND r.credential_id = w.credential_id
-      AND r.window_start = w.window_start;
+      AND r.window_start = w.window_start
+UNION ALL
+SELECT a.credential_id, NULL, NULL, NULL, NULL, a.requests
+FROM added a;
