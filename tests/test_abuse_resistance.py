@@ -121,7 +121,7 @@ def behind_proxy(database_url, server_log_dir):
     process.stop()
 
 
-async def test_failures_from_elsewhere_do_not_lock_the_owner_out(behind_proxy, org, ledger):
+async def test_failures_from_elsewhere_do_not_lock_the_owner_out(behind_proxy, db, org, ledger):
     import httpx
 
     from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
@@ -142,3 +142,10 @@ async def test_failures_from_elsewhere_do_not_lock_the_owner_out(behind_proxy, o
         logged_in = await http.post("/v1/sessions", json=right, headers=owner)
         assert logged_in.status_code == 201, logged_in.text
         ledger.add(logged_in.json()["data"]["token"])
+    # Sessions and the audit log record the client behind the trusted proxy.
+    async with db.acquire() as conn:
+        audited = await conn.fetchval("SELECT client_address FROM audit_log WHERE org_id = $1 "
+                                      "AND action = 'session.created'", org.id)
+        recorded = await conn.fetchval("SELECT client_address FROM sessions WHERE id = $1",
+                                       logged_in.json()["data"]["session"]["id"])
+    assert audited == recorded == "192.0.2.44"

@@ -370,3 +370,40 @@ def test_limit_settings_are_read_from_the_environment(monkeypatch):
     found = limits_from_env()
     assert found["address_limits"]["login"] == AddressLimit(20, 10)
     assert [str(n) for n in found["trusted_proxies"]] == ["10.0.0.0/8", "2001:db8::1/128"]
+
+
+def test_a_window_counts_what_every_process_synced_and_resets_on_time():
+    from ventryx_server.auth import Credential
+    from ventryx_server.errors import RateLimited
+    from ventryx_server.rate_limits import CredentialWindow
+
+    credential = Credential("api_key", "l" * 12, b"h" * 32, "live")
+    window = CredentialWindow(credential, {"requests": 3, "window_seconds": 10,
+                                           "window_start": 100, "used": 1}, 100.0)
+    assert dict(window.admit(104.5))[b"ratelimit"] == b'"default";r=1;t=6'
+    # Another process's sync says more were used: this one refuses sooner.
+    window.learn({"requests": 3, "window_seconds": 10, "window_start": 100, "used": 3})
+    with pytest.raises(RateLimited) as refused:
+        window.admit(109.9)
+    assert refused.value.headers["Retry-After"] == "1"
+    assert dict(window.admit(110.0))[b"ratelimit"] == b'"default";r=2;t=10'
+
+
+async def test_invented_credentials_cannot_fill_the_limiters_memory(db, queries, org):
+    from conftest import TEST_PEPPER
+    from ventryx_server.auth import Credential, hash_secret
+    from ventryx_server.rate_limits import RateLimiter
+    from ventryx_shared.tokens import parse_token
+
+    def credential_of(token: str) -> Credential:
+        parsed = parse_token(token)
+        return Credential(parsed.kind, parsed.lookup_id, hash_secret(TEST_PEPPER, token),
+                          parsed.environment)
+
+    limiter = RateLimiter(db, queries, 1.0, capacity=4)
+    real = credential_of(org.admin_key)
+    assert (await limiter.learn(real)).limit == 6000
+    for _ in range(10):
+        assert (await limiter.learn(credential_of(generate_api_key("live")))).limit is None
+    assert len(limiter) <= 4
+    assert limiter.known(real).limit == 6000

@@ -100,11 +100,13 @@ class RateLimiter:
     """The process's windows, keyed by credential hash, and the loop that syncs them."""
 
     def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float, *,
-                 idle_seconds: float = 60.0, clock=time.time) -> None:
+                 idle_seconds: float = 60.0, capacity: int = 100_000,
+                 clock=time.time) -> None:
         self._pool = pool
         self._queries = queries
         self.interval = interval
         self._idle_seconds = max(idle_seconds, 2 * interval)
+        self._capacity = capacity
         self.clock = clock
         self._windows: dict[bytes, CredentialWindow] = {}
         self._learning: dict[bytes, asyncio.Future] = {}
@@ -128,9 +130,12 @@ class RateLimiter:
             row = await self._queries.credential_rate_limit(
                 db, kind=credential.kind, lookup_id=credential.lookup_id,
                 secret_hash=credential.secret_hash, now=now)
-        window = self._windows.setdefault(credential.secret_hash,
-                                          CredentialWindow(credential, row, now))
-        return window
+        if len(self._windows) >= self._capacity:
+            # A flood of invented credentials: forget those, never a real one's count.
+            self._windows = {key: window for key, window in self._windows.items()
+                             if window.limit is not None}
+        return self._windows.setdefault(credential.secret_hash,
+                                        CredentialWindow(credential, row, now))
 
     def _forget_idle(self, now: float) -> None:
         idle = [key for key, window in self._windows.items()
