@@ -10,6 +10,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from . import event_stream
+from .addresses import AddressLimiter
 from .auth import CredentialReader, UsageRecorder
 from .controllers.api_keys import ApiKeysController, LeakedKeysController
 from .controllers.audit_log import AuditLogController
@@ -23,6 +24,8 @@ from .controllers.workflows import WorkflowsController
 from .db import ConnectionsPerCredential, check_schema, create_pool, load_queries, provide_db
 from .errors import EXCEPTION_HANDLERS
 from .json_body import require_json_body
+from .passwords import limit_hashing
+from .rate_limits import RateLimiter
 from .request_ids import request_id_middleware
 from .settings import Settings
 
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     queries = load_queries(settings.sql_dir)
     credentials = CredentialReader(settings.pepper)
+    limit_hashing(settings.password_hash_concurrency)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -51,7 +55,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await check_schema(pool, settings.sql_dir)
             app.state.pool = pool
             app.state.usage = UsageRecorder(pool, queries, settings.usage_flush_seconds)
-            async with app.state.usage.running(), credentials.forgetting():
+            app.state.rate_limiter = RateLimiter(pool, queries, settings.rate_limit_sync_seconds)
+            async with (app.state.usage.running(), credentials.forgetting(),
+                        app.state.rate_limiter.running()):
                 yield
         finally:
             await pool.close()
@@ -65,7 +71,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan, event_stream.lifespan],
         state=State({"settings": settings, "queries": queries,
                      "credentials": credentials, "connections_per_credential":
-                     ConnectionsPerCredential(settings.connections_per_credential)}),
+                     ConnectionsPerCredential(settings.connections_per_credential),
+                     "address_limits": AddressLimiter(settings.address_limits)}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Ventryx API",

@@ -21,8 +21,10 @@ import asyncpg
 from litestar import Request
 from litestar.types import Scope
 
+from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
+from .addresses import client_address
 from .errors import InvalidRequest, PermissionDenied, Unauthenticated, is_outage
 from .json_body import require_json_body
 
@@ -31,6 +33,8 @@ log = logging.getLogger("ventryx.auth")
 ENVIRONMENT_HEADER = "ventryx-environment"
 CREDENTIAL_STATE = "credential"  # where require_credential leaves it
 _CALLER_PARAMS = "caller_params"
+# Headers for the response, (name, value) bytes pairs, added by request_ids.py's middleware.
+RESPONSE_HEADERS = "response_headers"
 _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
                            "authorization", "auth"}
 
@@ -194,19 +198,50 @@ def _session_environment(scope: Scope) -> str:
 async def require_credential(request: Request) -> None:
     """The before-request hook of every guarded controller (``before_request =
     require_credential``): the request's credential, checked offline, or 401 before the
-    body is read; then the JSON body check, which the hook takes over from the app's.
+    body is read; its rate limit (429 before any work, rate_limits.py); then the JSON body
+    check, which the hook takes over from the app's.
 
     A hook rather than a Litestar guard, which copies the route handler on every request,
     or middleware, which adds a frame to every resumption of the request's coroutine.
     tests/test_scope_matrix.py checks that every route is guarded or declared public.
     """
     scope = request.scope
-    credential: Credential = scope["litestar_app"].state.credentials.read(scope)
+    app_state = scope["litestar_app"].state
+    try:
+        credential: Credential = app_state.credentials.read(scope)
+    except Unauthenticated:
+        app_state.address_limits.count("failed_authentication", client_address(scope))
+        raise
     state = scope["state"]
     state[CREDENTIAL_STATE] = credential
     state[_CALLER_PARAMS] = {**credential.statement_params,
                              "scope": scope["route_handler"].opt.get("scope")}
+    state[RESPONSE_HEADERS] = await _admit(app_state, scope, credential)
+    if scope["route_handler"].opt.get("authorize_before_body"):
+        await _authorize_before_body(request)
     await require_json_body(request)
+
+
+async def _admit(app_state, scope: Scope, credential: Credential):
+    """The credential's rate limit (rate_limits.py): its headers, or 429 before any work.
+    A credential not known to be real is refused early from an address that has failed
+    authentication too often."""
+    limiter = app_state.rate_limiter
+    window = limiter.known(credential)
+    if window is None or window.limit is None:
+        app_state.address_limits.check("failed_authentication", client_address(scope))
+        window = window or await limiter.learn(credential)
+    return window.admit(limiter.clock())
+
+
+async def _authorize_before_body(request: Request) -> None:
+    """For routes whose work is expensive (argon2): the credential and scope are checked
+    in the database before the body is read and before that work."""
+    async with request.app.state.pool.acquire() as db:
+        caller = await request.app.state.queries.authenticate(db, **caller_params(request))
+        scope = required_scope(request)
+        if caller is None or (scope and not grants_all(caller["scopes"], [scope])):
+            await deny(db, request)
 
 
 def credential_of(request: Request) -> Credential:
@@ -228,6 +263,8 @@ async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
     is_session = credential_of(request).kind == "session"
     caller = await queries.authenticate(db, **caller_params(request))
     if caller is None:
+        request.app.state.address_limits.count("failed_authentication",
+                                               client_address(request.scope))
         if is_session:
             raise _invalid_session()
         raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")

@@ -7,6 +7,7 @@ import msgspec
 from msgspec import Meta
 
 from .common import PRINTABLE_PATTERN, Environment
+from .rate_limits import RateLimit
 from .scopes import Scope
 
 KeyName = Annotated[
@@ -24,11 +25,15 @@ class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     scopes: ScopeList
     environment: Environment | None = None
     expires_at: datetime | None = None
+    # null or absent: the organization's default_rate_limit applies.
+    rate_limit: RateLimit | None = None
 
 
 class ApiKeyUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: KeyName | None = None
     scopes: ScopeList | None = None
+    # Absent: unchanged; null: back to the organization's default_rate_limit.
+    rate_limit: RateLimit | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class ApiKeyRotate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -54,6 +59,8 @@ class ApiKey(msgspec.Struct, kw_only=True):
     expires_at: datetime | None
     revoked_at: datetime | None
     rotated_to: str | None = None
+    # The key's own limit; null when the organization's default_rate_limit applies.
+    rate_limit: RateLimit | None = None
 
 
 class ApiKeyCreated(ApiKey, kw_only=True):

@@ -48,14 +48,22 @@ FOR UPDATE;
 
 -- name: insert-api-key^
 INSERT INTO api_keys (org_id, id, lookup_id, secret_hash, key_suffix, name, environment,
-                      scopes, created_by, expires_at)
+                      scopes, created_by, expires_at, rate_limit_requests,
+                      rate_limit_window_seconds)
 VALUES (:org_id, :id, :lookup_id, :secret_hash, :key_suffix, :name, :environment,
-        :scopes, :created_by, :expires_at)
+        :scopes, :created_by, :expires_at, :rate_limit_requests, :rate_limit_window_seconds)
 RETURNING *;
 
 -- name: update-api-key^
+-- :set_rate_limit says whether the rate limit changes (NULLs: the organization's default).
 UPDATE api_keys
-SET name = coalesce(:name, name), scopes = coalesce(:scopes, scopes), updated_at = now()
+SET name = coalesce(:name, name), scopes = coalesce(:scopes, scopes),
+    rate_limit_requests = CASE WHEN :set_rate_limit THEN :rate_limit_requests::integer
+                               ELSE rate_limit_requests END,
+    rate_limit_window_seconds = CASE WHEN :set_rate_limit
+                                     THEN :rate_limit_window_seconds::integer
+                                     ELSE rate_limit_window_seconds END,
+    updated_at = now()
 WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
@@ -92,3 +100,14 @@ FROM (
 ) leaked
 WHERE k.org_id = leaked.org_id AND k.id = leaked.id
 RETURNING k.org_id, k.id, k.environment;
+
+-- name: active-api-keys-quota^
+-- After lock-quota: the organization's quota and its active keys, leaving out a key that
+-- this very transaction retires (:retiring_id, a rotation without grace period).
+SELECT o.max_active_api_keys AS quota,
+       (SELECT count(*) FROM api_keys k
+        WHERE k.org_id = o.org_id AND k.revoked_at IS NULL
+          AND (k.expires_at IS NULL OR k.expires_at > now())
+          AND k.id IS DISTINCT FROM :retiring_id::text) AS used
+FROM organizations o
+WHERE o.org_id = :org_id;

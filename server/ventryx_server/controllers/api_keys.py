@@ -22,11 +22,13 @@ from ventryx_shared.ids import new_id
 from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import parse_token
 
-from .. import audit, idempotency
+from .. import audit, idempotency, quotas
+from ..addresses import limit_by_address
 from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, status_of, to_api_key, to_created
+from ..rate_limits import refuse_numbers_in_strings
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "api-keys:read"}
@@ -97,6 +99,7 @@ class ApiKeysController(Controller):
     async def create_api_key(self, request: Request, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
+        await refuse_numbers_in_strings(request, "rate_limit")
         if data.expires_at is not None and (
             data.expires_at.tzinfo is None or data.expires_at <= datetime.now(UTC)
         ):
@@ -109,13 +112,17 @@ class ApiKeysController(Controller):
             _check_scopes(caller, data.scopes)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            await quotas.check_api_keys(db, request, caller)
             new_key = mint(environment, request.app.state.settings.pepper)
+            limit = data.rate_limit
             row = await request.app.state.queries.insert_api_key(
                 db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
                 secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=data.name,
                 environment=environment, scopes=data.scopes, created_by=caller.actor_id,
-                expires_at=data.expires_at)
-            await _audit(db, request, caller, "api_key.created", row, scopes=data.scopes)
+                expires_at=data.expires_at, rate_limit_requests=limit and limit.requests,
+                rate_limit_window_seconds=limit and limit.window_seconds)
+            await _audit(db, request, caller, "api_key.created", row, scopes=data.scopes,
+                         **({"rate_limit": limit} if limit else {}))
             await idempotency.remember(db, request, caller.org_id, 201,
                                        msgspec.json.encode(Data(to_created(row, None))))
         return Response(Data(to_created(row, new_key.token)), status_code=201)
@@ -148,7 +155,8 @@ class ApiKeysController(Controller):
     @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
     async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
-        """Rename a key or change its scopes, never beyond the caller's own."""
+        """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
+        await refuse_numbers_in_strings(request, "rate_limit")
         async with db.transaction():
             await _stop_key_writes(db, request, key_id)  # removing a scope takes access away
             caller = await lock_caller(db, request)
@@ -158,9 +166,15 @@ class ApiKeysController(Controller):
                 _check_scopes(caller, data.scopes)
             if key["revoked_at"] is not None:
                 raise Conflict("A revoked key cannot be changed.", code="key_revoked")
+            limit = data.rate_limit or None  # UNSET and null both store no limit
             row = await request.app.state.queries.update_api_key(
-                db, org_id=caller.org_id, id=key_id, name=data.name, scopes=data.scopes)
+                db, org_id=caller.org_id, id=key_id, name=data.name, scopes=data.scopes,
+                set_rate_limit=data.rate_limit is not msgspec.UNSET,
+                rate_limit_requests=limit and limit.requests,
+                rate_limit_window_seconds=limit and limit.window_seconds)
             changes = {f: getattr(data, f) for f in ("name", "scopes") if getattr(data, f)}
+            if data.rate_limit is not msgspec.UNSET:
+                changes["rate_limit"] = data.rate_limit
             await _audit(db, request, caller, "api_key.updated", row, **changes)
         return Data(to_api_key(row))
 
@@ -200,6 +214,9 @@ class ApiKeysController(Controller):
                                code="key_expired")
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            # Without a grace period the old key stops counting as it is replaced.
+            await quotas.check_api_keys(db, request, caller,
+                                        retiring_id=key_id if grace == 0 else None)
             queries = request.app.state.queries
             new_key = mint(old["environment"], request.app.state.settings.pepper)
             row = await queries.insert_api_key(
@@ -207,7 +224,9 @@ class ApiKeysController(Controller):
                 secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=old["name"],
                 environment=old["environment"], scopes=list(old["scopes"]),
                 # A successor never outlives its predecessor's own end.
-                created_by=caller.actor_id, expires_at=old["expires_at"])
+                created_by=caller.actor_id, expires_at=old["expires_at"],
+                rate_limit_requests=old["rate_limit_requests"],
+                rate_limit_window_seconds=old["rate_limit_window_seconds"])
             retired = await queries.retire_rotated_api_key(
                 db, org_id=caller.org_id, id=key_id, grace_seconds=float(grace),
                 successor_id=row["id"])
@@ -226,7 +245,8 @@ class LeakedKeysController(Controller):
     path = "/v1/api-keys/revoke-leaked"
     tags = ["API keys"]
 
-    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}])
+    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}],
+          before_request=limit_by_address("leak_report"))
     async def revoke_leaked(self, request: Request, db: Db,
                             data: JSONBody[LeakedKeyReport]) -> Data[Accepted]:
         """Report a key found in public; a real one is revoked. Always 202, no credential."""

@@ -26,7 +26,7 @@ from ventryx_shared.workflows import (
     check_trigger,
 )
 
-from .. import audit, idempotency
+from .. import audit, idempotency, quotas
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, InvalidRequest, NotFound, UnprocessableEntity
@@ -84,6 +84,7 @@ class WorkflowsController(Controller):
             caller = await lock_caller(db, request)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            await quotas.check_workflows(db, request, caller)
             row = await request.app.state.queries.insert_workflow(
                 db, org_id=caller.org_id, id=new_id("wf"), environment=caller.environment,
                 name=data.name, description=data.description, trigger=data.trigger,
