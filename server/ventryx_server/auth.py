@@ -24,7 +24,7 @@ from litestar.types import Scope
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
 from .errors import InvalidRequest, PermissionDenied, Unauthenticated
-from .json_body import require_json_body
+from .json_body import check_input
 
 log = logging.getLogger("ventryx.auth")
 
@@ -130,9 +130,12 @@ class CredentialReader:
             raise Unauthenticated("No credential: send Authorization: Bearer <your API key>.",
                                   code="missing_credential")
         credential = self._remembered(header)
+        # Checked for every credential (API keys ignore a valid one): the document allows
+        # only live and test, so nothing else may pass.
+        environment = _session_environment(scope)
         if credential.environment is None:  # dashboard sessions pick theirs per request
             credential = Credential(credential.kind, credential.lookup_id,
-                                    credential.secret_hash, _session_environment(scope))
+                                    credential.secret_hash, environment)
         return credential
 
     def _remembered(self, header: bytes) -> Credential:
@@ -184,7 +187,7 @@ class CredentialReader:
 
 def _session_environment(scope: Scope) -> str:
     value = _header(scope, ENVIRONMENT_HEADER.encode())
-    environment = value.decode("latin-1") if value else "live"
+    environment = value.decode("latin-1") if value is not None else "live"
     if environment not in ("live", "test"):
         raise InvalidRequest("Ventryx-Environment must be live or test.",
                              code="invalid_environment", param="Ventryx-Environment")
@@ -194,19 +197,22 @@ def _session_environment(scope: Scope) -> str:
 async def require_credential(request: Request) -> None:
     """The before-request hook of every guarded controller (``before_request =
     require_credential``): the request's credential, checked offline, or 401 before the
-    body is read; then the JSON body check, which the hook takes over from the app's.
+    body is read; then the input checks (json_body.check_input), which the hook takes over
+    from the app's.
 
     A hook rather than a Litestar guard, which copies the route handler on every request,
     or middleware, which adds a frame to every resumption of the request's coroutine.
     tests/test_scope_matrix.py checks that every route is guarded or declared public.
     """
+    if request.method == "OPTIONS":  # says which methods exist; no credential needed
+        return
     scope = request.scope
     credential: Credential = scope["litestar_app"].state.credentials.read(scope)
     state = scope["state"]
     state[_CREDENTIAL] = credential
     state[_CALLER_PARAMS] = {**credential.statement_params,
                              "scope": scope["route_handler"].opt.get("scope")}
-    await require_json_body(request)
+    await check_input(request)
 
 
 def credential_of(request: Request) -> Credential:

@@ -1,7 +1,7 @@
 """Members of an organization on the wire, and what each role may do."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -47,6 +47,11 @@ class MemberCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     role: Role | None = None
     name: MemberName | None = None
+
+    # For the OpenAPI document: an update changes something (else 422 empty_update).
+    json_schema_extra: ClassVar[dict] = {"anyOf": [
+        {"required": ["role"], "properties": {"role": {"type": "string"}}},
+        {"required": ["name"], "properties": {"name": {"type": "string"}}}]}
 
 
 class PasswordChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

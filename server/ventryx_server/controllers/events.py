@@ -27,6 +27,7 @@ from ventryx_shared.common import Data, Page
 from ventryx_shared.events import (
     MAX_BATCH,
     MAX_PAYLOAD_BYTES,
+    TYPE_FILTER_EXACT_PATTERN,
     BatchErrorBody,
     BatchErrorDetail,
     BatchItemError,
@@ -253,7 +254,7 @@ class EventsController(Controller):
         self, request: Request, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
         type: Annotated[str | None, Parameter(
             max_length=128, description="An event type (order.created) or a prefix (order.*)",
-        )] = None,
+            schema_extra={"pattern": TYPE_FILTER_EXACT_PATTERN})] = None,
         since: Annotated[datetime | None, Parameter(
             description="Only events received at or after this time")] = None,
         until: Annotated[datetime | None, Parameter(
@@ -283,7 +284,8 @@ class EventsController(Controller):
         self, request: Request, db: Db,
         type: Annotated[str | None, Parameter(
             max_length=128, description="Only events of this type (order.created) or prefix "
-                                        "(order.*)")] = None,
+                                        "(order.*)",
+            schema_extra={"pattern": TYPE_FILTER_EXACT_PATTERN})] = None,
         last_event_id: Annotated[str | None, HeaderParameter(
             name="Last-Event-ID", max_length=64,
             description="Replay what came after this event, then go on live")] = None,
