@@ -157,6 +157,7 @@ def _document_operation(operation: dict[str, Any], method: str,
     if creates:
         parameters.append(_REQUEST_HEADERS["Idempotency-Key"])
     for parameter in parameters:
+        parameter["schema"] = _never_null(parameter["schema"])
         if parameter["name"] == "starting_after":
             prefix = _CURSOR_PREFIXES[operation["operationId"]]
             parameter["schema"] = {"type": "string", "pattern": _ID_PATTERN.format(prefix=prefix)}
@@ -179,6 +180,22 @@ def _document_operation(operation: dict[str, Any], method: str,
             del operation["responses"][status]  # Litestar's {status_code, detail} shape
     for status in _error_statuses(operation, method):
         operation["responses"][str(status)] = _error_response(status, operation)
+
+
+def _never_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter left out is None in the handler; sent, it is never null (Litestar
+    documents ``X | None`` as "X or null", and a client would send the text "null")."""
+    options = schema.get("oneOf", [])
+    if {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        outer = {key: value for key, value in schema.items() if key != "oneOf"}
+        return {**rest[0], **outer} if len(rest) == 1 else {**outer, "oneOf": rest}
+    if isinstance(schema.get("type"), list) and "null" in schema["type"]:
+        types = [kind for kind in schema["type"] if kind != "null"]
+        schema = {**schema, "type": types[0] if len(types) == 1 else types}
+        if "enum" in schema:
+            schema["enum"] = [value for value in schema["enum"] if value is not None]
+    return schema
 
 
 def _make_body_optional_when_it_is(operation: dict[str, Any]) -> None:
@@ -223,6 +240,18 @@ def _field_extras(info: msgspec.inspect.Type) -> dict[str, Any]:
     return {}
 
 
+# Free JSON (an event's payload, a step's config) is stored as jsonb, which cannot hold a
+# NUL character (422 naming the field): any JSON without one.
+_JSON_WITHOUT_NUL = {"anyOf": [
+    {"type": "string", "pattern": "^[^\\x00]*$"},
+    {"type": ["number", "boolean", "null"]},
+    {"type": "array", "items": _ref("schemas", "JsonWithoutNul")},
+    {"type": "object", "propertyNames": {"pattern": "^[^\\x00]*$"},
+     "additionalProperties": _ref("schemas", "JsonWithoutNul")},
+]}
+_FREE_JSON_OBJECT = {"additionalProperties": {}, "type": "object"}
+
+
 def _is_time(schema: dict[str, Any]) -> bool:
     return schema.get("format") == "date-time" or any(
         option.get("format") == "date-time" for option in schema.get("oneOf", ()))
@@ -237,12 +266,25 @@ def _complete_request_schema(schema: dict[str, Any], info: msgspec.inspect.Struc
         field_schema.update(_field_extras(field.type))
         if _is_time(field_schema):
             field_schema["pattern"] = TIME_RANGE_PATTERN
+        if field_schema == _FREE_JSON_OBJECT:
+            field_schema.update(_JSON_WITHOUT_NUL["anyOf"][3])
 
 
 def _stream_as_event_stream(operation: dict[str, Any]) -> None:
+    """In OpenAPI 3.1 the schema of text/event-stream describes one event (its fields)."""
+    json_data = {"type": "string", "contentMediaType": "application/json"}
     operation["responses"]["200"]["content"] = {"text/event-stream": {"schema": {
-        "type": "string", "description": "Server-sent events: `id: evt_…`, `data: <Event>`; "
-                                         "`event: error` before the stream is closed"}}}
+        "description": "A new event (`id: evt_…`, `data: <Event>`), or `event: error` with an "
+                       "error body, after which the stream is closed",
+        "oneOf": [
+            {"type": "object", "required": ["id", "data"], "properties": {
+                "id": {"type": "string", "pattern": _ID_PATTERN.format(prefix="evt")},
+                "event": {"const": "message"},
+                "data": {**json_data, "contentSchema": _ref("schemas", "Event")}}},
+            {"type": "object", "required": ["event", "data"], "properties": {
+                "event": {"const": "error"},
+                "data": {**json_data, "contentSchema": _ref("schemas", "ErrorBody")}}},
+        ]}}}
 
 
 def complete_document(app: Litestar) -> None:
@@ -251,6 +293,7 @@ def complete_document(app: Litestar) -> None:
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(_error_schemas())
+    schemas["JsonWithoutNul"] = _JSON_WITHOUT_NUL
     components["headers"] = _HEADERS
     request_structs: dict[str, msgspec.inspect.StructType] = {}
     for path, method, handler in _operations(app):

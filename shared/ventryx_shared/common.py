@@ -24,7 +24,9 @@ TIME_RANGE_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3})-"
 # Names people give things: something visible, no control characters (C0, DEL,
 # bidirectional). msgspec applies patterns with re.search, where a bare $ also matches
 # before a final newline; (?!\n) closes that gap. The same text is the OpenAPI pattern.
-PRINTABLE_PATTERN = rf"^(?=.*\S)[^\x00-\x1f\x7f{BIDI_CONTROLS}]+$(?!\n)"
+_NAME_CHARACTER = rf"[^\x00-\x1f\x7f{BIDI_CONTROLS}]"
+PRINTABLE_PATTERN = (rf"^{_NAME_CHARACTER}*[^\s\x00-\x1f\x7f{BIDI_CONTROLS}]{_NAME_CHARACTER}*"
+                     rf"$(?!\n)")
 # Free text (descriptions): line breaks and tabs allowed, other control characters not.
 FREE_TEXT_PATTERN = rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f{BIDI_CONTROLS}]*$"
 

@@ -178,6 +178,7 @@ class WorkflowsController(Controller):
     async def delete_workflow(
         self, request: Request, db: Db, workflow_id: WorkflowId,
         version: Annotated[Version | None, Parameter(
+            ge=1, le=2**31 - 1,
             description="Delete only if the workflow is still at this version")] = None,
     ) -> Data[WorkflowDeleted]:
         """Delete a workflow; events that matched it keep its id."""
