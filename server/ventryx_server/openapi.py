@@ -19,13 +19,13 @@ from litestar.routes import HTTPRoute
 
 from ventryx_shared.common import TIME_RANGE_PATTERN, ErrorBody
 from ventryx_shared.events import BatchErrorBody
+from ventryx_shared.ids import id_pattern
 
 # Responses that carry a secret (a key, a session token, a one-time password) are never
 # stored by a cache: ``cache_control=NO_STORE`` on their handlers.
 NO_STORE = CacheControlHeader(no_store=True)
 
 _REF = "#/components/{kind}/{name}"
-_ID_PATTERN = "^{prefix}_[0-9A-HJKMNP-TV-Z]{{26}}$"
 # The id prefix each list's starting_after must carry (controllers/pagination.cursor).
 _CURSOR_PREFIXES = {"listApiKeys": "key", "listMembers": "mem", "listWorkflows": "wf",
                     "listEvents": "evt", "listAuditLog": "aud"}
@@ -51,7 +51,7 @@ _ERROR_DESCRIPTIONS = {
 _HEADERS: dict[str, dict[str, Any]] = {
     "Request-Id": {"description": "This request's id, also in error bodies and the audit log",
                    "required": True,
-                   "schema": {"type": "string", "pattern": _ID_PATTERN.format(prefix="req")}},
+                   "schema": {"type": "string", "pattern": id_pattern("req")}},
     "Idempotent-Replayed": {"description": "true when this response replays the first "
                                            "response to the same Idempotency-Key",
                             "schema": {"type": "string", "enum": ["true"]}},
@@ -160,7 +160,7 @@ def _document_operation(operation: dict[str, Any], method: str,
         parameter["schema"] = _never_null(parameter["schema"])
         if parameter["name"] == "starting_after":
             prefix = _CURSOR_PREFIXES[operation["operationId"]]
-            parameter["schema"] = {"type": "string", "pattern": _ID_PATTERN.format(prefix=prefix)}
+            parameter["schema"] = {"type": "string", "pattern": id_pattern(prefix)}
         if _is_time(parameter["schema"]):
             parameter["schema"]["pattern"] = TIME_RANGE_PATTERN
     if not parameters:
@@ -278,7 +278,7 @@ def _stream_as_event_stream(operation: dict[str, Any]) -> None:
                        "error body, after which the stream is closed",
         "oneOf": [
             {"type": "object", "required": ["id", "data"], "properties": {
-                "id": {"type": "string", "pattern": _ID_PATTERN.format(prefix="evt")},
+                "id": {"type": "string", "pattern": id_pattern("evt")},
                 "event": {"const": "message"},
                 "data": {**json_data, "contentSchema": _ref("schemas", "Event")}}},
             {"type": "object", "required": ["event", "data"], "properties": {

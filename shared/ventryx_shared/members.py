@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from .common import PRINTABLE_PATTERN
+from .common import BIDI_CONTROLS, PRINTABLE_PATTERN
 
 Role = Literal["owner", "admin", "developer", "viewer"]
 ROLES: tuple[str, ...] = ("owner", "admin", "developer", "viewer")
@@ -23,7 +23,8 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
 
 Email = Annotated[
     str,
-    Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$(?!\n)",
+    Meta(min_length=3, max_length=254,
+         pattern=rf"^[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+@[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+$(?!\n)",
          description="The member's email address; unique within an organization"),
 ]
 MemberName = Annotated[

@@ -38,7 +38,7 @@ from ventryx_shared.events import (
     encode_bounded_json,
     parse_type_filter,
 )
-from ventryx_shared.ids import is_id, new_id
+from ventryx_shared.ids import id_pattern, is_id, new_id
 
 from .. import event_stream, idempotency
 from ..auth import authorized, caller_params, lock_caller, require_credential
@@ -55,7 +55,6 @@ from .pagination import Limit, StartingAfter, cursor, page
 READ = {"scope": "events:read"}
 WRITE = {"scope": "events:write"}
 EventId = Annotated[str, Parameter(description="The event's id, evt_…", max_length=64)]
-EVENT_ID_PATTERN = r"^evt_[0-9A-HJKMNP-TV-Z]{26}$"
 # A batch may carry up to 500 payloads of up to 64 KB each; other bodies stay at 1 MB.
 MAX_BATCH_BODY_BYTES = 8 * 1024 * 1024
 
@@ -290,7 +289,7 @@ class EventsController(Controller):
         last_event_id: Annotated[str | None, HeaderParameter(
             name="Last-Event-ID", max_length=64,
             description="Replay what came after this event, then go on live",
-            schema_extra={"pattern": EVENT_ID_PATTERN})] = None,
+            schema_extra={"pattern": id_pattern("evt")})] = None,
         follow: Annotated[bool, Parameter(
             description="false: send what came after Last-Event-ID, then end")] = True,
     ) -> Stream:
