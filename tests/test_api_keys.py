@@ -331,7 +331,8 @@ async def test_bad_create_bodies_get_4xx_naming_the_problem_and_write_nothing(
 
 @pytest.mark.parametrize(("content", "content_type", "status"), [
     (b"{not json", "application/json", 400),
-    (b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400),
+    # The strict decoder finds that name is not a string before it reaches the depth.
+    (b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 422),
     (b"name=x&scopes=events:read", "application/x-www-form-urlencoded", 415),
     (b'{"name":"x","scopes":["events:read"]}', "text/plain", 415),
     (b"\xff\xfe\x00", "application/json", 400),

@@ -7,7 +7,10 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 
 from . import event_stream
 from .addresses import AddressLimiter
@@ -23,7 +26,9 @@ from .controllers.sessions import SessionsController
 from .controllers.workflows import WorkflowsController
 from .db import ConnectionsPerCredential, check_schema, create_pool, load_queries, provide_db
 from .errors import EXCEPTION_HANDLERS
-from .json_body import require_json_body
+from .http_methods import options_allow_middleware
+from .json_body import check_input
+from .openapi import complete_document
 from .passwords import limit_hashing
 from .rate_limits import RateLimiter
 from .request_ids import request_id_middleware
@@ -41,6 +46,15 @@ ROUTE_HANDLERS = [
     WorkflowsController,
     EventsController,
 ]
+
+# The docs page loads Swagger UI from the swagger-ui-bundle package, served by the server
+# itself: /schema renders on a machine without internet access.
+DOCS_ASSETS = "/schema/static"
+DOCS_PAGE = SwaggerRenderPlugin(
+    path="/", js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+    css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+    standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+    favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>")
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
@@ -62,12 +76,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await pool.close()
 
-    return Litestar(
-        route_handlers=ROUTE_HANDLERS,
+    app = Litestar(
+        route_handlers=[*ROUTE_HANDLERS, create_static_files_router(
+            path=DOCS_ASSETS, directories=[swagger_ui_path], include_in_schema=False)],
         dependencies={"db": Provide(provide_db)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
-        before_request=require_json_body,
+        middleware=[request_id_middleware, options_allow_middleware],
+        before_request=check_input,
         lifespan=[lifespan, event_stream.lifespan],
         state=State({"settings": settings, "queries": queries,
                      "credentials": credentials, "connections_per_credential":
@@ -84,5 +99,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                                      "or a dashboard session token (vtxs_…)"),
             }),
             security=[{"bearer": []}],
+            render_plugins=[DOCS_PAGE],
         ),
     )
+    complete_document(app)
+    return app

@@ -26,7 +26,7 @@ from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_t
 
 from .addresses import client_address
 from .errors import InvalidRequest, PermissionDenied, Unauthenticated, is_outage
-from .json_body import require_json_body
+from .json_body import check_input
 
 log = logging.getLogger("ventryx.auth")
 
@@ -134,9 +134,12 @@ class CredentialReader:
             raise Unauthenticated("No credential: send Authorization: Bearer <your API key>.",
                                   code="missing_credential")
         credential = self._remembered(header)
+        # Checked for every credential (API keys ignore a valid one): the document allows
+        # only live and test, so nothing else may pass.
+        environment = _session_environment(scope)
         if credential.environment is None:  # dashboard sessions pick theirs per request
             credential = Credential(credential.kind, credential.lookup_id,
-                                    credential.secret_hash, _session_environment(scope))
+                                    credential.secret_hash, environment)
         return credential
 
     def _remembered(self, header: bytes) -> Credential:
@@ -188,7 +191,7 @@ class CredentialReader:
 
 def _session_environment(scope: Scope) -> str:
     value = _header(scope, ENVIRONMENT_HEADER.encode())
-    environment = value.decode("latin-1") if value else "live"
+    environment = value.decode("latin-1") if value is not None else "live"
     if environment not in ("live", "test"):
         raise InvalidRequest("Ventryx-Environment must be live or test.",
                              code="invalid_environment", param="Ventryx-Environment")
@@ -198,13 +201,15 @@ def _session_environment(scope: Scope) -> str:
 async def require_credential(request: Request) -> None:
     """The before-request hook of every guarded controller (``before_request =
     require_credential``): the request's credential, checked offline, or 401 before the
-    body is read; its rate limit (429 before any work, rate_limits.py); then the JSON body
-    check, which the hook takes over from the app's.
+    body is read; its rate limit (429 before any work, rate_limits.py); then the input
+    checks (json_body.check_input), which the hook takes over from the app's.
 
     A hook rather than a Litestar guard, which copies the route handler on every request,
     or middleware, which adds a frame to every resumption of the request's coroutine.
     tests/test_scope_matrix.py checks that every route is guarded or declared public.
     """
+    if request.method == "OPTIONS":  # says which methods exist; no credential needed
+        return
     scope = request.scope
     app_state = scope["litestar_app"].state
     try:
@@ -219,7 +224,7 @@ async def require_credential(request: Request) -> None:
     state[RESPONSE_HEADERS] = await _admit(app_state, scope, credential)
     if scope["route_handler"].opt.get("authorize_before_body"):
         await _authorize_before_body(request)
-    await require_json_body(request)
+    await check_input(request)
 
 
 async def _admit(app_state, scope: Scope, credential: Credential):

@@ -5,7 +5,8 @@ import re
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+_ULID_CHARACTERS = "[0-9A-HJKMNP-TV-Z]{26}"
+_ULID = re.compile(_ULID_CHARACTERS)
 
 
 def _new_ulid() -> str:
@@ -22,3 +23,8 @@ def is_id(prefix: str, value: str) -> bool:
     """Whether ``value`` has the shape of an id with this prefix (it may still not exist)."""
     head, sep, tail = value.partition("_")
     return sep == "_" and head == prefix and _ULID.fullmatch(tail) is not None
+
+
+def id_pattern(prefix: str) -> str:
+    """The regular expression (for the OpenAPI document) of ``is_id(prefix, …)``."""
+    return f"^{prefix}_{_ULID_CHARACTERS}$"

@@ -28,6 +28,7 @@ from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, 
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, status_of, to_api_key, to_created
+from ..openapi import NO_STORE
 from ..rate_limits import refuse_numbers_in_strings
 from .pagination import Limit, StartingAfter, cursor, page
 
@@ -95,7 +96,8 @@ class ApiKeysController(Controller):
     tags = ["API keys"]
     before_request = require_credential
 
-    @post("/", operation_id="createApiKey", opt=WRITE, status_code=201)
+    @post("/", operation_id="createApiKey", opt=WRITE, status_code=201,
+          cache_control=NO_STORE)
     async def create_api_key(self, request: Request, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
@@ -193,7 +195,8 @@ class ApiKeysController(Controller):
                 await _audit(db, request, caller, "api_key.revoked", row)
         return Data(to_api_key(row))
 
-    @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201)
+    @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201,
+          cache_control=NO_STORE)
     async def rotate_api_key(self, request: Request, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyRotate | None] = None) -> Response[Data[ApiKeyRotated]]:
         """A successor with the same name, scopes and environment; the old key expires after

@@ -31,6 +31,7 @@ from ventryx_shared.common import Data, ErrorBody, Page
 from ventryx_shared.events import (
     MAX_BATCH,
     MAX_PAYLOAD_BYTES,
+    TYPE_FILTER_EXACT_PATTERN,
     BatchErrorBody,
     BatchErrorDetail,
     BatchItemError,
@@ -41,7 +42,7 @@ from ventryx_shared.events import (
     encode_bounded_json,
     parse_type_filter,
 )
-from ventryx_shared.ids import is_id, new_id
+from ventryx_shared.ids import id_pattern, is_id, new_id
 
 from .. import event_stream, idempotency
 from ..auth import authorized, caller_params, lock_caller, require_credential
@@ -60,7 +61,8 @@ READ = {"scope": "events:read"}
 WRITE = {"scope": "events:write"}
 EventId = Annotated[str, Parameter(description="The event's id, evt_…", max_length=64)]
 TypeQuery = Annotated[str | None, Parameter(
-    max_length=128, description="An event type (order.created) or a prefix (order.*)")]
+    max_length=128, description="An event type (order.created) or a prefix (order.*)",
+    schema_extra={"pattern": TYPE_FILTER_EXACT_PATTERN})]
 # The refusals of the feed and the stream beyond those of every operation.
 _CURSOR_REFUSALS = {
     400: ResponseSpec(ErrorBody, description="A malformed cursor or type filter"),
@@ -299,7 +301,8 @@ class EventsController(Controller):
         self, request: Request, db: Db, limit: Limit = 20, type: TypeQuery = None,
         after: Annotated[str | None, Parameter(
             max_length=64, description="The id of the last event received; omitted: from the "
-                                       "first event")] = None,
+                                       "first event",
+            schema_extra={"pattern": id_pattern("evt")})] = None,
     ) -> Page[Event]:
         """The environment's events oldest first, in an order no later commit changes:
         pass the last id received as `after` and no event is ever skipped or repeated."""
@@ -319,7 +322,8 @@ class EventsController(Controller):
         self, request: Request, db: Db, type: TypeQuery = None,
         last_event_id: Annotated[str | None, HeaderParameter(
             name="Last-Event-ID", max_length=64,
-            description="Replay what came after this event, then go on live")] = None,
+            description="Replay what came after this event, then go on live",
+            schema_extra={"pattern": id_pattern("evt")})] = None,
         follow: Annotated[bool, Parameter(
             description="false: send what came after Last-Event-ID, then end")] = True,
     ) -> Stream:

@@ -29,6 +29,7 @@ from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
+from ..openapi import NO_STORE
 from ..passwords import hash_password, one_time_password, verify_password
 from .pagination import Limit, StartingAfter, cursor, page
 
@@ -132,7 +133,8 @@ class MembersController(Controller):
             raise _no_such_member(member_id)
         return Data(to_member(row))
 
-    @post("/", operation_id="createMember", opt=ADMIN_BEFORE_HASHING, status_code=201)
+    @post("/", operation_id="createMember", opt=ADMIN_BEFORE_HASHING, status_code=201,
+          cache_control=NO_STORE)
     async def create_member(self, request: Request, db: Db,
                             data: JSONBody[MemberCreate]) -> Response[Data[MemberCreated]]:
         """Add a member; the response is the only one that carries their one-time password."""

@@ -25,6 +25,7 @@ from ..addresses import limit_by_address
 from ..auth import caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import RateLimited, Unauthenticated, UnprocessableEntity, error_response
+from ..openapi import NO_STORE
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
 from .members import require_session, to_member
 
@@ -127,7 +128,7 @@ class SessionsController(Controller):
     # [{}], not []: Litestar drops an empty list, and the operation would then inherit the
     # document's bearer requirement; {} is OpenAPI's "no credential needed".
     @post("/", operation_id="createSession", status_code=201, security=[{}],
-          before_request=limit_by_address("login"))
+          before_request=limit_by_address("login"), cache_control=NO_STORE)
     async def create_session(self, request: Request, db: Db,
                              data: JSONBody[SessionCreate]) -> Response[Data[SessionCreated]]:
         """Log a member in: a dashboard session token, shown once. No credential needed."""
