@@ -19,7 +19,7 @@ from litestar import Request
 from litestar.types import Scope
 
 from .errors import RateLimited
-from .json_body import require_json_body
+from .json_body import check_input
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNKNOWN = "unknown"
@@ -139,7 +139,7 @@ def limit_by_address(surface: str):
     """A before-request hook for a public route: counts the request against its address."""
     async def hook(request: Request) -> None:
         request.app.state.address_limits.count(surface, client_address(request.scope))
-        await require_json_body(request)
+        await check_input(request)
 
     hook.__name__ = f"limit_{surface}_by_address"
     return hook
