@@ -178,7 +178,10 @@ def _document_operation(operation: dict[str, Any], method: str,
             response["headers"] = {**response.get("headers", {}), **_headers(*success_headers)}
         else:
             del operation["responses"][status]  # Litestar's {status_code, detail} shape
-    for status in _error_statuses(operation, method):
+    # The refusals every operation of its kind has, and those its handler declares itself
+    # (``responses=`` on the route: the feed's 404 for an unknown cursor, say).
+    declared = {int(status) for status in (handler.responses or {}) if int(status) >= 400}
+    for status in sorted(set(_error_statuses(operation, method)) | declared):
         operation["responses"][str(status)] = _error_response(status, operation)
 
 

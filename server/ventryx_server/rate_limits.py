@@ -34,7 +34,7 @@ from litestar import Request
 
 from .auth import Credential
 from .auth import _in_background as in_background
-from .errors import RateLimited, UnprocessableEntity
+from .errors import RateLimited, UnprocessableEntity, is_outage
 
 log = logging.getLogger("ventryx.rate_limits")
 
@@ -182,10 +182,18 @@ class RateLimiter:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await self.sync()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._sync_logging_failures()
+
+    async def _sync_logging_failures(self) -> None:
+        """A failed sync is logged and tried again next time; it never ends the task (a
+        connection dying mid-statement raises asyncpg's InternalClientError, among others)."""
+        try:
+            await self.sync()
+        except Exception as exc:
+            if is_outage(exc):
                 log.warning("could not sync rate limits: %s", type(exc).__name__)
+            else:
+                log.error("could not sync rate limits", exc_info=exc)
 
     @contextlib.asynccontextmanager
     async def running(self):
@@ -193,8 +201,7 @@ class RateLimiter:
             async with in_background(self.run()):
                 yield self
         finally:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self.sync()
+            await self._sync_logging_failures()
 
     def __len__(self) -> int:
         return len(self._windows)

@@ -1,7 +1,7 @@
 """The organization itself on the wire: ``GET``/``PATCH /v1/org``."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -20,6 +20,12 @@ class OrganizationUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     name: OrganizationName | None = None
     # The rate limit of every key without its own, and of every dashboard session.
     default_rate_limit: RateLimit | None = None
+
+    # For the OpenAPI document: an update changes something (else 422 empty_update).
+    json_schema_extra: ClassVar[dict] = {"anyOf": [
+        {"required": ["name"], "properties": {"name": {"type": "string"}}},
+        {"required": ["default_rate_limit"],
+         "properties": {"default_rate_limit": {"type": "object"}}}]}
 
 
 class Quotas(msgspec.Struct, kw_only=True):
