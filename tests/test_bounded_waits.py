@@ -17,9 +17,9 @@ STUCK_WRITERS = 40
 
 @pytest.fixture(scope="module")
 def short_waits_server(database_url, server_log_dir):
-    """A server whose lock waits end after 2 s (the default is 5 s)."""
+    """A server whose lock waits end after 3 s (the default is 5 s)."""
     process = ServerProcess(database_url, server_log_dir / "server-short-waits.log",
-                            extra_env={"VENTRYX_LOCK_TIMEOUT_SECONDS": "2"})
+                            extra_env={"VENTRYX_LOCK_TIMEOUT_SECONDS": "3"})
     process.wait_ready()
     yield process
     process.stop()
