@@ -266,7 +266,9 @@ async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
     """Raises the right refusal for a credential that an authorized statement turned away."""
     queries = request.app.state.queries
     is_session = credential_of(request).kind == "session"
-    caller = await queries.authenticate(db, **caller_params(request))
+    authenticate = (queries.authenticate_in_transaction if db.is_in_transaction()
+                    else queries.authenticate)
+    caller = await authenticate(db, **caller_params(request))
     if caller is None:
         request.app.state.address_limits.count("failed_authentication",
                                                client_address(request.scope))
