@@ -5,19 +5,15 @@ low-entropy secrets people choose. Each hash takes ~25 ms of CPU and 19 MiB, so 
 of logins must not be able to take the CPU the rest of the API needs:
 
 - at most ``password_hash_concurrency`` hashes run at once (default: half the cores),
-  in threads of their own;
-- on Linux those threads run at a lower priority (nice 10), so the event loop and
-  PostgreSQL get the CPU first whenever they need it, whatever else loads the machine;
+  in threads of their own, so the rest of the cores stay with the event loop and
+  PostgreSQL (a lower thread priority, nice 10, was tried and dropped: on a machine
+  saturated by other work it can starve logins past their 10 s bound);
 - a hash that cannot start within ``HASH_QUEUE_SECONDS`` is refused with 503 rather
   than waiting without bound.
 """
 
 import asyncio
-import contextlib
-import os
 import secrets
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
@@ -28,27 +24,17 @@ from .errors import ServiceUnavailable
 # OWASP's minimum for argon2id: 19 MiB, 2 iterations, 1 lane.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 HASH_QUEUE_SECONDS = 10.0
-HASHING_NICENESS = 10
 
 _concurrency = 1
 _executor: ThreadPoolExecutor | None = None
 _turns: asyncio.Semaphore | None = None
 
 
-def _lower_priority() -> None:
-    # Linux schedules each thread on its own, so this lowers only the hashing thread
-    # (elsewhere PRIO_PROCESS would mean the whole process: leave it alone).
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
-
-
 def limit_hashing(concurrency: int) -> None:
     """Sets how many hashes may run at once (the server's start calls it once)."""
     global _concurrency, _executor, _turns
     _concurrency, _turns = concurrency, None
-    _executor = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2",
-                                   initializer=_lower_priority)
+    _executor = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
 
 
 async def _in_turn(work, *args):
