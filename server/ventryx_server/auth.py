@@ -221,22 +221,22 @@ async def require_credential(request: Request) -> None:
     state[CREDENTIAL_STATE] = credential
     state[_CALLER_PARAMS] = {**credential.statement_params,
                              "scope": scope["route_handler"].opt.get("scope")}
-    state[RESPONSE_HEADERS] = await _admit(app_state, scope, credential)
+    # The credential's rate limit (rate_limits.py): its headers, or 429 before any work.
+    limiter = app_state.rate_limiter
+    window = limiter.known(credential)
+    if window is None or window.limit is None:
+        window = await _unknown_credential(app_state, scope, credential, window)
+    state[RESPONSE_HEADERS] = window.admit(limiter.clock())
     if scope["route_handler"].opt.get("authorize_before_body"):
         await _authorize_before_body(request)
     await check_input(request)
 
 
-async def _admit(app_state, scope: Scope, credential: Credential):
-    """The credential's rate limit (rate_limits.py): its headers, or 429 before any work.
-    A credential not known to be real is refused early from an address that has failed
-    authentication too often."""
-    limiter = app_state.rate_limiter
-    window = limiter.known(credential)
-    if window is None or window.limit is None:
-        app_state.address_limits.check("failed_authentication", client_address(scope))
-        window = window or await limiter.learn(credential)
-    return window.admit(limiter.clock())
+async def _unknown_credential(app_state, scope: Scope, credential: Credential, window):
+    """A credential this process does not know to be real: refused (429) from an address
+    that failed authentication too often, else looked up once (rate_limits.py)."""
+    app_state.address_limits.check("failed_authentication", client_address(scope))
+    return window or await app_state.rate_limiter.learn(credential)
 
 
 async def _authorize_before_body(request: Request) -> None:
