@@ -106,10 +106,14 @@ SCREENS = {
     "workflows-editor": ("3", "e"),
     "events": ("4",),
     "events-detail": ("4", "enter"),
-    "events-search": ("4", "s"),
+    "events-search": ("4", "f"),
     "members": ("5",),
     "members-add": ("5", "n"),
     "audit-log": ("6",),
+    "settings": ("s",),
+    "settings-rename": ("s", "e"),
+    "settings-api-keys": ("s", "a"),
+    "workflows-editor-discard": ("3", "e", "x", "escape"),
 }
 
 
