@@ -17,6 +17,7 @@ from textual.worker import Worker, WorkerState
 from ventryx_shared.me import Caller
 from ventryx_shared.scopes import grants
 
+from . import formatting as fmt
 from .client import ApiError, ServerUnreachable, VentryxClient
 from .connection import HEARTBEAT_SECONDS, PROBE_TIMEOUT_SECONDS, reconnect_delay
 from .credentials import CorruptCredentials, CredentialStore, SavedCredentials
@@ -295,8 +296,9 @@ class VentryxApp(App):
         key = self.client.credential
         self.push_screen(ConfirmDialog(
             "Sign out", f"Signing out deletes the API key {key[:9]}…{key[-4:]} saved for "
-            f"{found[0]} in {self.store.location}. It is the only copy the dashboard has: "
-            "unless you stored it elsewhere you will need a new key to sign in again.",
+            f"{fmt.address(found[0])} in {self.store.location}. It is the only copy the "
+            "dashboard has: unless you stored it elsewhere you will need a new key to sign "
+            "in again.",
             "Sign out and delete it"), lambda sure: self.sign_out() if sure else None)
 
     @work(exclusive=True, group="connect", exit_on_error=False)
