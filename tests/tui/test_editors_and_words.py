@@ -187,3 +187,22 @@ async def test_audit_log_and_overview_name_people_and_actor_search_takes_an_emai
         await pilot.press(*org.owner_email, "enter")
         await settle(pilot)
         assert screen.entries and {e.actor_id for e in screen.entries} == {org.owner_id}
+
+
+async def test_server_messages_that_name_endpoints_reach_people_in_words(org, server, client,
+                                                                        ledger):
+    from ventryx_tui.client import ApiError, VentryxClient
+
+    login = await client.post("/v1/sessions", json={"email": org.owner_email,
+                                                    "password": org.owner_password})
+    token = ledger.add(login.json()["data"]["token"])  # a one-time password's session
+    dashboard_client = VentryxClient(server.url, token)
+    try:
+        await dashboard_client.list_api_keys()
+    except ApiError as error:
+        assert error.code == "password_change_required"
+        assert "/v1/" not in error.describe() and "one-time password" in error.describe()
+    else:
+        raise AssertionError("a one-time password's session listed keys")
+    finally:
+        await dashboard_client.aclose()

@@ -27,8 +27,11 @@ class AuditLogScreen(SectionScreen):
             "server by actor (an email or id), action (member.* for a family), target and "
             "time; esc returns to the newest entries.")
     BINDINGS = [Binding("f", "search", "Find", id="search-audit-log")]
-    COLUMNS = (("Time", 16), ("Action", 18), ("Actor", 22), ("Target", 16), ("Env", 4),
+    # (title, width); 0: Actor and Target share what the others leave, so 80 columns show
+    # who did what to what, and wider terminals show whole emails and ids.
+    COLUMNS = (("Time", 16), ("Action", 20), ("Actor", 0), ("Target", 0), ("Env", 4),
                ("Request id", 30))
+    AT_80_COLUMNS = (20, 14)
 
     def __init__(self):
         super().__init__()
@@ -36,11 +39,26 @@ class AuditLogScreen(SectionScreen):
         self.search: dict[str, str] = {}
 
     def compose_body(self) -> ComposeResult:
-        table = ResourceTable(id="audit-table")
-        for title, width in self.COLUMNS:
-            table.add_column(title, width=width)
-        yield table
+        yield ResourceTable(id="audit-table")
         yield Static(id="detail", classes="detail")
+
+    def on_mount(self) -> None:
+        self._fit_columns(self.app.size.width)
+
+    def on_resize(self, event) -> None:
+        self._fit_columns(event.size.width)
+
+    def _fit_columns(self, width: int) -> None:
+        """Beyond 80 columns Actor and Target grow alike, up to a whole email or id."""
+        spare = max(0, width - 80) // 2
+        actor = min(self.AT_80_COLUMNS[0] + spare, 32)
+        target = min(self.AT_80_COLUMNS[1] + spare, 31)
+        table = self.query_one(ResourceTable)
+        table.clear(columns=True)
+        for title, column_width in self.COLUMNS:
+            table.add_column(title, width=column_width or {"Actor": actor,
+                                                           "Target": target}[title])
+        self.render_rows()
 
     async def fetch(self, client: VentryxClient):
         # Members and keys name the actors; the log needs org:admin, which reads both.
