@@ -144,6 +144,7 @@ class VentryxApp(App):
             await self.client.aclose()
         client.environment = caller.environment
         self.client = client
+        self.people = Directory()  # names learnt for another credential may not apply
         self.environment = caller.environment
         self.caller = caller
         self.connection = "connected"
