@@ -120,3 +120,24 @@ async def test_a_key_revoked_while_streaming_ends_the_tail_and_asks_to_sign_in(
         await settle(pilot)
         assert screen.tail_state == "stopped"
         assert "request id req_" in str(app.screen.query_one("#sign-in-error").content)
+
+
+@pytest.mark.parametrize(("code", "status"), [
+    ("key_revoked", 401), ("key_expired", 401), ("session_ended", 401),
+    ("member_removed", 401), ("invalid_api_key", 401), ("missing_scope", 403)])
+def test_a_stream_closed_for_lost_access_reads_as_the_status_a_request_would_get(code, status):
+    from ventryx_tui.client import StreamEnded, _stream_error
+
+    error = _stream_error({"type": "authentication_error", "code": code,
+                           "message": "closed", "request_id": "req_1"})
+    assert error.status == status and not isinstance(error, StreamEnded)
+    assert error.request_id == "req_1"
+
+
+@pytest.mark.parametrize("code", ["server_shutting_down", "stream_lagging",
+                                  "stream_interrupted"])
+def test_a_stream_closed_for_any_other_reason_is_one_to_reconnect(code):
+    from ventryx_tui.client import StreamEnded, _stream_error
+
+    error = _stream_error({"type": "api_error", "code": code, "message": "closed"})
+    assert isinstance(error, StreamEnded) and error.code == code
