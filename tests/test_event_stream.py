@@ -1,13 +1,25 @@
 """GET /v1/events/stream: server-sent events across server processes, via LISTEN/NOTIFY."""
 
 import asyncio
+import contextlib
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 
-from conftest import ServerProcess, bearer
+from conftest import (
+    SQL_DIR,
+    TEST_PEPPER,
+    ServerProcess,
+    bearer,
+    create_scratch_database,
+    drop_database,
+    wait_for,
+)
+from ventryx_server import migrations
+from ventryx_server.bootstrap import bootstrap
 from ventryx_server.event_stream import LISTENER_APPLICATION_NAME, notification_payloads
 from ventryx_shared.ids import new_id
 
@@ -157,15 +169,10 @@ async def test_stream_refusals(client, server, org, make_key):
         assert response.status_code == 401
 
 
-def test_announcements_fit_notify_payloads_and_keep_every_id():
+def test_announcements_name_each_organization_and_environment_once():
     org_a, org_b = new_id("org"), new_id("org")
-    ids = [new_id("evt") for _ in range(1200)]
-    payloads = notification_payloads([(org_a, "live", ids[:700]), (org_b, "test", ids[700:]),
-                                      (org_a, "live", ids[1199:])])
-    assert all(len(p.encode()) < 8000 for p in payloads)
-    parsed = [p.split(" ") for p in payloads]
-    assert sum(len(p) - 2 for p in parsed if p[:2] == [org_a, "live"]) == 701
-    assert sorted(i for p in parsed for i in p[2:]) == sorted(ids + ids[1199:])
+    payloads = notification_payloads({(org_a, "live"), (org_b, "test"), (org_a, "test")})
+    assert sorted(payloads) == sorted([f"{org_a} live", f"{org_b} test", f"{org_a} test"])
 
 
 async def test_a_busy_stream_ends_when_a_recheck_finds_its_key_expired(
@@ -241,3 +248,58 @@ async def test_losing_the_listener_ends_streams_and_a_reconnect_resumes(
         assert (await reader.next()).id == missed["id"]
         live = await emit(client, org.admin_key)
         assert (await reader.next()).id == live["id"]
+
+
+async def test_streams_and_announcements_recover_after_the_database_drops_every_connection(
+        admin_url, server_log_dir, queries, ledger):
+    # A database of its own: every backend of it is terminated, the suite's included.
+    url = await create_scratch_database(admin_url, "vtx_outage")
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(drop_database, admin_url, url)
+        conn = await asyncpg.connect(url)
+        cleanup.push_async_callback(conn.close)
+        await migrations.migrate(conn, SQL_DIR)
+        made = await bootstrap(conn, queries, TEST_PEPPER, org_name="Outage",
+                               owner_email="owner@example.com")
+        key = ledger.add(made.key)
+        log_path = server_log_dir / "server-outage.log"
+        process = ServerProcess(url, log_path)
+        cleanup.callback(process.stop)
+        await asyncio.to_thread(process.wait_ready)
+        async with httpx.AsyncClient(base_url=process.url, timeout=10) as http:
+            async with stream(process.url, key) as response:
+                reader = SseReader(response)
+                before = await emit(http, key)
+                assert (await reader.next()).id == before["id"]
+
+                async def emit_regardless():
+                    while True:
+                        await http.post("/v1/events", headers=bearer(key),
+                                        json={"type": "order.created", "payload": {}})
+
+                emitters = [asyncio.create_task(emit_regardless()) for _ in range(4)]
+                for _ in range(5):
+                    await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE datname = current_database() "
+                                       "AND pid <> pg_backend_pid()")
+                    await asyncio.sleep(0.2)
+                for emitter in emitters:
+                    emitter.cancel()
+                await asyncio.gather(*emitters, return_exceptions=True)
+                farewell = await reader.next()
+                assert farewell.data["error"]["code"] == "stream_interrupted"
+
+            async def emits_again() -> bool:
+                response = await http.post("/v1/events", headers=bearer(key),
+                                           json={"type": "order.after", "payload": {}})
+                return response.status_code == 201
+
+            assert await wait_for(emits_again, timeout=10, interval=0.2)
+            async with stream(process.url, key,
+                              headers={"Last-Event-ID": before["id"]}) as response:
+                reader = SseReader(response)
+                while (await reader.next()).data["type"] != "order.after":
+                    pass  # what was emitted during the outage comes first
+                live = await emit(http, key, "order.live")
+                assert (await reader.next()).id == live["id"]
+        assert "never retrieved" not in log_path.read_text()

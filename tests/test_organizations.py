@@ -1,5 +1,7 @@
 """``GET``/``PATCH /v1/org``: the caller's own organization, renamed only with org:admin."""
 
+import json
+
 import pytest
 
 # An autouse fixture: every test here starts with 127.0.0.1's login failures cleared.
@@ -85,3 +87,24 @@ async def test_renaming_needs_org_admin_a_valid_key_and_touches_only_ones_own_or
     assert renamed.status_code == 200
     other_now = await client.get("/v1/org", headers=bearer(other.admin_key))
     assert other_now.json()["data"]["name"] == "Other"
+
+
+async def test_the_default_rate_limit_is_shown_changed_and_audited(client, db, org, make_key):
+    shown = await client.get("/v1/org", headers=bearer(org.admin_key))
+    assert shown.json()["data"]["default_rate_limit"] == {"requests": 6000,
+                                                          "window_seconds": 60}
+    _, no_admin = await make_key(org, ["workflows:write", "api-keys:write"])
+    refused = await client.patch("/v1/org", headers=bearer(no_admin), json={
+        "default_rate_limit": {"requests": 1, "window_seconds": 60}})
+    assert refused.status_code == 403
+    changed = await client.patch("/v1/org", headers=bearer(org.admin_key), json={
+        "default_rate_limit": {"requests": 120, "window_seconds": 10}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["data"]["name"] == org.name
+    async with db.acquire() as conn:
+        details = await conn.fetchval(
+            "SELECT details FROM audit_log WHERE org_id = $1 AND action = "
+            "'organization.updated'", org.id)
+    assert json.loads(details) == {"default_rate_limit": {
+        "from": {"requests": 6000, "window_seconds": 60},
+        "to": {"requests": 120, "window_seconds": 10}}}

@@ -102,3 +102,75 @@ async def test_the_kind_dispatching_caller_functions_agree_with_the_per_kind_one
                                 headers=bearer(org.admin_key))).status_code == 200
     assert await db.fetch("SELECT * FROM authorized_caller('api_key', $1, $2, $3, NULL)",
                           *args) == []
+
+
+async def _held_write(conn, function: str, token: str, prefix_length: int, scope: str):
+    """A write in flight: its transaction has run the locked caller and not committed."""
+    write = conn.transaction()
+    await write.start()
+    caller = await conn.fetchrow(f"SELECT * FROM {function}($1, $2, 'live', $3)",
+                                 token[prefix_length:][:12], hash_secret(TEST_PEPPER, token),
+                                 scope)
+    assert caller is not None
+    return write
+
+
+async def test_a_new_write_cannot_overtake_a_waiting_revocation(client, org, make_key, db):
+    """PostgreSQL lets a new FOR KEY SHARE overtake a waiting FOR UPDATE, which starved
+    revocations under steady writes. A write that arrives while a revocation waits for
+    the writes in flight now queues behind it, and is refused once it commits."""
+    key_id, key = await make_key(org, ["events:write"])
+    async with db.acquire() as conn:
+        in_flight = await _held_write(conn, "locked_api_key_caller", key, 9, "events:write")
+        revoke = asyncio.create_task(
+            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)))
+        await asyncio.sleep(0.3)
+        newcomer = asyncio.create_task(client.post(
+            "/v1/events", headers=bearer(key), json={"type": "late.write", "payload": {}}))
+        done, _ = await asyncio.wait({revoke, newcomer}, timeout=0.7)
+        assert not done, "the revocation or the new write did not wait"
+        await in_flight.commit()
+    assert (await revoke).status_code == 200
+    late = await newcomer
+    assert late.status_code == 401, late.text
+    assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
+                             org.id, key_id) == 0
+
+
+async def test_a_new_write_of_another_key_does_not_wait_for_a_revocation(
+        client, org, make_key, db):
+    """The negative twin: only the revoked key's writes queue; another key's go through."""
+    key_id, key = await make_key(org, ["events:write"])
+    other_id, other = await make_key(org, ["events:write"])
+    async with db.acquire() as conn:
+        in_flight = await _held_write(conn, "locked_api_key_caller", key, 9, "events:write")
+        revoke = asyncio.create_task(
+            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)))
+        await asyncio.sleep(0.3)
+        passing = await client.post("/v1/events", headers=bearer(other),
+                                    json={"type": "other.write", "payload": {}})
+        assert passing.status_code == 201
+        assert not revoke.done()
+        await in_flight.commit()
+    assert (await revoke).status_code == 200
+
+
+async def test_a_new_write_cannot_overtake_a_waiting_member_removal(
+        client, org, ledger, db):
+    from test_sessions import member_session
+
+    member, token, _ = await member_session(client, ledger, org, "developer")
+    async with db.acquire() as conn:
+        in_flight = await _held_write(conn, "locked_session_caller", token, 5, "events:write")
+        removal = asyncio.create_task(
+            client.delete(f"/v1/members/{member['id']}", headers=bearer(org.admin_key)))
+        await asyncio.sleep(0.3)
+        newcomer = asyncio.create_task(client.post(
+            "/v1/events", headers=bearer(token), json={"type": "late.write", "payload": {}}))
+        done, _ = await asyncio.wait({removal, newcomer}, timeout=0.7)
+        assert not done, "the removal or the new write did not wait"
+        await in_flight.commit()
+    assert (await removal).status_code == 200
+    assert (await newcomer).status_code == 401
+    assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
+                             org.id, member["id"]) == 0

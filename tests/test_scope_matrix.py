@@ -128,6 +128,10 @@ async def get_event(ctx):
     return Request("GET", f"/v1/events/{data['id']}")
 
 
+async def feed_events(ctx):
+    return Request("GET", "/v1/events/feed")
+
+
 async def stream_events(ctx):
     # follow=false: replay and end, so the matrix can read the whole response.
     return Request("GET", "/v1/events/stream", params={"follow": "false"})
@@ -203,6 +207,7 @@ SAMPLES: dict[str, Sample] = {
     "createEventBatch": create_event_batch,
     "listEvents": list_events,
     "getEvent": get_event,
+    "feedEvents": feed_events,
     "streamEvents": stream_events,
     "getOrganization": get_organization,
     "updateOrganization": update_organization,

@@ -148,9 +148,12 @@ async def test_successful_login_is_audited_with_its_session(client, db, ledger, 
 
 async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right_password(
         client, db, org):
-    from ventryx_server.controllers.sessions import LOGIN_WINDOW_SECONDS, MAX_FAILURES_PER_EMAIL
+    from ventryx_server.controllers.sessions import (
+        LOGIN_WINDOW_SECONDS,
+        MAX_FAILURES_PER_EMAIL_AT_ADDRESS,
+    )
 
-    for _ in range(MAX_FAILURES_PER_EMAIL):
+    for _ in range(MAX_FAILURES_PER_EMAIL_AT_ADDRESS):
         assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
     throttled = await login(client, org.owner_email, org.owner_password)
     assert throttled.status_code == 429
@@ -167,9 +170,9 @@ async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right
             return await conn.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1 "
                                        "AND action = 'session.login_failed'", org.id)
 
-    await wait_for(lambda: _at_least(failures, MAX_FAILURES_PER_EMAIL))
+    await wait_for(lambda: _at_least(failures, MAX_FAILURES_PER_EMAIL_AT_ADDRESS))
     await asyncio.sleep(0.2)
-    assert await failures() == MAX_FAILURES_PER_EMAIL
+    assert await failures() == MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
 
 async def test_many_failures_from_one_address_are_throttled_across_emails(
@@ -191,14 +194,14 @@ async def test_many_failures_from_one_address_are_throttled_across_emails(
 
 
 async def test_a_right_password_clears_the_emails_failures(client, ledger, org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL
+    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
-    for _ in range(MAX_FAILURES_PER_EMAIL - 1):
+    for _ in range(MAX_FAILURES_PER_EMAIL_AT_ADDRESS - 1):
         assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
     right = await login(client, org.owner_email, org.owner_password)
     assert right.status_code == 201
     ledger.add(right.json()["data"]["token"])
-    for _ in range(MAX_FAILURES_PER_EMAIL - 1):
+    for _ in range(MAX_FAILURES_PER_EMAIL_AT_ADDRESS - 1):
         assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
 
 
@@ -603,11 +606,11 @@ async def test_a_role_change_waits_for_a_write_already_holding_the_members_sessi
 
 async def test_guessing_the_current_password_through_a_session_is_throttled(client, ledger,
                                                                            org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL
+    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
     token = await owner_session(client, ledger, org)
     guess = {"current_password": "a wrong guess", "new_password": "n" * 20}
-    for _ in range(MAX_FAILURES_PER_EMAIL):
+    for _ in range(MAX_FAILURES_PER_EMAIL_AT_ADDRESS):
         response = await client.post("/v1/members/me/password", headers=bearer(token),
                                      json=guess)
         assert response.status_code == 422

@@ -7,9 +7,13 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 
 from . import event_stream
+from .addresses import AddressLimiter
 from .auth import CredentialReader, UsageRecorder
 from .controllers.api_keys import ApiKeysController, LeakedKeysController
 from .controllers.audit_log import AuditLogController
@@ -20,9 +24,13 @@ from .controllers.members import MembersController
 from .controllers.organizations import OrganizationController
 from .controllers.sessions import SessionsController
 from .controllers.workflows import WorkflowsController
-from .db import check_schema, create_pool, load_queries, provide_db
+from .db import ConnectionsPerCredential, check_schema, create_pool, load_queries, provide_db
 from .errors import EXCEPTION_HANDLERS
-from .json_body import require_json_body
+from .http_methods import options_allow_middleware
+from .json_body import check_input
+from .openapi import complete_document
+from .passwords import limit_hashing
+from .rate_limits import RateLimiter
 from .request_ids import request_id_middleware
 from .settings import Settings
 
@@ -39,10 +47,20 @@ ROUTE_HANDLERS = [
     EventsController,
 ]
 
+# The docs page loads Swagger UI from the swagger-ui-bundle package, served by the server
+# itself: /schema renders on a machine without internet access.
+DOCS_ASSETS = "/schema/static"
+DOCS_PAGE = SwaggerRenderPlugin(
+    path="/", js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+    css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+    standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+    favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>")
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     queries = load_queries(settings.sql_dir)
     credentials = CredentialReader(settings.pepper)
+    limit_hashing(settings.password_hash_concurrency)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -51,20 +69,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await check_schema(pool, settings.sql_dir)
             app.state.pool = pool
             app.state.usage = UsageRecorder(pool, queries, settings.usage_flush_seconds)
-            async with app.state.usage.running(), credentials.forgetting():
+            app.state.rate_limiter = RateLimiter(pool, queries, settings.rate_limit_sync_seconds)
+            async with (app.state.usage.running(), credentials.forgetting(),
+                        app.state.rate_limiter.running()):
                 yield
         finally:
             await pool.close()
 
-    return Litestar(
-        route_handlers=ROUTE_HANDLERS,
+    app = Litestar(
+        route_handlers=[*ROUTE_HANDLERS, create_static_files_router(
+            path=DOCS_ASSETS, directories=[swagger_ui_path], include_in_schema=False)],
         dependencies={"db": Provide(provide_db)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
-        before_request=require_json_body,
+        middleware=[request_id_middleware, options_allow_middleware],
+        before_request=check_input,
         lifespan=[lifespan, event_stream.lifespan],
         state=State({"settings": settings, "queries": queries,
-                     "credentials": credentials}),
+                     "credentials": credentials, "connections_per_credential":
+                     ConnectionsPerCredential(settings.connections_per_credential),
+                     "address_limits": AddressLimiter(settings.address_limits)}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Ventryx API",
@@ -76,5 +99,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                                      "or a dashboard session token (vtxs_…)"),
             }),
             security=[{"bearer": []}],
+            render_plugins=[DOCS_PAGE],
         ),
     )
+    complete_document(app)
+    return app

@@ -8,13 +8,14 @@ from litestar import Request
 
 from ventryx_shared.ids import new_id
 
+from .addresses import client_address
 from .errors import request_id_of
 
 
 async def record(db: asyncpg.Connection, request: Request, *, org_id: str, actor_id: str,
                  action: str, target_type: str, target_id: str | None,
                  environment: str | None, details: dict[str, Any] | None = None) -> None:
-    client = request.client.host if request.client else None
+    client = client_address(request.scope) if request.client else None
     await request.app.state.queries.insert_audit_entry(
         db, org_id=org_id, id=new_id("aud"), actor_id=actor_id, action=action,
         target_type=target_type, target_id=target_id, environment=environment,

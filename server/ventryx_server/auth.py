@@ -21,16 +21,20 @@ import asyncpg
 from litestar import Request
 from litestar.types import Scope
 
+from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
-from .errors import InvalidRequest, PermissionDenied, Unauthenticated
-from .json_body import require_json_body
+from .addresses import client_address
+from .errors import InvalidRequest, PermissionDenied, Unauthenticated, is_outage
+from .json_body import check_input
 
 log = logging.getLogger("ventryx.auth")
 
 ENVIRONMENT_HEADER = "ventryx-environment"
-_CREDENTIAL = "credential"
+CREDENTIAL_STATE = "credential"  # where require_credential leaves it
 _CALLER_PARAMS = "caller_params"
+# Headers for the response, (name, value) bytes pairs, added by request_ids.py's middleware.
+RESPONSE_HEADERS = "response_headers"
 _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
                            "authorization", "auth"}
 
@@ -130,9 +134,12 @@ class CredentialReader:
             raise Unauthenticated("No credential: send Authorization: Bearer <your API key>.",
                                   code="missing_credential")
         credential = self._remembered(header)
+        # Checked for every credential (API keys ignore a valid one): the document allows
+        # only live and test, so nothing else may pass.
+        environment = _session_environment(scope)
         if credential.environment is None:  # dashboard sessions pick theirs per request
             credential = Credential(credential.kind, credential.lookup_id,
-                                    credential.secret_hash, _session_environment(scope))
+                                    credential.secret_hash, environment)
         return credential
 
     def _remembered(self, header: bytes) -> Credential:
@@ -184,7 +191,7 @@ class CredentialReader:
 
 def _session_environment(scope: Scope) -> str:
     value = _header(scope, ENVIRONMENT_HEADER.encode())
-    environment = value.decode("latin-1") if value else "live"
+    environment = value.decode("latin-1") if value is not None else "live"
     if environment not in ("live", "test"):
         raise InvalidRequest("Ventryx-Environment must be live or test.",
                              code="invalid_environment", param="Ventryx-Environment")
@@ -194,23 +201,56 @@ def _session_environment(scope: Scope) -> str:
 async def require_credential(request: Request) -> None:
     """The before-request hook of every guarded controller (``before_request =
     require_credential``): the request's credential, checked offline, or 401 before the
-    body is read; then the JSON body check, which the hook takes over from the app's.
+    body is read; its rate limit (429 before any work, rate_limits.py); then the input
+    checks (json_body.check_input), which the hook takes over from the app's.
 
     A hook rather than a Litestar guard, which copies the route handler on every request,
     or middleware, which adds a frame to every resumption of the request's coroutine.
     tests/test_scope_matrix.py checks that every route is guarded or declared public.
     """
+    if request.method == "OPTIONS":  # says which methods exist; no credential needed
+        return
     scope = request.scope
-    credential: Credential = scope["litestar_app"].state.credentials.read(scope)
+    app_state = scope["litestar_app"].state
+    try:
+        credential: Credential = app_state.credentials.read(scope)
+    except Unauthenticated:
+        app_state.address_limits.count("failed_authentication", client_address(scope))
+        raise
     state = scope["state"]
-    state[_CREDENTIAL] = credential
+    state[CREDENTIAL_STATE] = credential
     state[_CALLER_PARAMS] = {**credential.statement_params,
                              "scope": scope["route_handler"].opt.get("scope")}
-    await require_json_body(request)
+    state[RESPONSE_HEADERS] = await _admit(app_state, scope, credential)
+    if scope["route_handler"].opt.get("authorize_before_body"):
+        await _authorize_before_body(request)
+    await check_input(request)
+
+
+async def _admit(app_state, scope: Scope, credential: Credential):
+    """The credential's rate limit (rate_limits.py): its headers, or 429 before any work.
+    A credential not known to be real is refused early from an address that has failed
+    authentication too often."""
+    limiter = app_state.rate_limiter
+    window = limiter.known(credential)
+    if window is None or window.limit is None:
+        app_state.address_limits.check("failed_authentication", client_address(scope))
+        window = window or await limiter.learn(credential)
+    return window.admit(limiter.clock())
+
+
+async def _authorize_before_body(request: Request) -> None:
+    """For routes whose work is expensive (argon2): the credential and scope are checked
+    in the database before the body is read and before that work."""
+    async with request.app.state.pool.acquire() as db:
+        caller = await request.app.state.queries.authenticate(db, **caller_params(request))
+        scope = required_scope(request)
+        if caller is None or (scope and not grants_all(caller["scopes"], [scope])):
+            await deny(db, request)
 
 
 def credential_of(request: Request) -> Credential:
-    return request.scope["state"][_CREDENTIAL]
+    return request.scope["state"][CREDENTIAL_STATE]
 
 
 def required_scope(request: Request) -> str | None:
@@ -228,6 +268,8 @@ async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
     is_session = credential_of(request).kind == "session"
     caller = await queries.authenticate(db, **caller_params(request))
     if caller is None:
+        request.app.state.address_limits.count("failed_authentication",
+                                               client_address(request.scope))
         if is_session:
             raise _invalid_session()
         raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
@@ -286,9 +328,20 @@ class UsageRecorder:
         if not self._pending:
             return
         batch, self._pending = self._pending, set()
+        try:
+            await self._write(batch)
+        except BaseException:
+            self._pending |= batch  # the next flush tries again
+            raise
+
+    async def _write(self, batch: set[tuple[str, str]]) -> None:
         keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]
         sessions = [(org, ses) for org, ses in batch if ses.startswith(SESSION_ID_PREFIX)]
-        async with self._pool.acquire() as db:
+        # A saturated pool must not pile flushes up: wait at most an interval (a second at
+        # least), the next flush comes then anyway.
+        async with asyncio.timeout(max(self._interval, 1.0)):
+            db = await self._pool.acquire()
+        try:
             if keys:
                 org_ids, key_ids = zip(*keys, strict=True)
                 await self._queries.record_key_usage(db, org_ids=list(org_ids),
@@ -298,14 +351,23 @@ class UsageRecorder:
                 org_ids, session_ids = zip(*sessions, strict=True)
                 await self._queries.record_session_activity(db, org_ids=list(org_ids),
                                                             session_ids=list(session_ids))
+        finally:
+            await self._pool.release(db)
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except (OSError, asyncpg.PostgresError) as exc:
+            await self._flush_logging_failures()
+
+    async def _flush_logging_failures(self) -> None:
+        """A failed flush is logged and tried again next time; it never ends the task."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            if is_outage(exc):
                 log.warning("could not record key usage: %s", type(exc).__name__)
+            else:
+                log.error("could not record key usage", exc_info=exc)
 
     @contextlib.asynccontextmanager
     async def running(self):
@@ -313,8 +375,7 @@ class UsageRecorder:
             async with _in_background(self.run()):
                 yield self
         finally:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self.flush()
+            await self._flush_logging_failures()
 
 
 @contextlib.asynccontextmanager

@@ -39,7 +39,8 @@ async def bootstrap(db: asyncpg.Connection, queries: Queries, pepper: bytes, *,
         await queries.insert_api_key(db, org_id=org_id, id=key_id, lookup_id=key.lookup_id,
                                      secret_hash=key.secret_hash, key_suffix=key.key_suffix,
                                      name="bootstrap admin key", environment="live",
-                                     scopes=["org:admin"], created_by=owner_id, expires_at=None)
+                                     scopes=["org:admin"], created_by=owner_id, expires_at=None,
+                                     rate_limit_requests=None, rate_limit_window_seconds=None)
         await queries.insert_audit_entry(
             db, org_id=org_id, id=new_id("aud"), actor_id=owner_id, action="organization.created",
             target_type="organization", target_id=org_id, environment=None, request_id=None,

@@ -21,6 +21,7 @@ from .db import load_queries
 from .settings import find_sql_dir, load_pepper
 
 DEFAULT_DATA_DIR = Path(".ventryx")
+STOP_TIMEOUT_SECONDS = 4
 
 
 def _database_url(data_dir: Path) -> str:
@@ -120,8 +121,12 @@ def _serve(url: str, pepper: bytes, host: str, port: int, workers: int) -> int:
         return 2
     os.environ["DATABASE_URL"] = url
     os.environ["VENTRYX_PEPPER"] = pepper.hex()
+    # On SIGTERM/SIGINT each worker ends its event streams (event_stream.lifespan) and
+    # finishes the requests in flight; a worker still busy after this long is killed, so
+    # that stopping never hangs.
     Granian("ventryx_server.app:create_app", factory=True, address=host, port=port,
-            interface=Interfaces.ASGI, workers=workers, log_access=False).serve()
+            interface=Interfaces.ASGI, workers=workers, log_access=False,
+            workers_kill_timeout=STOP_TIMEOUT_SECONDS).serve()
     return 0
 
 

@@ -1,6 +1,8 @@
 """The asyncpg pool, the SQL loaded from ``sql/queries``, and the per-request connection."""
 
+import asyncio
 import re
+from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,11 +11,11 @@ from typing import Any
 import aiosql
 import asyncpg
 from aiosql.types import SQLOperationType
-from litestar import Litestar
-from litestar.datastructures import State
+from litestar import Litestar, Request
 from litestar.di import NamedDependency
 
 from . import migrations
+from .auth import CREDENTIAL_STATE, Credential
 from .settings import Settings
 
 # The asyncpg call that runs each kind of aiosql statement (the suffix after its name).
@@ -117,12 +119,23 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """
 
 
+def _milliseconds(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         reset=_keep_session,
+        # Session settings of every pooled connection, sent once when it connects.
+        server_settings={
+            "lock_timeout": _milliseconds(settings.lock_timeout_seconds),
+            "statement_timeout": _milliseconds(settings.statement_timeout_seconds),
+            "idle_in_transaction_session_timeout":
+                _milliseconds(settings.idle_in_transaction_timeout_seconds),
+        },
     )
 
 
@@ -157,6 +170,77 @@ async def pool_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
 Db = NamedDependency[asyncpg.Connection]
 
 
-async def provide_db(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
-    async with state.pool.acquire() as connection:
+class ConnectionsPerCredential:
+    """At most ``limit`` of a process's pooled connections serve one credential at a time;
+    its other requests queue here, in arrival order, so the rest of the pool stays free
+    for everyone else.
+
+    Measured before it existed (tests/test_bounded_waits.py): with one key's row held FOR
+    UPDATE by an open transaction, 40 concurrent emits with that key took all 20 pooled
+    connections, and requests with other keys queued behind them until lock_timeout had
+    failed 33 of the 40; bounded waits alone made the hang finite, not short.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._in_use: dict[str, int] = {}
+        self._waiting: dict[str, deque[asyncio.Future]] = {}
+
+    async def take(self, credential: str) -> None:
+        in_use = self._in_use.get(credential, 0)
+        if in_use < self._limit and credential not in self._waiting:
+            self._in_use[credential] = in_use + 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue = self._waiting.setdefault(credential, deque())
+        queue.append(waiter)
+        try:
+            await waiter  # give_back hands its place over to us
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back(credential)  # handed over just as we gave up
+            elif waiter in queue:
+                queue.remove(waiter)
+                if not queue and self._waiting.get(credential) is queue:
+                    del self._waiting[credential]
+            raise
+
+    def give_back(self, credential: str) -> None:
+        queue = self._waiting.get(credential)
+        while queue:
+            waiter = queue.popleft()
+            if not queue:
+                del self._waiting[credential]
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        in_use = self._in_use[credential] - 1
+        if in_use:
+            self._in_use[credential] = in_use
+        else:
+            del self._in_use[credential]
+
+
+async def provide_db(request: Request) -> AsyncGenerator[asyncpg.Connection, None]:
+    state = request.app.state
+    credential: Credential | None = request.scope["state"].get(CREDENTIAL_STATE)
+    shares: ConnectionsPerCredential = state.connections_per_credential
+    # asyncio.timeout rather than acquire(timeout=): on Python 3.11 asyncpg's wait_for
+    # starts a task per call, and the timeout it records also bounds the release.
+    async with asyncio.timeout(state.settings.pool_timeout_seconds):
+        if credential is not None:
+            await shares.take(credential.lookup_id)
+        try:
+            connection = await state.pool.acquire()
+        except BaseException:
+            if credential is not None:
+                shares.give_back(credential.lookup_id)
+            raise
+    try:
         yield connection
+    finally:
+        try:
+            await state.pool.release(connection)
+        finally:
+            if credential is not None:
+                shares.give_back(credential.lookup_id)

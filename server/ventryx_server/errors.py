@@ -21,6 +21,7 @@ from ventryx_shared.ids import new_id
 log = logging.getLogger("ventryx.errors")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]{0,100})")
 _MISSING_FIELD = re.compile(r"missing required field `([^`]{0,100})")
+_BODY_CUT_SHORT = "client disconnected prematurely"  # Litestar's words, see _http_error
 
 
 class ApiError(Exception):
@@ -90,10 +91,23 @@ def request_id_of(request: Request) -> str:
     return state["request_id"]
 
 
+# RFC 6750: a request without a usable Bearer credential is invalid_request; one whose
+# credential is not (or no longer) valid is invalid_token.
+_MALFORMED_CREDENTIAL_CODES = {"missing_credential", "invalid_authorization_header",
+                               "credential_in_query"}
+
+
+def _challenge(error: ApiError) -> str:
+    kind = "invalid_request" if error.code in _MALFORMED_CREDENTIAL_CODES else "invalid_token"
+    return f'Bearer realm="ventryx", error="{kind}"'
+
+
 def error_response(request: Request, error: ApiError) -> Response:
     body = ErrorBody(ErrorDetail(type=error.type, code=error.code, message=error.message,
                                  request_id=request_id_of(request), param=error.param))
     headers = {"Request-Id": body.error.request_id, **error.headers}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = _challenge(error)
     return Response(content=msgspec.json.encode(body), status_code=error.status,
                     media_type="application/json", headers=headers)
 
@@ -131,6 +145,12 @@ _HTTP_ERRORS: dict[int, tuple[type[ApiError], str, str]] = {
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.detail == _BODY_CUT_SHORT:
+        # The ASGI server ends the body early when its framing is broken (a chunk size
+        # that is not hexadecimal, a body shorter than Content-Length): the client's fault.
+        return error_response(request, InvalidRequest(
+            "The request body could not be read: its framing (Content-Length or chunked "
+            "encoding) is malformed.", code="malformed_body"))
     if exc.status_code == 400 and "json" in str(exc.detail).lower():
         return error_response(request, InvalidRequest("The body is not valid JSON.",
                                                       code="invalid_json"))
@@ -139,36 +159,58 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
         message = f"The body could not be read: {exc.detail}"
     error = kind(message or exc.detail, code=code)
     error.status = exc.status_code
-    headers = {"Allow": exc.headers["Allow"]} if exc.headers and "Allow" in exc.headers else None
-    response = error_response(request, error)
-    if headers:
-        response.headers.update(headers)
-    return response
+    allow = {name.lower(): value for name, value in (exc.headers or {}).items()}.get("allow")
+    if allow is not None:
+        error.headers = {"Allow": allow}
+    return error_response(request, error)
 
 
 # SQLSTATE classes that mean the database is unreachable or overloaded, not that the
 # request was wrong: connection exceptions, insufficient resources, operator
 # intervention (shutdown, restart) and a database that no longer exists.
-_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "3D")
+# Class 57 holds query_canceled (57014), which statement_timeout raises. And two codes
+# of other classes that mean a bounded wait ran out, not a wrong request: a lock wait
+# past lock_timeout (55P03) and a transaction closed for idling too long (25P03).
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "3D", "55P03", "25P03")
+# TimeoutError: no pooled connection in time (db.provide_db). InternalClientError:
+# asyncpg's protocol state when the connection dies mid-query ("cannot switch to state
+# 12", seen with PostgreSQL stopped under load).
+_OUTAGE_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
+                  asyncpg.exceptions.InternalClientError)
 
 
-def _is_outage(exc: Exception) -> bool:
-    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+# SQLSTATE class 22 (data exception): (message, code) per condition.
+_UNSTORABLE = {
+    "22008": ("A date or time in the request is out of the range that can be stored.",
+              "invalid_time"),
+    "22003": ("A number in the request is out of the range that can be stored.",
+              "invalid_number"),
+    "22021": ("The request contains a NUL character or bytes that are not UTF-8.",
+              "invalid_characters"),
+    "22P05": ("The request contains a NUL character, which cannot be stored.",
+              "invalid_characters"),
+    "22001": ("A value in the request is longer than can be stored.", "invalid_value"),
+}
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database is unreachable, overloaded or out of time: 503, not the request's fault."""
+    if isinstance(exc, _OUTAGE_ERRORS):
         return True
     return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_SQLSTATE_CLASSES)
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
-    if _is_outage(exc):
+    if is_outage(exc):
         log.warning("database unavailable request_id=%s: %s", request_id_of(request),
                     type(exc).__name__)
         return error_response(request, ServiceUnavailable(
             "Ventryx is briefly unavailable; retry shortly.", headers={"Retry-After": "1"}))
-    if str(getattr(exc, "sqlstate", "") or "").startswith("22"):
-        # A value PostgreSQL cannot store (a NUL character, say) that validation let by.
-        return error_response(request, InvalidRequest(
-            "The request contains a value that cannot be stored, such as a NUL character.",
-            code="invalid_characters"))
+    if (sqlstate := str(getattr(exc, "sqlstate", "") or "")).startswith("22"):
+        # A value PostgreSQL cannot store that validation let by: say which kind.
+        message, code = _UNSTORABLE.get(
+            sqlstate, ("The request contains a value that cannot be stored.", "invalid_value"))
+        return error_response(request, InvalidRequest(message, code=code))
     if isinstance(exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)):
         return error_response(request, Conflict(
             "A concurrent change touched the same objects; retry the request.",

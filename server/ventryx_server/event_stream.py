@@ -1,201 +1,92 @@
-"""Live event streams (server-sent events) fed by PostgreSQL LISTEN/NOTIFY.
+"""Live event streams (server-sent events): gapless, on every server process.
 
-After an emit commits, the process that made it announces the new ids on
-``ventryx_events`` ("org_id environment id id ..."), so an event emitted through any
-server process reaches the streams of every process. Announcements are gathered for
-ANNOUNCE_SECONDS, and those made while a NOTIFY is in flight wait for the next one. (A
-NOTIFY inside the emit statement would be transactional, but PostgreSQL serializes the
-commits of notifying transactions through the WAL flush, which more than halved emit
-throughput. The price: if a process dies between an emit's commit and its announcement,
-live streams miss that event until they reconnect with Last-Event-ID.)
+Order. Event ids are minted before commit, so id order is not commit order. Streams
+deliver in the feed's order, (xact_id, id), and only events below the horizon of
+transactions still open (``events-feed`` and ``stream-feed`` in sql/queries/events.sql):
+nothing can later commit before a position already delivered, so a resumed stream that
+continues after its Last-Event-ID misses nothing and repeats nothing.
+
+Delivery. After an emit commits, its process announces "org_id environment" on
+``ventryx_events``; announcements are gathered for ANNOUNCE_SECONDS (a NOTIFY inside the
+emit would serialize every emit's commit through the WAL flush, which more than halved
+emit throughput). A notification only wakes the process's Feed of that organization and
+environment: it fetches what committed after its position, once, and hands each message
+to its streams. Events held back behind an older open transaction are fetched again
+shortly, so a lost or late announcement delays an event and never loses it. A new stream
+joins at its Feed's position; a resumed one first replays from its cursor through the
+same ordered feed and drops the live messages at or before the last one it replayed.
+
+Access. The Feed's fetch judges its streams' credentials in the snapshot that reads the
+events, so an event committed after a credential lost access is never delivered on its
+stream. Any change that can take access away notifies (``ventryx_key_revoked``,
+``ventryx_access_changed``: triggers of 0007 and 0015), and the streams concerned are
+re-checked at once; a credential's deadline (expires_at, session expiry) is re-checked
+when it passes; and every HEARTBEAT_SECONDS anyway. A stream that loses access ends with
+an ``event: error`` naming why (stream_messages.access_lost).
 
 Each process keeps ONE dedicated connection that LISTENs, outside the pool: the pool
 skips asyncpg's reset query (db.py), so a LISTEN on a pooled connection would outlive
-its request. Notifications carry ids only (payloads reach 64 KB, NOTIFY stops at 8000
-bytes); one worker fetches the events of each notification once, in arrival order, and
-hands the encoded message to every matching stream of that organization and environment.
-
-A stream ends when its key is revoked (``ventryx_key_revoked``, sent by a trigger on
-api_keys), when a periodic re-check finds its credential no longer valid, when it falls
-too far behind, or when the listening connection is lost; clients then reconnect with
-Last-Event-ID and get what they missed from the table.
+its request.
 """
 
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
 import asyncpg
-import msgspec
 from litestar import Litestar
 
-from ventryx_shared.common import ErrorBody, ErrorDetail
-from ventryx_shared.events import Event
-from ventryx_shared.ids import new_id
+from .stop_signals import on_stop_signals
+from .stream_messages import access_lost, event_from_row, interrupted, shutting_down, sse_message
+from .stream_subscription import (
+    HEARTBEAT_SECONDS,
+    START,
+    Feed,
+    Position,
+    Subscription,
+    TypeFilter,
+    type_filter_params,
+    unix_time,
+)
 
 log = logging.getLogger("ventryx.event_stream")
 
 EVENTS_CHANNEL = "ventryx_events"
 LISTENER_APPLICATION_NAME = "ventryx event streams"
 REVOKED_CHANNEL = "ventryx_key_revoked"
-# How often an idle stream sends a comment (keeps proxies from closing it) and re-checks
-# that its credential is still valid (expiry, sessions ending).
-HEARTBEAT_SECONDS = float(os.environ.get("VENTRYX_STREAM_HEARTBEAT_SECONDS", "15"))
-# A stream that falls this far behind (bytes of messages not yet sent) is closed; its
-# client reconnects and replays from the table.
-MAX_QUEUED_BYTES = 16 * 1024 * 1024
-REPLAY_PAGE = 500
+ACCESS_CHANGED_CHANNEL = "ventryx_access_changed"
+READ_SCOPE = "events:read"
+FEED_PAGE = 500
 # Emits announced within this long go out in one NOTIFY: streams get events up to this
 # much later, and a busy process sends at most one notifying commit per interval.
 ANNOUNCE_SECONDS = 0.02
-# NOTIFY payloads stop at 8000 bytes; an id is 30 characters and a space.
-_NOTIFY_BYTES = 7900
-CONNECTED = b": connected\n\n"
-HEARTBEAT = b": keep-alive\n\n"
-
-TypeFilter = tuple[str | None, str | None]  # (exact type, prefix) as parse_type_filter gives
+# While committed events wait behind an older open transaction, the Feed fetches again
+# after this long, doubling up to the maximum while nothing moves.
+HELD_BACK_FIRST_SECONDS = 0.01
+HELD_BACK_MAX_SECONDS = 0.5
 
 
-def _matches(type_filter: TypeFilter | None, event_type: str) -> bool:
-    if type_filter is None:
-        return True
-    exact, prefix = type_filter
-    return event_type == exact if exact is not None else event_type.startswith(prefix or "")
-
-
-_decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def event_from_row(row: Any) -> Event:
-    return Event(
-        id=row["id"], type=row["type"], payload=_decode_payload(row["payload"]),
-        occurred_at=row["occurred_at"], created_at=row["created_at"],
-        environment=row["environment"], matched_workflows=list(row["matched_workflows"]),
-        emitted_by=row["emitted_by"])
-
-
-def sse_message(event: Event) -> bytes:
-    """One event as a server-sent event; msgspec's JSON has no raw line breaks."""
-    return b"id: " + event.id.encode() + b"\ndata: " + msgspec.json.encode(event) + b"\n\n"
-
-
-def notification_payloads(announced: list[tuple[str, str, list[str]]]) -> list[str]:
-    """Announced ids as NOTIFY payloads: one or more per organization and environment."""
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for org_id, environment, ids in announced:
-        grouped.setdefault((org_id, environment), []).extend(ids)
-    payloads = []
-    for (org_id, environment), ids in grouped.items():
-        head = f"{org_id} {environment}"
-        per_payload = (_NOTIFY_BYTES - len(head)) // 31
-        for start in range(0, len(ids), per_payload):
-            payloads.append(" ".join([head, *ids[start:start + per_payload]]))
-    return payloads
-
-
-def _sse_error(code: str, message: str, error_type: str = "authentication_error") -> bytes:
-    body = ErrorBody(ErrorDetail(type=error_type, code=code,  # type: ignore[arg-type]
-                                 message=message, request_id=new_id("req")))
-    return b"event: error\ndata: " + msgspec.json.encode(body) + b"\n\n"
-
-
-def _revoked() -> bytes:
-    return _sse_error("invalid_api_key", "This credential was revoked; the stream is closed.")
-
-
-def _no_longer_valid() -> bytes:
-    return _sse_error("invalid_api_key", "Invalid API key provided.")
-
-
-def _too_slow() -> bytes:
-    return _sse_error("stream_lagging", "This stream fell too far behind and was closed; "
-                      "reconnect with Last-Event-ID to resume.", "api_error")
-
-
-def _interrupted() -> bytes:
-    return _sse_error("stream_interrupted", "The stream was interrupted; reconnect with "
-                      "Last-Event-ID to resume.", "api_error")
-
-
-@dataclass(eq=False)
-class Subscription:
-    hub: "EventHub"
-    caller_params: dict[str, Any] = field(repr=False)
-    org_id: str
-    environment: str
-    credential_id: str
-    type_filter: TypeFilter | None
-    after: str | None
-    follow: bool = True
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    queued_bytes: int = 0
-    closed: bool = False
-
-    def push(self, event_id: str, event_type: str, message: bytes) -> None:
-        if self.closed or not _matches(self.type_filter, event_type):
-            return
-        if self.queued_bytes + len(message) > MAX_QUEUED_BYTES:
-            self.close(_too_slow())
-            return
-        self.queued_bytes += len(message)
-        self.queue.put_nowait((event_id, message))
-
-    def close(self, farewell: bytes | None) -> None:
-        if not self.closed:
-            self.closed = True
-            self.queue.put_nowait((None, farewell))
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            yield CONNECTED
-            replayed: set[str] = set()
-            if self.after is not None:
-                async for event_id, message in self.hub.replay(self):
-                    replayed.add(event_id)
-                    yield message
-            loop = asyncio.get_running_loop()
-            next_check = loop.time() + HEARTBEAT_SECONDS
-            while self.follow:
-                # Re-checked on a clock, busy or idle: a session that ends sends no notice.
-                if loop.time() >= next_check:
-                    if not await self.hub.still_authorized(self):
-                        yield _no_longer_valid()
-                        return
-                    next_check = loop.time() + HEARTBEAT_SECONDS
-                try:
-                    event_id, message = await asyncio.wait_for(
-                        self.queue.get(), max(0.0, next_check - loop.time()))
-                except TimeoutError:
-                    yield HEARTBEAT
-                    continue
-                if event_id is None:
-                    if message:
-                        yield message
-                    return
-                self.queued_bytes -= len(message)
-                if event_id not in replayed:
-                    yield message
-        finally:
-            self.hub.unsubscribe(self)
+def notification_payloads(announced: set[tuple[str, str]]) -> list[str]:
+    return [f"{org_id} {environment}" for org_id, environment in sorted(announced)]
 
 
 class EventHub:
-    """One per server process: the LISTEN connection and the streams it feeds."""
+    """One per server process: the LISTEN connection, the Feeds and their streams."""
 
     def __init__(self, app: Litestar) -> None:
         self._app = app
         self._connection: asyncpg.Connection | None = None
         self._connecting = asyncio.Lock()
-        self._streams: dict[tuple[str, str], set[Subscription]] = {}
-        self._by_credential: dict[str, set[Subscription]] = {}
-        self._notifications: asyncio.Queue[tuple[str, str, list[str]]] = asyncio.Queue()
-        self._worker: asyncio.Task | None = None
-        self._announced: list[tuple[str, str, list[str]]] = []
+        self._feeds: dict[tuple[str, str], Feed] = {}
+        self._by_credential: dict[str, set[Subscription]] = {}  # key, session or member id
+        self._tasks: set[asyncio.Task] = set()
+        self._watcher: asyncio.Task | None = None
+        self._announced: set[tuple[str, str]] = set()
         self._announcing: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def _pool(self) -> asyncpg.Pool:
@@ -204,6 +95,19 @@ class EventHub:
     @property
     def _queries(self) -> Any:
         return self._app.state.queries
+
+    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task:
+        """A task whose failure is logged (never "Task exception was never retrieved")."""
+        async def logged() -> None:
+            try:
+                await work
+            except Exception as exc:  # noqa: BLE001 - a background task must not die silently
+                log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
+
+        task = asyncio.create_task(logged())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _listen(self) -> None:
         async with self._connecting:
@@ -216,152 +120,282 @@ class EventHub:
             connection.add_termination_listener(self._connection_lost)
             await connection.add_listener(EVENTS_CHANNEL, self._on_events)
             await connection.add_listener(REVOKED_CHANNEL, self._on_revoked)
+            await connection.add_listener(ACCESS_CHANGED_CHANNEL, self._on_access_changed)
             self._connection = connection
-            if self._worker is None or self._worker.done():
-                self._worker = asyncio.create_task(self._deliver_forever())
+            if self._watcher is None or self._watcher.done():
+                self._watcher = asyncio.create_task(self._watch_listener())
 
-    def announce(self, org_id: str, environment: str, ids: list[str]) -> None:
-        """Tells every process's streams about committed events (soon, not in the request)."""
-        self._announced.append((org_id, environment, ids))
+    def announce(self, org_id: str, environment: str) -> None:
+        """Wakes every process's streams of this organization and environment, soon."""
+        self._announced.add((org_id, environment))
         if self._announcing is None or self._announcing.done():
-            self._announcing = asyncio.create_task(self._announce_pending())
+            self._announcing = self._in_background(self._announce_pending(),
+                                                   "announcing events to streams")
 
     async def _announce_pending(self) -> None:
         await asyncio.sleep(ANNOUNCE_SECONDS)
         while self._announced:
-            announced, self._announced = self._announced, []
+            announced, self._announced = self._announced, set()
             try:
                 async with self._pool.acquire() as db:
                     await self._queries.notify_events(
                         db, payloads=notification_payloads(announced))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("could not announce %d emits to event streams: %s",
-                            len(announced), type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - streams still poll what is held back
+                log.warning("could not announce new events to streams: %s",
+                            type(exc).__name__)
 
     async def subscribe(self, *, caller_params: dict[str, Any], org_id: str, environment: str,
-                        credential_id: str, type_filter: TypeFilter | None,
-                        after: str | None, follow: bool = True) -> Subscription:
+                        credential_id: str, member_id: str | None,
+                        type_filter: TypeFilter | None, access_until: float | None,
+                        after: str | None, after_position: Position | None,
+                        follow: bool = True) -> Subscription:
         subscription = Subscription(self, caller_params, org_id, environment, credential_id,
-                                    type_filter, after, follow)
+                                    member_id, type_filter, access_until, after,
+                                    after_position or START, follow)
+        if self._stopping:
+            subscription.close(shutting_down())
+            return subscription
         if not follow:
             return subscription  # a replay alone needs no live feed
         await self._listen()
-        self._streams.setdefault((org_id, environment), set()).add(subscription)
-        self._by_credential.setdefault(credential_id, set()).add(subscription)
+        feed = await self._feed(org_id, environment)
+        # No await from here on: the stream joins at exactly the Feed's position.
+        subscription.feed = feed
+        feed.streams.add(subscription)
+        if after_position is None:
+            subscription.position = feed.position
+        for credential in (credential_id, member_id):
+            if credential is not None:
+                self._by_credential.setdefault(credential, set()).add(subscription)
         return subscription
+
+    async def _feed(self, org_id: str, environment: str) -> Feed:
+        key = (org_id, environment)
+        while True:
+            feed = self._feeds.get(key)
+            if feed is None:
+                feed = Feed(org_id, environment, asyncio.get_running_loop().create_future())
+                self._feeds[key] = feed
+                feed.task = asyncio.create_task(self._follow(feed))
+            await asyncio.shield(feed.ready)
+            if self._feeds.get(key) is feed:
+                return feed
+
+    def _drop_feed(self, feed: Feed) -> None:
+        key = (feed.org_id, feed.environment)
+        if self._feeds.get(key) is feed:
+            del self._feeds[key]
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.closed = True
-        for index, key in ((self._streams, (subscription.org_id, subscription.environment)),
-                           (self._by_credential, subscription.credential_id)):
-            streams = index.get(key)
+        feed = subscription.feed
+        if feed is not None:
+            feed.streams.discard(subscription)
+            if not feed.streams and self._feeds.get((feed.org_id, feed.environment)) is feed:
+                self._drop_feed(feed)
+                if feed.task is not None:
+                    feed.task.cancel()
+        for credential in (subscription.credential_id, subscription.member_id):
+            streams = self._by_credential.get(credential) if credential else None
             if streams is not None:
                 streams.discard(subscription)
                 if not streams:
-                    del index[key]
+                    del self._by_credential[credential]
+
+    async def _follow(self, feed: Feed) -> None:
+        try:
+            async with self._pool.acquire() as db:
+                tail = await self._queries.stream_feed_tail(
+                    db, org_id=feed.org_id, environment=feed.environment)
+        except BaseException as exc:
+            self._drop_feed(feed)
+            if isinstance(exc, Exception):
+                feed.ready.set_exception(exc)  # the subscribing request answers 503
+                return
+            feed.ready.cancel()
+            raise
+        feed.position = (tail["xact_id"], tail["id"]) if tail else START
+        feed.ready.set_result(None)
+        delay: float | None = None  # until the next fetch while events are held back
+        while True:
+            if delay is None:
+                # Also unwoken now and then: an emit whose process died before announcing it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(feed.wake.wait(), HEARTBEAT_SECONDS)
+            elif delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(feed.wake.wait(), delay)
+            feed.wake.clear()
+            before = feed.position
+            try:
+                full, held_back = await self._fetch(feed)
+            except Exception as exc:  # noqa: BLE001 - the streams end, clients resume
+                log.warning("could not fetch streamed events: %s", type(exc).__name__)
+                self._drop_feed(feed)
+                for subscription in list(feed.streams):
+                    subscription.close(interrupted())
+                return
+            if full:
+                delay = 0
+            elif held_back:
+                moved = feed.position != before
+                delay = HELD_BACK_FIRST_SECONDS if moved or not delay else min(
+                    delay * 2, HELD_BACK_MAX_SECONDS)
+            else:
+                delay = None
+
+    async def _fetch(self, feed: Feed) -> tuple[bool, bool]:
+        """Hands the Feed's streams what committed after its position; returns whether
+        the page was full and whether committed events wait above the horizon."""
+        streams = [s for s in feed.streams if not s.closed]
+        credentials: dict[str, tuple[list[str], list[bytes]]] = {
+            "api_key": ([], []), "session": ([], [])}
+        for subscription in streams:
+            lookup_ids, secret_hashes = credentials[subscription.caller_params["credential_kind"]]
+            lookup_ids.append(subscription.caller_params["lookup_id"])
+            secret_hashes.append(subscription.caller_params["secret_hash"])
+        async with self._pool.acquire() as db:
+            rows = await self._queries.stream_feed(
+                db, org_id=feed.org_id, environment=feed.environment, scope=READ_SCOPE,
+                after_xact_id=feed.position[0], after_id=feed.position[1], limit=FEED_PAGE,
+                key_lookup_ids=credentials["api_key"][0],
+                key_secret_hashes=credentials["api_key"][1],
+                session_lookup_ids=credentials["session"][0],
+                session_secret_hashes=credentials["session"][1])
+        allowed = set(rows[0]["allowed_credential_ids"] or ())
+        for subscription in streams:
+            if subscription.credential_id not in allowed:
+                self._end_if_no_access(subscription, known_lost=True)
+        events = [row for row in rows if row["id"] is not None]
+        for row in events:
+            event = event_from_row(row)
+            message = sse_message(event)
+            position = (row["xact_id"], row["id"])
+            for subscription in streams:
+                subscription.push(position, event.type, message)
+            feed.position = position
+        return len(events) == FEED_PAGE, rows[0]["held_back"]
+
+    def _end_if_no_access(self, subscription: Subscription, known_lost: bool = False) -> None:
+        """Re-checks a stream's credential at once; it ends, naming why, if access is gone.
+        A stream known to have lost access takes no more events meanwhile."""
+        if known_lost:
+            subscription.losing_access = True
+
+        async def recheck() -> None:
+            farewell = await self.check_access(subscription)
+            if farewell is None and subscription.losing_access:
+                # Access came back (a scope removed and given again), but events were
+                # dropped meanwhile: the client resumes with Last-Event-ID and misses none.
+                farewell = interrupted()
+            if farewell is not None:
+                subscription.close(farewell)
+
+        self._in_background(recheck(), "re-checking a stream's credential")
+
+    async def replay(self, subscription: Subscription,
+                     ) -> AsyncIterator[tuple[Position | None, bytes]]:
+        """What came after ``subscription.replay_after`` in the feed's order, a page at a
+        time; (None, farewell) if the credential lost access meanwhile."""
+        after = subscription.replay_after
+        while True:
+            async with self._pool.acquire() as db:
+                rows = await self._queries.events_feed(
+                    db, **subscription.caller_params, after=after, limit=FEED_PAGE,
+                    **type_filter_params(subscription.type_filter))
+            if not rows or rows[0]["caller_credential_id"] != subscription.credential_id:
+                yield None, await self.check_access(subscription) or access_lost(None)
+                return
+            events = [row for row in rows if row["id"] is not None]
+            for row in events:
+                yield (row["xact_id"], row["id"]), sse_message(event_from_row(row))
+            if len(events) < FEED_PAGE:
+                return
+            after = events[-1]["id"]
+
+    async def check_access(self, subscription: Subscription) -> bytes | None:
+        """None while the stream's credential may still read events (its deadline is
+        brought up to date), else the farewell naming why not."""
+        try:
+            async with self._pool.acquire() as db:
+                row = await self._queries.authorize_stream(
+                    db, **subscription.caller_params, after=None)
+                if row is not None and row["caller_credential_id"] == subscription.credential_id:
+                    until = unix_time(row["access_until"])
+                    if until is not None and until <= time.time():
+                        until = time.time() + 1  # the database's clock is behind: soon again
+                    subscription.set_access_until(until)
+                    return None
+                reason = await self._queries.stream_access_lost(
+                    db, org_id=subscription.org_id, credential_id=subscription.credential_id)
+        except Exception as exc:  # noqa: BLE001 - unverifiable access ends the stream
+            log.warning("could not re-check a stream's credential: %s", type(exc).__name__)
+            return interrupted()
+        return access_lost(reason)
+
+    def _streams_of(self, credential: str) -> list[Subscription]:
+        return list(self._by_credential.get(credential, ()))
 
     def _on_events(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        org_id, environment, *ids = payload.split(" ")
-        if (org_id, environment) in self._streams:
-            self._notifications.put_nowait((org_id, environment, ids))
+        org_id, _, environment = payload.partition(" ")
+        feed = self._feeds.get((org_id, environment.partition(" ")[0]))
+        if feed is not None:
+            feed.wake.set()
 
     def _on_revoked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        _org_id, _, credential_id = payload.partition(" ")
-        for subscription in list(self._by_credential.get(credential_id, ())):
-            subscription.close(_revoked())
+        _org_id, _, key_id = payload.partition(" ")
+        for subscription in self._streams_of(key_id):
+            subscription.close(access_lost("key_revoked"))
 
-    async def _check_listener(self) -> None:
+    def _on_access_changed(self, _connection: Any, _pid: int, _channel: str,
+                           payload: str) -> None:
+        _org_id, _, changed_id = payload.partition(" ")
+        for subscription in self._streams_of(changed_id):
+            self._end_if_no_access(subscription)
+
+    async def _watch_listener(self) -> None:
         """A quiet listener is probed: a dead peer sends no FIN to notice it by."""
-        connection = self._connection
-        if connection is None or connection.is_closed():
-            return
-        try:
-            await asyncio.wait_for(connection.execute("SELECT 1"), HEARTBEAT_SECONDS)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            connection.terminate()  # calls _connection_lost
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            connection = self._connection
+            if connection is None or connection.is_closed():
+                continue
+            try:
+                await asyncio.wait_for(connection.execute("SELECT 1"), HEARTBEAT_SECONDS)
+            except Exception:  # noqa: BLE001 - any failure means the listener is gone
+                connection.terminate()  # calls _connection_lost
 
     def _connection_lost(self, connection: Any) -> None:
-        # Notifications sent while no one listened are lost; the streams end so that their
-        # clients reconnect and replay from the table.
+        # Wake-ups sent while no one listened are lost; the streams end so that their
+        # clients reconnect and resume from the table.
         if self._connection is not None and self._connection is not connection:
             return  # an older connection, already replaced
         log.warning("event stream listener connection lost; closing %d streams",
-                    sum(len(s) for s in self._streams.values()))
+                    sum(len(feed.streams) for feed in self._feeds.values()))
         self._connection = None
-        self._close_all(_interrupted())
+        self._close_all(interrupted())
 
     def _close_all(self, farewell: bytes | None) -> None:
-        for streams in list(self._streams.values()):
-            for subscription in list(streams):
+        for feed in list(self._feeds.values()):
+            for subscription in list(feed.streams):
                 subscription.close(farewell)
 
-    async def _deliver_forever(self) -> None:
-        while True:
-            try:
-                first = await asyncio.wait_for(self._notifications.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                await self._check_listener()
-                continue
-            pending = [first]
-            while not self._notifications.empty():
-                pending.append(self._notifications.get_nowait())
-            try:
-                await self._deliver(pending)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("could not fetch streamed events: %s", type(exc).__name__)
-                self._close_all(_interrupted())
-
-    async def _deliver(self, pending: list[tuple[str, str, list[str]]]) -> None:
-        # Consecutive notifications of one organization and environment: one fetch.
-        groups: list[tuple[str, str, list[str]]] = []
-        for org_id, environment, ids in pending:
-            if groups and groups[-1][:2] == (org_id, environment):
-                groups[-1][2].extend(ids)
-            else:
-                groups.append((org_id, environment, list(ids)))
-        async with self._pool.acquire() as db:
-            for org_id, environment, ids in groups:
-                streams = self._streams.get((org_id, environment))
-                if not streams:
-                    continue
-                rows = await self._queries.events_by_ids(
-                    db, org_id=org_id, environment=environment, ids=ids)
-                for row in rows:
-                    event = event_from_row(row)
-                    message = sse_message(event)
-                    for subscription in list(self._streams.get((org_id, environment), ())):
-                        subscription.push(event.id, event.type, message)
-
-    async def replay(self, subscription: Subscription) -> AsyncIterator[tuple[str, bytes]]:
-        """What came after ``subscription.after``, oldest first, a page at a time."""
-        after = subscription.after
-        while True:
-            async with self._pool.acquire() as db:
-                rows = await self._queries.events_after(
-                    db, org_id=subscription.org_id, environment=subscription.environment,
-                    after=after, limit=REPLAY_PAGE)
-            for row in rows:
-                event = event_from_row(row)
-                if _matches(subscription.type_filter, event.type):
-                    yield event.id, sse_message(event)
-            if len(rows) < REPLAY_PAGE:
-                return
-            after = rows[-1]["id"]
-
-    async def still_authorized(self, subscription: Subscription) -> bool:
-        async with self._pool.acquire() as db:
-            row = await self._queries.authorize_stream(db, **subscription.caller_params)
-        return row is not None and row["caller_credential_id"] == subscription.credential_id
+    def stop_streams(self) -> None:
+        """The process is asked to stop: every stream says so and ends, so that the ASGI
+        server, which waits for open responses, can exit."""
+        self._stopping = True
+        self._close_all(shutting_down())
 
     async def close(self) -> None:
         if self._announcing is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._announcing
         self._close_all(None)
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        background = [feed.task for feed in self._feeds.values() if feed.task is not None]
+        background += [*self._tasks, *([self._watcher] if self._watcher else [])]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         if self._connection is not None:
             connection, self._connection = self._connection, None
             connection.remove_termination_listener(self._connection_lost)
@@ -371,17 +405,20 @@ class EventHub:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
-    """Makes the process's hub; it connects on the first stream, and ends them all at exit."""
-    app.state.event_hub = EventHub(app)
+    """Makes the process's hub; it connects on the first stream, and ends them all when
+    the process is asked to stop and at exit."""
+    hub = app.state.event_hub = EventHub(app)
+    restore_signals = on_stop_signals(hub.stop_streams)
     try:
         yield
     finally:
-        await app.state.event_hub.close()
+        restore_signals()
+        await hub.close()
 
 
 async def subscribe(app: Litestar, **kwargs: Any) -> Subscription:
     return await app.state.event_hub.subscribe(**kwargs)
 
 
-def announce(app: Litestar, org_id: str, environment: str, ids: list[str]) -> None:
-    app.state.event_hub.announce(org_id, environment, ids)
+def announce(app: Litestar, org_id: str, environment: str) -> None:
+    app.state.event_hub.announce(org_id, environment)

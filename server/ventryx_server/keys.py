@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ventryx_shared.api_keys import ApiKey, ApiKeyCreated
+from ventryx_shared.rate_limits import rate_limit_of
 from ventryx_shared.tokens import LOOKUP_LENGTH, REDACTION_TAIL, generate_api_key, redact
 
 from .auth import hash_secret
@@ -49,6 +50,7 @@ def to_api_key(row: Any) -> ApiKey:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         rotated_to=row["rotated_to"],
+        rate_limit=rate_limit_of(row["rate_limit_requests"], row["rate_limit_window_seconds"]),
     )
 
 

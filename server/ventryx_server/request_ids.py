@@ -21,6 +21,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == HEADER for name, _ in headers):
                     headers.append((HEADER, request_id.encode()))
+                # Rate-limit headers the before-request hook decided (auth.py).
+                headers.extend(scope["state"].get("response_headers") or ())
                 message["headers"] = headers
             await send(message)
 

@@ -5,6 +5,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .addresses import AddressLimit, IpNetwork, parse_networks
+
 
 def find_sql_dir() -> Path:
     """``sql/`` of the checkout in development, or the copy packed into the wheel."""
@@ -12,6 +14,19 @@ def find_sql_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[2] / "sql"
+
+
+# Per-address limits: surface -> (environment variable, default REQUESTS/SECONDS).
+ADDRESS_LIMITS = {
+    "login": ("VENTRYX_LOGIN_LIMIT_PER_ADDRESS", "300/60"),
+    "leak_report": ("VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS", "120/60"),
+    "failed_authentication": ("VENTRYX_FAILED_AUTH_LIMIT_PER_ADDRESS", "600/60"),
+}
+
+
+def default_hash_concurrency() -> int:
+    """Half the cores: password hashing never takes the CPU the rest of the API needs."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 @dataclass(frozen=True)
@@ -26,14 +41,87 @@ class Settings:
     # last_used_at is written at most once per key per process in this many seconds.
     usage_flush_seconds: float = 10.0
     max_body_bytes: int = 1024 * 1024
+    # Every wait of a request is bounded; running out is a 503 with Retry-After. A pooled
+    # connection (the pool's queue), a lock (lock_timeout: a key row someone holds, a
+    # revocation in progress), a statement (statement_timeout) and a transaction left
+    # idle (idle_in_transaction_session_timeout, which closes the connection).
+    pool_timeout_seconds: float = 5.0
+    lock_timeout_seconds: float = 5.0
+    statement_timeout_seconds: float = 15.0
+    idle_in_transaction_timeout_seconds: float = 30.0
+    # One credential's requests hold at most this many of a process's pooled connections
+    # (the rest wait their turn), so one stuck key leaves connections to everyone else.
+    connections_per_credential: int = 16
+    # Rate limits and abuse resistance: see rate_limits.py, addresses.py, passwords.py.
+    rate_limit_sync_seconds: float = 1.0
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    address_limits: dict[str, AddressLimit] = field(default_factory=lambda: {
+        surface: AddressLimit.parse(default) for surface, (_, default) in ADDRESS_LIMITS.items()})
+    password_hash_concurrency: int = field(default_factory=default_hash_concurrency)
 
     @classmethod
     def from_env(cls) -> "Settings":
         url = os.environ.get("DATABASE_URL")
         if not url:
             raise SystemExit("DATABASE_URL is not set")
-        return cls(database_url=url, pepper=load_pepper(),
-                   usage_flush_seconds=float(os.environ.get("VENTRYX_USAGE_FLUSH_SECONDS", 10)))
+        return cls(database_url=url, pepper=load_pepper(), **limits_from_env(), **{
+            name: _positive_seconds(variable, getattr(cls, name))
+            for name, variable in _SECONDS_FROM_ENV.items()})
+
+
+# Settings read from the environment, in seconds, each with the field's default.
+_SECONDS_FROM_ENV = {
+    "usage_flush_seconds": "VENTRYX_USAGE_FLUSH_SECONDS",
+    "pool_timeout_seconds": "VENTRYX_POOL_TIMEOUT_SECONDS",
+    "lock_timeout_seconds": "VENTRYX_LOCK_TIMEOUT_SECONDS",
+    "statement_timeout_seconds": "VENTRYX_STATEMENT_TIMEOUT_SECONDS",
+    "idle_in_transaction_timeout_seconds": "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",
+}
+
+
+def _positive_seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise SystemExit(f"{variable} must be a number of seconds above 0, got {text!r}")
+    return value
+
+
+def limits_from_env() -> dict:
+    """The rate-limit settings of the VENTRYX_* variables; SystemExit names a bad one."""
+    env = os.environ
+    found: dict = {"address_limits": {}}
+
+    def read(variable: str, parse):
+        try:
+            return parse(env[variable])
+        except ValueError as exc:
+            raise SystemExit(f"Invalid rate-limit setting {variable}={env[variable]!r}: "
+                             f"{exc}") from None
+
+    for surface, (variable, default) in ADDRESS_LIMITS.items():
+        found["address_limits"][surface] = (read(variable, AddressLimit.parse)
+                                            if variable in env else AddressLimit.parse(default))
+    if "VENTRYX_RATE_LIMIT_SYNC_SECONDS" in env:
+        found["rate_limit_sync_seconds"] = read("VENTRYX_RATE_LIMIT_SYNC_SECONDS",
+                                                lambda v: _within(float(v), 0.01, 60))
+    if "VENTRYX_TRUSTED_PROXIES" in env:
+        found["trusted_proxies"] = read("VENTRYX_TRUSTED_PROXIES", parse_networks)
+    if "VENTRYX_PASSWORD_HASH_CONCURRENCY" in env:
+        found["password_hash_concurrency"] = read("VENTRYX_PASSWORD_HASH_CONCURRENCY",
+                                                  lambda v: _within(int(v), 1, 1024))
+    return found
+
+
+def _within(value, low, high):
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    return value
 
 
 def load_pepper(data_dir: Path | None = None) -> bytes:

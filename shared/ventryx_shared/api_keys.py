@@ -7,6 +7,7 @@ import msgspec
 from msgspec import Meta
 
 from .common import PRINTABLE_PATTERN, Environment
+from .rate_limits import RateLimit
 from .scopes import Scope
 
 KeyName = Annotated[
@@ -14,21 +15,29 @@ KeyName = Annotated[
     Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN,
          description="A label for people: what uses this key"),
 ]
-ScopeList = Annotated[list[Scope], Meta(min_length=1, max_length=7)]
+ScopeList = Annotated[list[Scope], Meta(min_length=1, max_length=7,
+                                         extra_json_schema={"uniqueItems": True})]
 KeyStatus = Literal["active", "expired", "revoked"]
 GracePeriod = Annotated[int, Meta(ge=0, le=30 * 24 * 3600)]
+ExpiresAt = Annotated[datetime, Meta(
+    tz=True, description="A future time with a time zone (before 9000-01-01): "
+                         "2027-01-01T00:00:00Z. Default: never")]
 
 
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: KeyName
     scopes: ScopeList
     environment: Environment | None = None
-    expires_at: datetime | None = None
+    expires_at: ExpiresAt | None = None
+    # null or absent: the organization's default_rate_limit applies.
+    rate_limit: RateLimit | None = None
 
 
 class ApiKeyUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: KeyName | None = None
     scopes: ScopeList | None = None
+    # Absent: unchanged; null: back to the organization's default_rate_limit.
+    rate_limit: RateLimit | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class ApiKeyRotate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -54,6 +63,8 @@ class ApiKey(msgspec.Struct, kw_only=True):
     expires_at: datetime | None
     revoked_at: datetime | None
     rotated_to: str | None = None
+    # The key's own limit; null when the organization's default_rate_limit applies.
+    rate_limit: RateLimit | None = None
 
 
 class ApiKeyCreated(ApiKey, kw_only=True):

@@ -17,6 +17,9 @@ MAX_BATCH = 500
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+(?!\n)$"
 # The list filter: an exact type, or a prefix ending in .* (order.*).
 TYPE_FILTER_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$"
+# What parse_type_filter accepts, for the OpenAPI document: a whole type or a prefix.
+TYPE_FILTER_EXACT_PATTERN = (r"^([a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+"
+                             r"|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*)$(?!\n)")
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _TYPE_FILTER = re.compile(TYPE_FILTER_PATTERN.replace("$", r"\Z"))
 

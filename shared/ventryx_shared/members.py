@@ -1,12 +1,12 @@
 """Members of an organization on the wire, and what each role may do."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
 
-from .common import PRINTABLE_PATTERN
+from .common import BIDI_CONTROLS, PRINTABLE_PATTERN
 
 Role = Literal["owner", "admin", "developer", "viewer"]
 ROLES: tuple[str, ...] = ("owner", "admin", "developer", "viewer")
@@ -23,7 +23,8 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
 
 Email = Annotated[
     str,
-    Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$(?!\n)",
+    Meta(min_length=3, max_length=254,
+         pattern=rf"^[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+@[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+$(?!\n)",
          description="The member's email address; unique within an organization"),
 ]
 MemberName = Annotated[
@@ -47,6 +48,11 @@ class MemberCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     role: Role | None = None
     name: MemberName | None = None
+
+    # For the OpenAPI document: an update changes something (else 422 empty_update).
+    json_schema_extra: ClassVar[dict] = {"anyOf": [
+        {"required": ["role"], "properties": {"role": {"type": "string"}}},
+        {"required": ["name"], "properties": {"name": {"type": "string"}}}]}
 
 
 class PasswordChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

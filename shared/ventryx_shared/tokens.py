@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Literal
 
-Environment = Literal["live", "test"]
+from .common import Environment
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BASE62_SET = frozenset(BASE62)
@@ -93,8 +93,3 @@ def looks_like_credential(text: str) -> bool:
 def redact(prefix: str, tail: str) -> str:
     """The form lists and reads show: ``vtx_live_…wxyz``."""
     return f"{prefix}…{tail}"
-
-
-def redact_token(token: str) -> str:
-    prefix = token[: token.index("_", 4) + 1] if token.startswith("vtx_") else SESSION_PREFIX
-    return redact(prefix, token[-REDACTION_TAIL:])

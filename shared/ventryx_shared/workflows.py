@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from .common import PRINTABLE_PATTERN, Environment
+from .common import FREE_TEXT_PATTERN, PRINTABLE_PATTERN, Environment
 
 MAX_STEPS = 50
 MAX_STEPS_BYTES = 64 * 1024
@@ -25,7 +25,7 @@ _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 
 WorkflowName = Annotated[str, Meta(min_length=1, max_length=100, pattern=_LABEL_CHARACTERS,
                                    description="Unique within the organization and environment")]
-Description = Annotated[str, Meta(max_length=1000)]
+Description = Annotated[str, Meta(max_length=1000, pattern=FREE_TEXT_PATTERN)]
 Trigger = Annotated[str, Meta(
     max_length=128, pattern=TRIGGER_PATTERN,
     description="The event types that start it: order.created, order.* (a prefix) or *")]
@@ -66,7 +66,8 @@ class Step(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 Steps = Annotated[list[Step], Meta(max_length=MAX_STEPS,
-                                   description=f"At most {MAX_STEPS} steps and 64 KB of JSON")]
+                                   description=f"At most {MAX_STEPS} steps and 64 KB of JSON; "
+                                               "each step has its own name")]
 
 
 def check_steps(steps: list[Step]) -> None:

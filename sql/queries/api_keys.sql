@@ -29,6 +29,16 @@ LEFT JOIN LATERAL (
     LIMIT :limit
 ) k ON true;
 
+-- name: stop-api-key-writes!
+-- Before lock-caller, in every change to a key: waits for the writes in flight with the
+-- key and makes later ones wait for this transaction (stop_credential_writes, 0014).
+-- First, so a caller acting on its own key never has to upgrade its shared lock.
+SELECT stop_credential_writes(k.lookup_id)
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
+JOIN api_keys k
+  ON k.org_id = c.org_id AND k.id = :id
+ AND (c.environment = 'live' OR k.environment = c.environment);
+
 -- name: lock-api-key^
 SELECT *
 FROM api_keys k
@@ -38,35 +48,51 @@ FOR UPDATE;
 
 -- name: insert-api-key^
 INSERT INTO api_keys (org_id, id, lookup_id, secret_hash, key_suffix, name, environment,
-                      scopes, created_by, expires_at)
+                      scopes, created_by, expires_at, rate_limit_requests,
+                      rate_limit_window_seconds)
 VALUES (:org_id, :id, :lookup_id, :secret_hash, :key_suffix, :name, :environment,
-        :scopes, :created_by, :expires_at)
+        :scopes, :created_by, :expires_at, :rate_limit_requests, :rate_limit_window_seconds)
 RETURNING *;
 
 -- name: update-api-key^
+-- :set_rate_limit says whether the rate limit changes (NULLs: the organization's default).
 UPDATE api_keys
-SET name = coalesce(:name, name), scopes = coalesce(:scopes, scopes), updated_at = now()
+SET name = coalesce(:name, name), scopes = coalesce(:scopes, scopes),
+    rate_limit_requests = CASE WHEN :set_rate_limit THEN :rate_limit_requests::integer
+                               ELSE rate_limit_requests END,
+    rate_limit_window_seconds = CASE WHEN :set_rate_limit
+                                     THEN :rate_limit_window_seconds::integer
+                                     ELSE rate_limit_window_seconds END,
+    updated_at = now()
 WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
 -- name: revoke-api-key^
+-- clock_timestamp(): the moment of the revocation, once the writes in flight are done
+-- (stop-api-key-writes), so no event the key wrote was created after revoked_at.
 UPDATE api_keys
-SET revoked_at = coalesce(revoked_at, now()), updated_at = now()
+SET revoked_at = coalesce(revoked_at, clock_timestamp()), updated_at = now()
 WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
 -- name: retire-rotated-api-key^
 UPDATE api_keys
-SET expires_at = least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => :grace_seconds)),
+SET expires_at = least(coalesce(expires_at, 'infinity'),
+                       clock_timestamp() + make_interval(secs => :grace_seconds)),
     rotated_to = :successor_id,
     updated_at = now()
 WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
+-- name: stop-leaked-api-key-writes!
+-- Only for the real key: a made-up token with someone's lookup id stops nothing.
+SELECT stop_credential_writes(lookup_id) FROM api_keys
+WHERE lookup_id = :lookup_id AND secret_hash = :secret_hash AND revoked_at IS NULL;
+
 -- name: revoke-leaked-api-key^
 -- The kill switch for a key found in public: proof of possession is the key itself.
 UPDATE api_keys k
-SET revoked_at = now(), updated_at = now()
+SET revoked_at = clock_timestamp(), updated_at = now()
 FROM (
     SELECT org_id, id FROM api_keys
     WHERE lookup_id = :lookup_id AND secret_hash = :secret_hash AND revoked_at IS NULL
@@ -74,3 +100,14 @@ FROM (
 ) leaked
 WHERE k.org_id = leaked.org_id AND k.id = leaked.id
 RETURNING k.org_id, k.id, k.environment;
+
+-- name: active-api-keys-quota^
+-- After lock-quota: the organization's quota and its active keys, leaving out a key that
+-- this very transaction retires (:retiring_id, a rotation without grace period).
+SELECT o.max_active_api_keys AS quota,
+       (SELECT count(*) FROM api_keys k
+        WHERE k.org_id = o.org_id AND k.revoked_at IS NULL
+          AND (k.expires_at IS NULL OR k.expires_at > now())
+          AND k.id IS DISTINCT FROM :retiring_id::text) AS used
+FROM organizations o
+WHERE o.org_id = :org_id;

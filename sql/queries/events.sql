@@ -89,22 +89,119 @@ LEFT JOIN LATERAL (
 ) e ON true;
 
 -- name: notify-events!
--- Each payload is "org_id environment id id ...", under NOTIFY's 8000-byte limit.
+-- Each payload is "org_id environment": new events there; the streams fetch them.
 SELECT pg_notify('ventryx_events', payload) FROM unnest(:payloads::text[]) AS payload;
 
 -- name: authorize-stream^
--- The caller of a stream, checked when it opens and again while it runs.
-SELECT org_id AS caller_org_id, credential_id AS caller_credential_id, environment
-FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope);
+-- The caller of a stream, checked when it opens and again while it runs: until when its
+-- credential is valid, and where :after (a Last-Event-ID, or NULL) sits in the feed.
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, c.environment,
+       c.member_id,
+       coalesce((SELECT k.expires_at FROM api_keys k
+                 WHERE k.org_id = c.org_id AND k.id = c.credential_id),
+                (SELECT least(s.idle_expires_at, s.absolute_expires_at) FROM sessions s
+                 WHERE s.org_id = c.org_id AND s.id = c.credential_id)) AS access_until,
+       after_event.xact_id AS after_xact_id, after_event.id AS after_id
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN events after_event
+       ON after_event.org_id = c.org_id AND after_event.environment = c.environment
+      AND after_event.id = :after;
 
--- name: events-by-ids
-SELECT * FROM events
-WHERE org_id = :org_id AND environment = :environment AND id = ANY (:ids::text[])
-ORDER BY id;
+-- name: events-feed
+-- The gapless feed (GET /v1/events/feed, and what a resumed stream missed): oldest first
+-- in (xact_id, id) order, after the event :after (NULL: from the first), and only below
+-- the horizon of transactions still open, so that no event can later commit before a
+-- position already handed out (0015_event_feed.up.sql). cursor_id is NULL when :after
+-- names no event of this organization and environment.
+-- The horizon is read through a scalar subquery so that it bounds the index scan
+-- (joined as a row, it was a filter after a scan of every event).
+WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id,
+       after_event.id AS cursor_id, e.*
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
+LEFT JOIN events after_event
+       ON after_event.org_id = c.org_id AND after_event.environment = c.environment
+      AND after_event.id = :after
+LEFT JOIN LATERAL (
+    SELECT e.*
+    FROM events e
+    WHERE e.org_id = c.org_id AND e.environment = c.environment
+      AND (:after::text IS NULL OR after_event.id IS NOT NULL)
+      AND (e.xact_id, e.id) > (coalesce(after_event.xact_id, '0'), coalesce(after_event.id, ''))
+      AND e.xact_id < (SELECT xmin FROM horizon)
+      AND (:type::text IS NULL OR e.type = :type)
+      AND (:type_prefix::text IS NULL
+           OR (e.type >= :type_prefix COLLATE "C" AND e.type < :type_prefix_end COLLATE "C"))
+    ORDER BY e.xact_id, e.id
+    LIMIT :limit
+) e ON true;
 
--- name: events-after
--- What a reconnecting stream missed, oldest first.
-SELECT * FROM events
-WHERE org_id = :org_id AND environment = :environment AND id > :after
-ORDER BY id
-LIMIT :limit;
+-- name: stream-feed
+-- One process's live feed of an organization and environment: the events after its
+-- position below the horizon (as events-feed), whether committed events wait above the
+-- horizon (held_back: fetch again soon), and which of its streams' credentials may still
+-- read events, judged in the same snapshot: an event committed after a credential lost
+-- access is only ever fetched together with the news of that loss.
+WITH horizon AS MATERIALIZED (
+    SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+), allowed AS MATERIALIZED (
+    SELECT array_agg(a.credential_id) AS credential_ids
+    FROM (SELECT c.credential_id
+          FROM unnest(:key_lookup_ids::text[], :key_secret_hashes::bytea[])
+                   AS k (lookup_id, secret_hash)
+          CROSS JOIN LATERAL api_key_caller(k.lookup_id, k.secret_hash, :environment, :scope) c
+          UNION ALL
+          SELECT c.credential_id
+          FROM unnest(:session_lookup_ids::text[], :session_secret_hashes::bytea[])
+                   AS s (lookup_id, secret_hash)
+          CROSS JOIN LATERAL session_caller(s.lookup_id, s.secret_hash, :environment, :scope) c
+         ) a
+)
+SELECT a.credential_ids AS allowed_credential_ids,
+       -- Held back: the newest committed event sits at or above the horizon (one step
+       -- of a backward index scan; an EXISTS over xact_id >= horizon was planned as a
+       -- scan of the environment's every event).
+       coalesce((SELECT x.xact_id FROM events x
+                 WHERE x.org_id = :org_id AND x.environment = :environment
+                 ORDER BY x.xact_id DESC, x.id DESC
+                 LIMIT 1) >= (SELECT xmin FROM horizon), false) AS held_back,
+       e.*
+FROM allowed a
+LEFT JOIN LATERAL (
+    SELECT e.*
+    FROM events e
+    WHERE e.org_id = :org_id AND e.environment = :environment
+      AND (e.xact_id, e.id) > (:after_xact_id::xid8, :after_id::text)
+      AND e.xact_id < (SELECT xmin FROM horizon)
+    ORDER BY e.xact_id, e.id
+    LIMIT :limit
+) e ON true;
+
+-- name: stream-feed-tail^
+-- Where a process's live feed of an organization and environment starts.
+SELECT e.xact_id, e.id
+FROM events e
+WHERE e.org_id = :org_id AND e.environment = :environment
+  AND e.xact_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.xact_id DESC, e.id DESC
+LIMIT 1;
+
+-- name: stream-access-lost$
+-- Why a stream's credential (a key_ or ses_ id) may no longer read events: its farewell.
+SELECT CASE
+    WHEN NOT starts_with(:credential_id::text, 'ses_') THEN (
+        SELECT CASE WHEN k.revoked_at IS NOT NULL THEN 'key_revoked'
+                    WHEN k.expires_at <= now() THEN 'key_expired'
+                    ELSE 'missing_scope' END
+        FROM api_keys k WHERE k.org_id = :org_id AND k.id = :credential_id)
+    ELSE (
+        SELECT CASE WHEN m.id IS NULL THEN 'member_removed'
+                    WHEN s.ended_at IS NOT NULL THEN 'session_ended'
+                    WHEN least(s.idle_expires_at, s.absolute_expires_at) <= now()
+                        THEN 'session_expired'
+                    WHEN m.must_change_password THEN 'password_change_required'
+                    ELSE 'missing_scope' END
+        FROM (SELECT) one
+        LEFT JOIN sessions s ON s.org_id = :org_id AND s.id = :credential_id
+        LEFT JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id)
+END;

@@ -30,14 +30,23 @@ LEFT JOIN members m ON m.org_id = c.org_id AND m.id = c.member_id;
 -- name: get-member-role$
 SELECT role FROM members WHERE org_id = :org_id AND id = :id;
 
+-- name: stop-member-writes!
+-- Before lock-caller when a member is removed or changed: waits for the writes in flight
+-- with the member's sessions and makes later ones wait (stop_credential_writes, 0014).
+SELECT stop_credential_writes(m.id)
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
+JOIN members m ON m.org_id = c.org_id AND m.id = :id;
+
 -- name: lock-member^
 SELECT * FROM members WHERE org_id = :org_id AND id = :id FOR UPDATE;
 
 -- name: count-locked-owners$
 -- Locks every owner row, so two requests that each demote or remove one of the last
--- two owners run one after the other and the second sees that only one is left.
+-- two owners run one after the other and the second sees that only one is left. FOR NO
+-- KEY UPDATE, not FOR UPDATE: it does not wait on the FOR KEY SHARE that other owners'
+-- writes hold on their rows, which a steady stream of them could make endless.
 SELECT count(*) FROM (
-    SELECT 1 FROM members WHERE org_id = :org_id AND role = 'owner' FOR UPDATE
+    SELECT 1 FROM members WHERE org_id = :org_id AND role = 'owner' FOR NO KEY UPDATE
 ) owners;
 
 -- name: create-member^

@@ -7,13 +7,28 @@ VALUES (:org_id, :id, :email, :name, :role, :password_hash, :must_change_passwor
 
 -- name: get-organization^
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id,
-       o.org_id AS id, o.name, o.created_at, o.updated_at
+       o.org_id AS id, o.*
 FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 JOIN organizations o ON o.org_id = c.org_id;
 
--- name: rename-organization^
+-- name: update-organization^
+-- NULL parameters leave their column as it was; previous holds the row before.
 UPDATE organizations o
-SET name = :name, updated_at = now()
-FROM (SELECT org_id, name FROM organizations WHERE org_id = :org_id FOR UPDATE) previous
+SET name = coalesce(:name, o.name),
+    default_rate_limit_requests = coalesce(:rate_limit_requests, o.default_rate_limit_requests),
+    default_rate_limit_window_seconds = coalesce(:rate_limit_window_seconds,
+                                                 o.default_rate_limit_window_seconds),
+    updated_at = now()
+FROM (SELECT * FROM organizations WHERE org_id = :org_id FOR NO KEY UPDATE) previous
 WHERE o.org_id = previous.org_id
-RETURNING o.org_id AS id, o.name, o.created_at, o.updated_at, previous.name AS previous_name;
+RETURNING o.org_id AS id, o.*, previous.name AS previous_name,
+          previous.default_rate_limit_requests AS previous_rate_limit_requests,
+          previous.default_rate_limit_window_seconds AS previous_rate_limit_window_seconds;
+
+-- name: lock-quota!
+-- Serializes the count-then-insert of one quota of one organization until commit, so
+-- that concurrent creations cannot all pass the count. An advisory lock rather than a
+-- row lock: inserts elsewhere keep taking their foreign-key locks on the organization.
+-- It must be its own statement: a count in the same statement would read a snapshot
+-- taken before the lock was granted.
+SELECT pg_advisory_xact_lock(hashtextextended('quota:' || :quota || ':' || :org_id, 0));

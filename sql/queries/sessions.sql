@@ -81,9 +81,18 @@ RETURNING *;
 UPDATE members SET password_hash = :new_hash
 WHERE org_id = :org_id AND id = :id AND password_hash = :verified_hash;
 
+-- name: stop-own-member-writes!
+-- Before lock-caller when a session ends itself or its member's others (log out, a
+-- password change): waits for the writes in flight with any session of the member and
+-- makes later ones wait (stop_credential_writes, 0014). Taken first, so the caller never
+-- upgrades the shared lock its own lock-caller takes.
+SELECT stop_credential_writes(c.member_id)
+FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
+WHERE c.member_id IS NOT NULL;
+
 -- name: end-session^
 UPDATE sessions s
-SET ended_at = now()
+SET ended_at = clock_timestamp()
 FROM (SELECT org_id, id FROM sessions WHERE org_id = :org_id AND id = :id FOR UPDATE) locked
 WHERE s.org_id = locked.org_id AND s.id = locked.id AND s.ended_at IS NULL
 RETURNING s.*;
@@ -98,7 +107,7 @@ WITH locked AS (
     FOR UPDATE
 ), ended AS (
     UPDATE sessions s
-    SET ended_at = now()
+    SET ended_at = clock_timestamp()
     FROM locked
     WHERE s.org_id = locked.org_id AND s.id = locked.id
     RETURNING s.idle_expires_at > now() AND s.absolute_expires_at > now() AS was_active

@@ -56,3 +56,10 @@ DELETE FROM workflows
 WHERE org_id = :org_id AND environment = :environment AND id = :id
   AND (:version::integer IS NULL OR version = :version)
 RETURNING id, environment, name, version;
+
+-- name: workflows-quota^
+-- After lock-quota: the organization's quota and its workflows (both environments).
+SELECT o.max_workflows AS quota,
+       (SELECT count(*) FROM workflows w WHERE w.org_id = o.org_id) AS used
+FROM organizations o
+WHERE o.org_id = :org_id;

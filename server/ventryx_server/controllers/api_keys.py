@@ -22,11 +22,14 @@ from ventryx_shared.ids import new_id
 from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import parse_token
 
-from .. import audit, idempotency
+from .. import audit, idempotency, quotas
+from ..addresses import limit_by_address
 from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
-from ..keys import mint, to_api_key, to_created
+from ..keys import mint, status_of, to_api_key, to_created
+from ..openapi import NO_STORE
+from ..rate_limits import refuse_numbers_in_strings
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "api-keys:read"}
@@ -50,10 +53,27 @@ def _check_scopes(caller: Caller, scopes: list[str]) -> None:
             code="scope_escalation", param="scopes")
 
 
+def _check_may_act_on(caller: Caller, key: asyncpg.Record) -> None:
+    """Changing, rotating or revoking a key takes every scope it holds: a lesser key must
+    not be able to take an org:admin key offline any more than widen itself."""
+    if not grants_all(caller.scopes, list(key["scopes"])):
+        missing = sorted(set(key["scopes"]) - set(caller.scopes))
+        raise PermissionDenied(
+            f"Acting on this key needs every scope it holds; this credential lacks: "
+            f"{', '.join(missing)}.", code="scope_escalation")
+
+
 def _check_environment(caller: Caller, environment: str) -> None:
     if caller.environment == "test" and environment == "live":
         raise PermissionDenied("A test credential cannot create or manage live keys.",
                                code="environment_escalation", param="environment")
+
+
+async def _stop_key_writes(db: Db, request: Request, key_id: str) -> None:
+    """Inside the transaction, before lock_caller: waits for the writes in flight with the
+    key and holds back new ones until commit, which no stream of them can overtake (see
+    sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of _locked_key follows."""
+    await request.app.state.queries.stop_api_key_writes(db, **caller_params(request), id=key_id)
 
 
 async def _locked_key(db: Db, request: Request, caller: Caller,
@@ -76,10 +96,12 @@ class ApiKeysController(Controller):
     tags = ["API keys"]
     before_request = require_credential
 
-    @post("/", operation_id="createApiKey", opt=WRITE, status_code=201)
+    @post("/", operation_id="createApiKey", opt=WRITE, status_code=201,
+          cache_control=NO_STORE)
     async def create_api_key(self, request: Request, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
+        await refuse_numbers_in_strings(request, "rate_limit")
         if data.expires_at is not None and (
             data.expires_at.tzinfo is None or data.expires_at <= datetime.now(UTC)
         ):
@@ -92,13 +114,17 @@ class ApiKeysController(Controller):
             _check_scopes(caller, data.scopes)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            await quotas.check_api_keys(db, request, caller)
             new_key = mint(environment, request.app.state.settings.pepper)
+            limit = data.rate_limit
             row = await request.app.state.queries.insert_api_key(
                 db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
                 secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=data.name,
                 environment=environment, scopes=data.scopes, created_by=caller.actor_id,
-                expires_at=data.expires_at)
-            await _audit(db, request, caller, "api_key.created", row, scopes=data.scopes)
+                expires_at=data.expires_at, rate_limit_requests=limit and limit.requests,
+                rate_limit_window_seconds=limit and limit.window_seconds)
+            await _audit(db, request, caller, "api_key.created", row, scopes=data.scopes,
+                         **({"rate_limit": limit} if limit else {}))
             await idempotency.remember(db, request, caller.org_id, 201,
                                        msgspec.json.encode(Data(to_created(row, None))))
         return Response(Data(to_created(row, new_key.token)), status_code=201)
@@ -131,18 +157,26 @@ class ApiKeysController(Controller):
     @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
     async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
-        """Rename a key or change its scopes, never beyond the caller's own."""
+        """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
+        await refuse_numbers_in_strings(request, "rate_limit")
         async with db.transaction():
+            await _stop_key_writes(db, request, key_id)  # removing a scope takes access away
             caller = await lock_caller(db, request)
             key = await _locked_key(db, request, caller, key_id)
-            _check_scopes(caller, list(key["scopes"]))
+            _check_may_act_on(caller, key)
             if data.scopes is not None:
                 _check_scopes(caller, data.scopes)
             if key["revoked_at"] is not None:
                 raise Conflict("A revoked key cannot be changed.", code="key_revoked")
+            limit = data.rate_limit or None  # UNSET and null both store no limit
             row = await request.app.state.queries.update_api_key(
-                db, org_id=caller.org_id, id=key_id, name=data.name, scopes=data.scopes)
+                db, org_id=caller.org_id, id=key_id, name=data.name, scopes=data.scopes,
+                set_rate_limit=data.rate_limit is not msgspec.UNSET,
+                rate_limit_requests=limit and limit.requests,
+                rate_limit_window_seconds=limit and limit.window_seconds)
             changes = {f: getattr(data, f) for f in ("name", "scopes") if getattr(data, f)}
+            if data.rate_limit is not msgspec.UNSET:
+                changes["rate_limit"] = data.rate_limit
             await _audit(db, request, caller, "api_key.updated", row, **changes)
         return Data(to_api_key(row))
 
@@ -151,40 +185,51 @@ class ApiKeysController(Controller):
                              key_id: KeyId) -> Data[ApiKey]:
         """Revoke a key. Instantaneous: once this returns, every request with it gets 401."""
         async with db.transaction():
+            await _stop_key_writes(db, request, key_id)
             caller = await lock_caller(db, request)
-            # FOR UPDATE waits for writes made with this key to commit, and makes every
-            # later one re-read the row and find it revoked.
             key = await _locked_key(db, request, caller, key_id)
+            _check_may_act_on(caller, key)
             row = await request.app.state.queries.revoke_api_key(db, org_id=caller.org_id,
                                                                  id=key_id)
             if key["revoked_at"] is None:
                 await _audit(db, request, caller, "api_key.revoked", row)
         return Data(to_api_key(row))
 
-    @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201)
+    @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201,
+          cache_control=NO_STORE)
     async def rotate_api_key(self, request: Request, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyRotate | None] = None) -> Response[Data[ApiKeyRotated]]:
         """A successor with the same name, scopes and environment; the old key expires after
         the grace period (0: now)."""
         grace = (data or ApiKeyRotate()).grace_period_seconds
         async with db.transaction():
+            await _stop_key_writes(db, request, key_id)  # grace 0 takes access away
             caller = await lock_caller(db, request)
             old = await _locked_key(db, request, caller, key_id)
-            _check_scopes(caller, list(old["scopes"]))
+            _check_may_act_on(caller, old)
             if old["revoked_at"] is not None:
                 raise Conflict("A revoked key cannot be rotated.", code="key_revoked")
             if old["rotated_to"] is not None:
                 raise Conflict(f"This key was already rotated to {old['rotated_to']}.",
                                code="key_already_rotated")
+            if status_of(old) == "expired":
+                raise Conflict("An expired key cannot be rotated; create a new key.",
+                               code="key_expired")
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            # Without a grace period the old key stops counting as it is replaced.
+            await quotas.check_api_keys(db, request, caller,
+                                        retiring_id=key_id if grace == 0 else None)
             queries = request.app.state.queries
             new_key = mint(old["environment"], request.app.state.settings.pepper)
             row = await queries.insert_api_key(
                 db, org_id=caller.org_id, id=new_id("key"), lookup_id=new_key.lookup_id,
                 secret_hash=new_key.secret_hash, key_suffix=new_key.key_suffix, name=old["name"],
                 environment=old["environment"], scopes=list(old["scopes"]),
-                created_by=caller.actor_id, expires_at=None)
+                # A successor never outlives its predecessor's own end.
+                created_by=caller.actor_id, expires_at=old["expires_at"],
+                rate_limit_requests=old["rate_limit_requests"],
+                rate_limit_window_seconds=old["rate_limit_window_seconds"])
             retired = await queries.retire_rotated_api_key(
                 db, org_id=caller.org_id, id=key_id, grace_seconds=float(grace),
                 successor_id=row["id"])
@@ -203,17 +248,21 @@ class LeakedKeysController(Controller):
     path = "/v1/api-keys/revoke-leaked"
     tags = ["API keys"]
 
-    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}])
+    @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}],
+          before_request=limit_by_address("leak_report"))
     async def revoke_leaked(self, request: Request, db: Db,
                             data: JSONBody[LeakedKeyReport]) -> Data[Accepted]:
         """Report a key found in public; a real one is revoked. Always 202, no credential."""
         parsed = parse_token(data.key.strip())
         if parsed is None or parsed.kind != "api_key":
             return Data(Accepted())
+        queries = request.app.state.queries
+        secret_hash = hash_secret(request.app.state.settings.pepper, parsed.token)
         async with db.transaction():
-            row = await request.app.state.queries.revoke_leaked_api_key(
-                db, lookup_id=parsed.lookup_id,
-                secret_hash=hash_secret(request.app.state.settings.pepper, parsed.token))
+            await queries.stop_leaked_api_key_writes(db, lookup_id=parsed.lookup_id,
+                                                     secret_hash=secret_hash)
+            row = await queries.revoke_leaked_api_key(db, lookup_id=parsed.lookup_id,
+                                                      secret_hash=secret_hash)
             if row is not None:
                 await audit.record(db, request, org_id=row["org_id"], actor_id="leak_report",
                                    action="api_key.revoked_as_leaked", target_type="api_key",

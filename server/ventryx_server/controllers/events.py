@@ -1,9 +1,12 @@
-"""Events: emit one, emit a batch, list, get, and the live stream.
+"""Events: emit one, emit a batch, list, get, the gapless feed and the live stream.
 
 An emit without an Idempotency-Key is one statement (one round trip): it locks the
 caller's key row, inserts and records the matching workflows. With a key, the same
-statement runs inside the transaction that claims the key. Once committed, the new ids
-are announced to the streams of every server process (event_stream.announce).
+statement runs inside the transaction that claims the key. Once committed, the streams
+of every server process are woken (event_stream.announce).
+
+The feed (GET /v1/events/feed) and the stream read events in the order of
+sql/migrations/0015_event_feed.up.sql, which no later commit can change.
 """
 
 from dataclasses import dataclass
@@ -12,6 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     Operation,
@@ -23,10 +27,11 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import HeaderParameter, JSONBody, Parameter
 from litestar.response import Stream
 
-from ventryx_shared.common import Data, Page
+from ventryx_shared.common import Data, ErrorBody, Page
 from ventryx_shared.events import (
     MAX_BATCH,
     MAX_PAYLOAD_BYTES,
+    TYPE_FILTER_EXACT_PATTERN,
     BatchErrorBody,
     BatchErrorDetail,
     BatchItemError,
@@ -37,7 +42,7 @@ from ventryx_shared.events import (
     encode_bounded_json,
     parse_type_filter,
 )
-from ventryx_shared.ids import is_id, new_id
+from ventryx_shared.ids import id_pattern, is_id, new_id
 
 from .. import event_stream, idempotency
 from ..auth import authorized, caller_params, lock_caller, require_credential
@@ -48,12 +53,22 @@ from ..errors import (
     UnprocessableEntity,
     request_id_of,
 )
-from ..event_stream import event_from_row
+from ..stream_messages import event_from_row
+from ..stream_subscription import TypeFilter, type_filter_params
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "events:read"}
 WRITE = {"scope": "events:write"}
 EventId = Annotated[str, Parameter(description="The event's id, evt_…", max_length=64)]
+TypeQuery = Annotated[str | None, Parameter(
+    max_length=128, description="An event type (order.created) or a prefix (order.*)",
+    schema_extra={"pattern": TYPE_FILTER_EXACT_PATTERN})]
+# The refusals of the feed and the stream beyond those of every operation.
+_CURSOR_REFUSALS = {
+    400: ResponseSpec(ErrorBody, description="A malformed cursor or type filter"),
+    404: ResponseSpec(ErrorBody, description="The cursor names no event of this organization "
+                                             "and environment"),
+}
 # A batch may carry up to 500 payloads of up to 64 KB each; other bodies stay at 1 MB.
 MAX_BATCH_BODY_BYTES = 8 * 1024 * 1024
 
@@ -80,9 +95,9 @@ class _BatchOperation(Operation):
                     items=Reference(ref="#/components/schemas/EventCreate"))})))})
 
 
-def _no_such_event(event_id: str) -> NotFound:
+def _no_such_event(event_id: str, param: str = "id") -> NotFound:
     # The same words for an event of another organization, another environment, or none.
-    return NotFound(f"No such event: '{event_id[:64]}'", param="id")
+    return NotFound(f"No such event: '{event_id[:64]}'", param=param)
 
 
 def payload_json(item: EventCreate) -> str:
@@ -185,6 +200,20 @@ def _read_batch_item_by_item(
     return items, payloads, errors
 
 
+def _type_filter(type: str | None) -> TypeFilter | None:
+    try:
+        return None if type is None else parse_type_filter(type)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), code="invalid_parameter", param="type") from None
+
+
+def _event_cursor(value: str | None, param: str) -> str | None:
+    if value and not is_id("evt", value):
+        raise InvalidRequest(f"{param} must be an event id of the form evt_….",
+                             code="invalid_parameter", param=param)
+    return value or None
+
+
 def _time_filter(value: datetime | None, name: str) -> datetime | None:
     try:
         if value is not None:
@@ -208,7 +237,7 @@ class EventsController(Controller):
                   "payload": payload_json(data), "occurred_at": data.occurred_at}
         if idempotency.idempotency_key(request) is None:
             row = await authorized(db, request, await queries.emit_event(db, **params))
-            event_stream.announce(request.app, row["org_id"], row["environment"], [row["id"]])
+            event_stream.announce(request.app, row["org_id"], row["environment"])
             return Response(Data(emitted_event(row, data)), status_code=201)
         async with db.transaction():
             caller = await lock_caller(db, request)
@@ -217,7 +246,7 @@ class EventsController(Controller):
             row = await authorized(db, request, await queries.emit_event(db, **params))
             body = Data(emitted_event(row, data))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
-        event_stream.announce(request.app, row["org_id"], row["environment"], [row["id"]])
+        event_stream.announce(request.app, row["org_id"], row["environment"])
         return Response(body, status_code=201)
 
     @post("/batch", operation_id="createEventBatch", opt=WRITE, status_code=201,
@@ -235,7 +264,7 @@ class EventsController(Controller):
         if idempotency.idempotency_key(request) is None:
             rows = await queries.emit_events(db, **params)
             await authorized(db, request, rows[0] if rows else None)
-            event_stream.announce(request.app, rows[0]["org_id"], rows[0]["environment"], ids)
+            event_stream.announce(request.app, rows[0]["org_id"], rows[0]["environment"])
             return Response(Data(batch_events(rows, ids, items)), status_code=201)
         async with db.transaction():
             caller = await lock_caller(db, request)
@@ -245,70 +274,76 @@ class EventsController(Controller):
             await authorized(db, request, rows[0] if rows else None)
             body = Data(batch_events(rows, ids, items))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
-        event_stream.announce(request.app, caller.org_id, caller.environment, ids)
+        event_stream.announce(request.app, caller.org_id, caller.environment)
         return Response(body, status_code=201)
 
     @get("/", operation_id="listEvents", opt=READ)
     async def list_events(
         self, request: Request, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
-        type: Annotated[str | None, Parameter(
-            max_length=128, description="An event type (order.created) or a prefix (order.*)",
-        )] = None,
+        type: TypeQuery = None,
         since: Annotated[datetime | None, Parameter(
             description="Only events received at or after this time")] = None,
         until: Annotated[datetime | None, Parameter(
             description="Only events received before this time")] = None,
     ) -> Page[Event]:
         """List the environment's events, newest first."""
-        exact = prefix = prefix_end = None
-        if type is not None:
-            try:
-                exact, prefix = parse_type_filter(type)
-            except ValueError as exc:
-                raise InvalidRequest(str(exc), code="invalid_parameter", param="type") from None
-            if prefix is not None:
-                # "order." .. "order/": "/" is the character after "." in byte order.
-                prefix_end = prefix[:-1] + "/"
         rows = await request.app.state.queries.list_events(
-            db, **caller_params(request), type=exact, type_prefix=prefix,
-            type_prefix_end=prefix_end, since=_time_filter(since, "since"),
-            until=_time_filter(until, "until"), starting_after=cursor("evt", starting_after),
+            db, **caller_params(request), **type_filter_params(_type_filter(type)),
+            since=_time_filter(since, "since"), until=_time_filter(until, "until"),
+            starting_after=cursor("evt", starting_after),
             limit=limit + 1)
         await authorized(db, request, rows[0] if rows else None)
         items, has_more = page([event_from_row(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)
 
-    @get("/stream", operation_id="streamEvents", opt=READ)
+    @get("/feed", operation_id="feedEvents", opt=READ, responses=_CURSOR_REFUSALS)
+    async def feed_events(
+        self, request: Request, db: Db, limit: Limit = 20, type: TypeQuery = None,
+        after: Annotated[str | None, Parameter(
+            max_length=64, description="The id of the last event received; omitted: from the "
+                                       "first event",
+            schema_extra={"pattern": id_pattern("evt")})] = None,
+    ) -> Page[Event]:
+        """The environment's events oldest first, in an order no later commit changes:
+        pass the last id received as `after` and no event is ever skipped or repeated."""
+        type_filter = _type_filter(type)
+        after = _event_cursor(after, "after")
+        rows = await request.app.state.queries.events_feed(
+            db, **caller_params(request), after=after, limit=limit + 1,
+            **type_filter_params(type_filter))
+        await authorized(db, request, rows[0] if rows else None)
+        if after is not None and rows[0]["cursor_id"] is None:
+            raise _no_such_event(after, "after")
+        items, has_more = page([event_from_row(r) for r in rows if r["id"] is not None], limit)
+        return Page(items, has_more)
+
+    @get("/stream", operation_id="streamEvents", opt=READ, responses=_CURSOR_REFUSALS)
     async def stream_events(
-        self, request: Request, db: Db,
-        type: Annotated[str | None, Parameter(
-            max_length=128, description="Only events of this type (order.created) or prefix "
-                                        "(order.*)")] = None,
+        self, request: Request, db: Db, type: TypeQuery = None,
         last_event_id: Annotated[str | None, HeaderParameter(
             name="Last-Event-ID", max_length=64,
-            description="Replay what came after this event, then go on live")] = None,
+            description="Replay what came after this event, then go on live",
+            schema_extra={"pattern": id_pattern("evt")})] = None,
         follow: Annotated[bool, Parameter(
             description="false: send what came after Last-Event-ID, then end")] = True,
     ) -> Stream:
         """Server-sent events of new events in the caller's environment, from every server
-        process; reconnecting with Last-Event-ID replays what was missed."""
-        type_filter = None
-        if type is not None:
-            try:
-                type_filter = parse_type_filter(type)
-            except ValueError as exc:
-                raise InvalidRequest(str(exc), code="invalid_parameter", param="type") from None
-        if last_event_id and not is_id("evt", last_event_id):
-            raise InvalidRequest("Last-Event-ID must be an event id of the form evt_….",
-                                 code="invalid_parameter", param="Last-Event-ID")
-        after = last_event_id or None
+        process, in the feed's order; reconnecting with Last-Event-ID sends every event
+        committed after that one, exactly once."""
+        type_filter = _type_filter(type)
+        after = _event_cursor(last_event_id, "Last-Event-ID")
         params = caller_params(request)
         caller = await authorized(db, request, await request.app.state.queries.authorize_stream(
-            db, **params))
+            db, **params, after=after))
+        if after is not None and caller["after_id"] is None:
+            raise _no_such_event(after, "Last-Event-ID")
+        access_until = caller["access_until"]
         subscription = await event_stream.subscribe(
             request.app, caller_params=params, org_id=caller["caller_org_id"],
             environment=caller["environment"], credential_id=caller["caller_credential_id"],
-            type_filter=type_filter, after=after, follow=follow)
+            member_id=caller["member_id"], type_filter=type_filter,
+            access_until=access_until.timestamp() if access_until else None, after=after,
+            after_position=(caller["after_xact_id"], after) if after else None, follow=follow)
         return Stream(subscription, media_type="text/event-stream", headers={
             "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

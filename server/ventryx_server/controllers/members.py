@@ -29,10 +29,14 @@ from .. import audit, idempotency
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
+from ..openapi import NO_STORE
 from ..passwords import hash_password, one_time_password, verify_password
 from .pagination import Limit, StartingAfter, cursor, page
 
 ADMIN = {"scope": "org:admin"}
+# Routes that hash a password authorize their caller in the database before the body is
+# read and before argon2 (auth.py's require_credential): an invented key costs no hash.
+ADMIN_BEFORE_HASHING = {**ADMIN, "authorize_before_body": True}
 MemberId = Annotated[str, Parameter(description="The member's id, mem_…", max_length=64)]
 
 KEYS_KEEP_WORKING = (
@@ -78,6 +82,14 @@ async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: C
                        code="last_owner")
 
 
+async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_id: str) -> None:
+    """Before lock_caller: waits for the writes in flight with the member's sessions and
+    holds back new ones until commit, which no stream of them can overtake (see
+    sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of _locked_member follows."""
+    await request.app.state.queries.stop_member_writes(db, **caller_params(request),
+                                                       id=member_id)
+
+
 async def _locked_member(db: asyncpg.Connection, request: Request, caller: Caller,
                          member_id: str) -> asyncpg.Record:
     row = await request.app.state.queries.lock_member(db, org_id=caller.org_id, id=member_id)
@@ -121,7 +133,8 @@ class MembersController(Controller):
             raise _no_such_member(member_id)
         return Data(to_member(row))
 
-    @post("/", operation_id="createMember", opt=ADMIN, status_code=201)
+    @post("/", operation_id="createMember", opt=ADMIN_BEFORE_HASHING, status_code=201,
+          cache_control=NO_STORE)
     async def create_member(self, request: Request, db: Db,
                             data: JSONBody[MemberCreate]) -> Response[Data[MemberCreated]]:
         """Add a member; the response is the only one that carries their one-time password."""
@@ -154,6 +167,7 @@ class MembersController(Controller):
         if data.role is None and data.name is None:
             raise UnprocessableEntity("Send role, name or both.", code="empty_update")
         async with db.transaction():
+            await _stop_member_writes(db, request, member_id)  # a demotion takes access away
             caller = await lock_caller(db, request)
             member = await _locked_member(db, request, caller, member_id)
             role_changes = data.role is not None and data.role != member["role"]
@@ -174,8 +188,8 @@ class MembersController(Controller):
         """Remove a member: their sessions end at once; API keys they created keep working."""
         queries = request.app.state.queries
         async with db.transaction():
+            await _stop_member_writes(db, request, member_id)
             caller = await lock_caller(db, request)
-            # FOR UPDATE waits for writes made with the member's sessions to commit.
             member = await _locked_member(db, request, caller, member_id)
             if member["role"] == "owner":
                 await _require_owner(db, request, caller, "remove an owner")
@@ -193,8 +207,8 @@ class MembersController(Controller):
                                   api_keys_still_active=[k["id"] for k in keys],
                                   note=KEYS_KEEP_WORKING))
 
-    @post("/me/password", operation_id="changeOwnPassword", opt={"scope": None},
-          status_code=200)
+    @post("/me/password", operation_id="changeOwnPassword",
+          opt={"scope": None, "authorize_before_body": True}, status_code=200)
     async def change_own_password(self, request: Request, db: Db,
                                   data: JSONBody[PasswordChange]) -> Data[PasswordChanged]:
         """Change the logged-in member's password; every other session of theirs ends."""
@@ -221,6 +235,8 @@ class MembersController(Controller):
                                       code="password_unchanged", param="new_password")
         new_hash = await hash_password(data.new_password)
         async with db.transaction():
+            # Ends the member's other sessions: writes with them in flight finish first.
+            await queries.stop_own_member_writes(db, **caller_params(request))
             caller = await lock_caller(db, request)
             require_session(caller)
             row = await queries.set_member_password(

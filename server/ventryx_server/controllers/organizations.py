@@ -1,23 +1,44 @@
-"""The caller's organization: ``GET /v1/org`` and renaming it."""
+"""The caller's organization: ``GET /v1/org``, renaming it and its default rate limit."""
 
 import asyncpg
-import msgspec
 from litestar import Controller, Request, get, patch
 from litestar.params import JSONBody
 
 from ventryx_shared.common import Data
-from ventryx_shared.organizations import OrganizationDetails, OrganizationUpdate
+from ventryx_shared.organizations import OrganizationDetails, OrganizationUpdate, Quotas
+from ventryx_shared.rate_limits import RateLimit, rate_limit_of
 
 from .. import audit
 from ..auth import authorized, caller_params, lock_caller, require_credential
 from ..db import Db
+from ..errors import UnprocessableEntity
+from ..rate_limits import refuse_numbers_in_strings
 
 ADMIN = {"scope": "org:admin"}
 
 
 def to_organization(row: asyncpg.Record) -> OrganizationDetails:
-    return msgspec.convert({f: row[f] for f in OrganizationDetails.__struct_fields__},
-                           OrganizationDetails)
+    return OrganizationDetails(
+        id=row["id"], name=row["name"],
+        default_rate_limit=RateLimit(requests=row["default_rate_limit_requests"],
+                                     window_seconds=row["default_rate_limit_window_seconds"]),
+        quotas=Quotas(active_api_keys=row["max_active_api_keys"],
+                      workflows=row["max_workflows"]),
+        created_at=row["created_at"], updated_at=row["updated_at"])
+
+
+def _changes(row: asyncpg.Record) -> dict:
+    """What an update changed, from/to, for the audit log."""
+    before_limit = rate_limit_of(row["previous_rate_limit_requests"],
+                                 row["previous_rate_limit_window_seconds"])
+    after_limit = rate_limit_of(row["default_rate_limit_requests"],
+                                row["default_rate_limit_window_seconds"])
+    changes = {}
+    if row["previous_name"] != row["name"]:
+        changes["name"] = {"from": row["previous_name"], "to": row["name"]}
+    if before_limit != after_limit:
+        changes["default_rate_limit"] = {"from": before_limit, "to": after_limit}
+    return changes
 
 
 class OrganizationController(Controller):
@@ -29,20 +50,27 @@ class OrganizationController(Controller):
     @get("/", operation_id="getOrganization", opt={"scope": None})
     async def get_organization(self, request: Request,
                                db: Db) -> Data[OrganizationDetails]:
-        """The caller's organization."""
+        """The caller's organization, its default rate limit and its quotas."""
         row = await request.app.state.queries.get_organization(db, **caller_params(request))
         return Data(to_organization(await authorized(db, request, row)))
 
     @patch("/", operation_id="updateOrganization", opt=ADMIN)
     async def update_organization(self, request: Request, db: Db,
                                   data: JSONBody[OrganizationUpdate]) -> Data[OrganizationDetails]:
-        """Rename the organization."""
+        """Rename the organization or change its default rate limit."""
+        await refuse_numbers_in_strings(request, "default_rate_limit")
+        if data.name is None and data.default_rate_limit is None:
+            raise UnprocessableEntity("Send name, default_rate_limit or both.",
+                                      code="empty_update")
+        limit = data.default_rate_limit
         async with db.transaction():
             caller = await lock_caller(db, request)
-            row = await request.app.state.queries.rename_organization(
-                db, org_id=caller.org_id, name=data.name)
+            row = await request.app.state.queries.update_organization(
+                db, org_id=caller.org_id, name=data.name,
+                rate_limit_requests=limit and limit.requests,
+                rate_limit_window_seconds=limit and limit.window_seconds)
             await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                                action="organization.updated", target_type="organization",
                                target_id=caller.org_id, environment=caller.environment,
-                               details={"name": {"from": row["previous_name"], "to": data.name}})
+                               details=_changes(row))
         return Data(to_organization(row))

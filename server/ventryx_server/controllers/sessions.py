@@ -20,20 +20,26 @@ from ventryx_shared.me import Organization
 from ventryx_shared.sessions import Session, SessionCreate, SessionCreated
 from ventryx_shared.tokens import LOOKUP_LENGTH, SESSION_PREFIX, generate_session_token
 
-from .. import audit
-from ..auth import hash_secret, lock_caller, require_credential
+from .. import addresses, audit
+from ..addresses import limit_by_address
+from ..auth import caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import RateLimited, Unauthenticated, UnprocessableEntity, error_response
+from ..openapi import NO_STORE
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
 from .members import require_session, to_member
 
 SESSION_IDLE_SECONDS = 12 * 3600
 SESSION_LIFETIME_SECONDS = 7 * 24 * 3600
 
-# Failed logins allowed per window before 429: per email (an account being guessed)
-# and per client address (one source guessing many accounts).
+# Failed logins allowed per window before 429: per email from one address (an account
+# being guessed from there) and per address (one source guessing many accounts). There
+# is no per-email count across addresses: it would let anyone lock the owner of an
+# email out by failing from elsewhere. Guessing one account from many addresses is
+# bounded by the number of addresses times MAX_FAILURES_PER_EMAIL_AT_ADDRESS, and slowed
+# by argon2 and the bounded hashing concurrency (passwords.py).
 LOGIN_WINDOW_SECONDS = 15 * 60
-MAX_FAILURES_PER_EMAIL = 10
+MAX_FAILURES_PER_EMAIL_AT_ADDRESS = 10
 MAX_FAILURES_PER_ADDRESS = 100
 
 # Checked when the email matches no member, so that answer costs the same argon2 work
@@ -48,21 +54,22 @@ def to_session(row: asyncpg.Record) -> Session:
 
 
 def client_address(request: Request) -> str:
-    """The TCP peer; behind a proxy, configure the ASGI server to trust its forwarded
-    headers (uvicorn/granian ``--forwarded-allow-ips``) so this is the real client."""
-    return request.client.host if request.client else "unknown"
+    """The client's address, behind proxies listed in VENTRYX_TRUSTED_PROXIES too."""
+    return addresses.client_address(request.scope)
 
 
 @dataclass(frozen=True, slots=True)
 class LoginThrottle:
-    email_key: str
+    email_key: str  # the email at this address
     address_key: str
 
     @classmethod
     def of(cls, request: Request, email: str) -> "LoginThrottle":
         # The email is kept only as an HMAC: the table is no address book.
-        digest = hash_secret(request.app.state.settings.pepper, email.lower()).hex()
-        return cls(f"email:{digest}", f"address:{client_address(request)}")
+        address = client_address(request)
+        digest = hash_secret(request.app.state.settings.pepper,
+                             f"{email.lower()} {address}").hex()
+        return cls(f"email:{digest}", f"address:{address}")
 
     @property
     def keys(self) -> list[str]:
@@ -75,7 +82,7 @@ class LoginThrottle:
             await queries.lock_throttle_keys(db, throttle_keys=self.keys)
             limits = await queries.login_throttle(
                 db, throttle_keys=self.keys,
-                max_failures=[MAX_FAILURES_PER_EMAIL, MAX_FAILURES_PER_ADDRESS],
+                max_failures=[MAX_FAILURES_PER_EMAIL_AT_ADDRESS, MAX_FAILURES_PER_ADDRESS],
                 window_seconds=float(LOGIN_WINDOW_SECONDS))
             blocked = [r for r in limits if r["failures"] >= r["max_failures"]]
             if blocked:
@@ -120,7 +127,8 @@ class SessionsController(Controller):
 
     # [{}], not []: Litestar drops an empty list, and the operation would then inherit the
     # document's bearer requirement; {} is OpenAPI's "no credential needed".
-    @post("/", operation_id="createSession", status_code=201, security=[{}])
+    @post("/", operation_id="createSession", status_code=201, security=[{}],
+          before_request=limit_by_address("login"), cache_control=NO_STORE)
     async def create_session(self, request: Request, db: Db,
                              data: JSONBody[SessionCreate]) -> Response[Data[SessionCreated]]:
         """Log a member in: a dashboard session token, shown once. No credential needed."""
@@ -176,10 +184,13 @@ class SessionsController(Controller):
     async def delete_current_session(self, request: Request,
                                      db: Db) -> Data[Session]:
         """Log out: the session used for this request ends at once."""
+        queries = request.app.state.queries
         async with db.transaction():
+            # Writes in flight with the session finish first; later ones find it ended.
+            await queries.stop_own_member_writes(db, **caller_params(request))
             caller = await lock_caller(db, request)
             require_session(caller)
-            row = await request.app.state.queries.end_session(db, org_id=caller.org_id,
+            row = await queries.end_session(db, org_id=caller.org_id,
                                                               id=caller.credential_id)
             await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                                action="session.ended", target_type="session",

@@ -12,11 +12,12 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
 
-from ventryx_shared.common import Data, Page
-from ventryx_shared.events import encode_bounded_json, is_event_type
+from ventryx_shared.common import NO_FINAL_NEWLINE, Data, Page
+from ventryx_shared.events import EVENT_TYPE_PATTERN, encode_bounded_json, is_event_type
 from ventryx_shared.ids import new_id
 from ventryx_shared.workflows import (
     MAX_STEPS_BYTES,
+    TRIGGER_PATTERN,
     Step,
     Version,
     Workflow,
@@ -26,7 +27,7 @@ from ventryx_shared.workflows import (
     check_trigger,
 )
 
-from .. import audit, idempotency
+from .. import audit, idempotency, quotas
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, InvalidRequest, NotFound, UnprocessableEntity
@@ -84,6 +85,7 @@ class WorkflowsController(Controller):
             caller = await lock_caller(db, request)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
+            await quotas.check_workflows(db, request, caller)
             row = await request.app.state.queries.insert_workflow(
                 db, org_id=caller.org_id, id=new_id("wf"), environment=caller.environment,
                 name=data.name, description=data.description, trigger=data.trigger,
@@ -101,12 +103,14 @@ class WorkflowsController(Controller):
         self, request: Request, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
         enabled: FromQuery[bool | None] = None,
         trigger: Annotated[str | None, Parameter(
-            max_length=128, description="Only workflows with exactly this trigger")] = None,
+            max_length=128, description="Only workflows with exactly this trigger",
+            schema_extra={"pattern": TRIGGER_PATTERN + NO_FINAL_NEWLINE})] = None,
         event_type: Annotated[str | None, Parameter(
             max_length=128, description="Only workflows an event of this type would start",
-        )] = None,
+            schema_extra={"pattern": EVENT_TYPE_PATTERN})] = None,
         name: Annotated[str | None, Parameter(
-            max_length=100, description="Only workflows whose name contains this text")] = None,
+            min_length=1, max_length=100, description="Only workflows whose name contains "
+            "this text", schema_extra={"pattern": "^[^\\x00]+$"})] = None,
     ) -> Page[Workflow]:
         """List the environment's workflows, newest first."""
         if trigger is not None:
@@ -175,6 +179,7 @@ class WorkflowsController(Controller):
     async def delete_workflow(
         self, request: Request, db: Db, workflow_id: WorkflowId,
         version: Annotated[Version | None, Parameter(
+            ge=1, le=2**31 - 1,
             description="Delete only if the workflow is still at this version")] = None,
     ) -> Data[WorkflowDeleted]:
         """Delete a workflow; events that matched it keep its id."""

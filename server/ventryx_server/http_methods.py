@@ -1,0 +1,30 @@
+"""OPTIONS names every method its path takes.
+
+Litestar answers OPTIONS with a handler it makes when the first handlers of a path are
+registered, and that handler keeps the method list of that moment: OPTIONS /v1/api-keys
+said ``OPTIONS, POST`` although GET is there too. The app's final route map is complete,
+so ``Allow`` is taken from it.
+"""
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def options_allow_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await app(scope, receive, send)
+            return
+        path = next(iter(scope["route_handler"].paths))
+        methods = scope["litestar_app"].route_handler_method_map.get(path, {})
+        allow = ", ".join(sorted(methods)).encode()
+
+        async def send_with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(name, value) for name, value in message.get("headers", [])
+                           if name.lower() != b"allow"]
+                message["headers"] = [*headers, (b"allow", allow)]
+            await send(message)
+
+        await app(scope, receive, send_with_allow)
+
+    return middleware

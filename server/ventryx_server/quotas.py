@@ -1,0 +1,49 @@
+"""Quotas per organization: how many active API keys and workflows it may hold at once.
+
+Checked inside the creating transaction, under a per-organization, per-quota advisory
+lock held until commit (lock-quota in organizations.sql), so concurrent creations
+cannot exceed a quota together. The operator sets an organization's quotas in the
+database (``organizations.max_active_api_keys``, ``max_workflows``; see the README).
+"""
+
+import asyncpg
+from litestar import Request
+
+from .auth import Caller
+from .errors import ApiError
+
+
+class QuotaExceeded(ApiError):
+    status = 403
+    type = "permission_error"
+    code = "quota_exceeded"
+
+
+_ADVICE = {
+    "active_api_keys": "Revoke keys that are no longer used (expired and revoked keys do "
+                       "not count).",
+    "workflows": "Delete workflows that are no longer used.",
+}
+
+
+async def _check(db: asyncpg.Connection, request: Request, caller: Caller, quota: str,
+                 query: str, **params) -> None:
+    queries = request.app.state.queries
+    await queries.lock_quota(db, quota=quota, org_id=caller.org_id)
+    row = await getattr(queries, query)(db, org_id=caller.org_id, **params)
+    if row["used"] >= row["quota"]:
+        raise QuotaExceeded(
+            f"Quota exceeded: this organization may hold {row['quota']} {quota.replace('_', ' ')} "
+            f"(quota {quota}) and holds {row['used']}. {_ADVICE[quota]}", param=quota)
+
+
+async def check_api_keys(db: asyncpg.Connection, request: Request, caller: Caller, *,
+                         retiring_id: str | None = None) -> None:
+    """Inside a transaction, before a key is added: 403 quota_exceeded at the quota."""
+    await _check(db, request, caller, "active_api_keys", "active_api_keys_quota",
+                 retiring_id=retiring_id)
+
+
+async def check_workflows(db: asyncpg.Connection, request: Request, caller: Caller) -> None:
+    """Inside a transaction, before a workflow is added: 403 quota_exceeded at the quota."""
+    await _check(db, request, caller, "workflows", "workflows_quota")
