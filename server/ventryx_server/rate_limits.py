@@ -30,11 +30,10 @@ import time
 from typing import Any
 
 import asyncpg
-from litestar import Request
 
 from .auth import Credential
 from .auth import _in_background as in_background
-from .errors import RateLimited, UnprocessableEntity, is_outage
+from .errors import RateLimited, is_outage
 
 log = logging.getLogger("ventryx.rate_limits")
 
@@ -206,13 +205,3 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._windows)
 
-
-async def refuse_numbers_in_strings(request: Request, field: str) -> None:
-    """Litestar converts request bodies leniently (``"10"`` becomes 10); a rate limit's
-    numbers must be JSON integers, so that a client's type error is not taken as a limit."""
-    body = await request.json()  # already parsed for the handler: Litestar keeps it
-    limit = body.get(field) if isinstance(body, dict) else None
-    for name in ("requests", "window_seconds"):
-        if isinstance(limit, dict) and not isinstance(limit.get(name), int):
-            raise UnprocessableEntity(f"{field}.{name} must be an integer.",
-                                      code="invalid_value", param=f"{field}.{name}")

@@ -29,7 +29,6 @@ from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, status_of, to_api_key, to_created
 from ..openapi import NO_STORE
-from ..rate_limits import refuse_numbers_in_strings
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "api-keys:read"}
@@ -101,7 +100,6 @@ class ApiKeysController(Controller):
     async def create_api_key(self, request: Request, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
-        await refuse_numbers_in_strings(request, "rate_limit")
         if data.expires_at is not None and (
             data.expires_at.tzinfo is None or data.expires_at <= datetime.now(UTC)
         ):
@@ -158,7 +156,6 @@ class ApiKeysController(Controller):
     async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
         """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
-        await refuse_numbers_in_strings(request, "rate_limit")
         async with db.transaction():
             await _stop_key_writes(db, request, key_id)  # removing a scope takes access away
             caller = await lock_caller(db, request)

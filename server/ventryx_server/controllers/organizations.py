@@ -12,7 +12,6 @@ from .. import audit
 from ..auth import authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import UnprocessableEntity
-from ..rate_limits import refuse_numbers_in_strings
 
 ADMIN = {"scope": "org:admin"}
 
@@ -58,7 +57,6 @@ class OrganizationController(Controller):
     async def update_organization(self, request: Request, db: Db,
                                   data: JSONBody[OrganizationUpdate]) -> Data[OrganizationDetails]:
         """Rename the organization or change its default rate limit."""
-        await refuse_numbers_in_strings(request, "default_rate_limit")
         if data.name is None and data.default_rate_limit is None:
             raise UnprocessableEntity("Send name, default_rate_limit or both.",
                                       code="empty_update")
