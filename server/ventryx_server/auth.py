@@ -25,14 +25,16 @@ from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
 from .addresses import client_address
-from .errors import InvalidRequest, PermissionDenied, Unauthenticated, is_outage
+from .errors import InvalidRequest, PermissionDenied, RateLimited, Unauthenticated, is_outage
 from .json_body import check_input
+from .usage import DENIED_SCOPE, RATE_LIMITED, REVOKED_OR_EXPIRED, SUCCESS, UsageCounts
 
 log = logging.getLogger("ventryx.auth")
 
 ENVIRONMENT_HEADER = "ventryx-environment"
 CREDENTIAL_STATE = "credential"  # where require_credential leaves it
 _CALLER_PARAMS = "caller_params"
+_USAGE_COUNTED = "usage_counted"  # a request counts once, whatever it checks twice
 # Headers for the response, (name, value) bytes pairs, added by request_ids.py's middleware.
 RESPONSE_HEADERS = "response_headers"
 _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
@@ -236,7 +238,11 @@ async def _admit(app_state, scope: Scope, credential: Credential):
     if window is None or window.limit is None:
         app_state.address_limits.check("failed_authentication", client_address(scope))
         window = window or await limiter.learn(credential)
-    return window.admit(limiter.clock())
+    try:
+        return window.admit(limiter.clock())
+    except RateLimited:
+        app_state.usage.counts.count(credential, RATE_LIMITED)
+        raise
 
 
 async def _authorize_before_body(request: Request) -> None:
@@ -267,6 +273,7 @@ async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
     queries = request.app.state.queries
     is_session = credential_of(request).kind == "session"
     caller = await queries.authenticate(db, **caller_params(request))
+    _count_once(request, DENIED_SCOPE if caller is not None else REVOKED_OR_EXPIRED)
     if caller is None:
         request.app.state.address_limits.count("failed_authentication",
                                                client_address(request.scope))
@@ -294,7 +301,7 @@ async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Reco
     """Passes through a row of an authorized read (``caller_org_id`` set), else denies."""
     if row is None or row["caller_org_id"] is None:
         await deny(db, request)
-    request.app.state.usage.touch(row["caller_org_id"], row["caller_credential_id"])
+    _count_once(request, SUCCESS, row["caller_org_id"], row["caller_credential_id"])
     return row
 
 
@@ -304,37 +311,56 @@ async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
     if row is None:
         await deny(db, request)
     caller = Caller.from_row(row)
-    request.app.state.usage.touch(caller.org_id, caller.credential_id)
+    _count_once(request, SUCCESS, caller.org_id, caller.credential_id)
     return caller
+
+
+def _count_once(request: Request, outcome: int, org_id: str | None = None,
+                credential_id: str | None = None) -> None:
+    """Counts the request against its credential (usage.py), once; a success also keeps
+    its last_used_at fresh. A refusal of a credential that does not exist is counted too
+    but matches no row when flushed."""
+    state = request.scope["state"]
+    if _USAGE_COUNTED in state:
+        return
+    state[_USAGE_COUNTED] = True
+    usage = request.app.state.usage
+    usage.counts.count(state[CREDENTIAL_STATE], outcome)
+    if credential_id is not None:
+        usage.touch(org_id, credential_id)
 
 
 SESSION_ID_PREFIX = "ses_"
 
 
 class UsageRecorder:
-    """Keeps keys' ``last_used_at`` and sessions' idle expiry fresh without a write per
-    request: the credentials used since the last flush are written once, every interval."""
+    """Keeps keys' ``last_used_at`` and sessions' idle expiry fresh, and their request
+    counts (usage.py), without a write per request: what was used since the last flush is
+    written once, every interval."""
 
     def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float) -> None:
         self._pool = pool
         self._queries = queries
         self._interval = interval
         self._pending: set[tuple[str, str]] = set()
+        self.counts = UsageCounts()
 
     def touch(self, org_id: str, credential_id: str) -> None:
         self._pending.add((org_id, credential_id))
 
     async def flush(self) -> None:
-        if not self._pending:
+        if not self._pending and not self.counts:
             return
         batch, self._pending = self._pending, set()
+        counts = self.counts.take()
         try:
-            await self._write(batch)
+            await self._write(batch, counts)
         except BaseException:
             self._pending |= batch  # the next flush tries again
+            self.counts.add(counts)
             raise
 
-    async def _write(self, batch: set[tuple[str, str]]) -> None:
+    async def _write(self, batch: set[tuple[str, str]], counts: UsageCounts) -> None:
         keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]
         sessions = [(org, ses) for org, ses in batch if ses.startswith(SESSION_ID_PREFIX)]
         # A saturated pool must not pile flushes up: wait at most an interval (a second at
@@ -351,6 +377,8 @@ class UsageRecorder:
                 org_ids, session_ids = zip(*sessions, strict=True)
                 await self._queries.record_session_activity(db, org_ids=list(org_ids),
                                                             session_ids=list(session_ids))
+            if counts:
+                await counts.write(db, self._queries)
         finally:
             await self._pool.release(db)
 
