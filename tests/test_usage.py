@@ -116,6 +116,15 @@ async def test_revoked_and_expired_keys_refusals_are_counted(a, org):
     assert await _settled(a, org, key_id, {"success": 1, "denied_scope": 0, "rate_limited": 0,
                                            "revoked_or_expired": 3}) == {
         "success": 1, "denied_scope": 0, "rate_limited": 0, "revoked_or_expired": 3}
+    expiring_id, expiring = await _key(a, org, ["events:read"])
+    rotated = await a.post(f"/v1/api-keys/{expiring_id}/rotate", headers=bearer(org.admin_key),
+                           json={"grace_period_seconds": 0})
+    assert rotated.status_code == 201
+    for _ in range(2):
+        assert (await a.get("/v1/events", headers=bearer(expiring))).status_code == 401
+    assert await _settled(a, org, expiring_id, {"success": 0, "denied_scope": 0,
+                                                "rate_limited": 0, "revoked_or_expired": 2}) == {
+        "success": 0, "denied_scope": 0, "rate_limited": 0, "revoked_or_expired": 2}
 
 
 async def test_another_orgs_key_is_404_and_reading_usage_needs_the_scope(a, org, make_org):
@@ -185,6 +194,8 @@ async def test_buckets_are_aligned_zero_filled_and_oldest_first(a, org, db):
       "until": "2026-11-30T00:00:00Z"}, 422, "since"),
     ({"since": "2026-11-30T10:00:00"}, 400, "since"),
     ({"since": "yesterday"}, 400, None),
+    ({"since": "9999-12-31T00:00:00Z", "until": "9999-12-31T23:59:59Z"}, 400, "since"),
+    ({"since": "0001-01-01T00:00:00Z", "until": "0001-01-02T00:00:00Z"}, 400, "since"),
 ])
 async def test_bad_usage_parameters_are_refused(a, org, params, status, param):
     key_id, _ = await _key(a, org, ["events:read"])

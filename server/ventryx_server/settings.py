@@ -45,6 +45,9 @@ class Settings:
     usage_minutes_keep_seconds: float = 48 * 3600
     usage_hours_keep_seconds: float = 90 * 86400
     traffic_quiet_seconds: float = 15 * 60
+    # VENTRYX_USAGE_COUNTING=off stops counting requests (last_used_at is still kept):
+    # for operators who do not want the counts, and for bench/run.py's comparison.
+    usage_counting: bool = True
     max_body_bytes: int = 1024 * 1024
     # Every wait of a request is bounded; running out is a 503 with Retry-After. A pooled
     # connection (the pool's queue), a lock (lock_timeout: a key row someone holds, a
@@ -100,8 +103,13 @@ def _positive_seconds(variable: str, default: float) -> float:
 
 
 def usage_retention_from_env() -> dict:
-    """VENTRYX_USAGE_MINUTES_KEEP_HOURS and VENTRYX_USAGE_HOURS_KEEP_DAYS, in seconds."""
+    """VENTRYX_USAGE_COUNTING, and VENTRYX_USAGE_MINUTES_KEEP_HOURS and
+    VENTRYX_USAGE_HOURS_KEEP_DAYS in seconds."""
     found = {}
+    if (counting := os.environ.get("VENTRYX_USAGE_COUNTING")) is not None:
+        if counting not in ("on", "off"):
+            raise SystemExit(f"VENTRYX_USAGE_COUNTING must be on or off, got {counting!r}")
+        found["usage_counting"] = counting == "on"
     for name, variable, unit, most in (
             ("usage_minutes_keep_seconds", "VENTRYX_USAGE_MINUTES_KEEP_HOURS", 3600, 24 * 90),
             ("usage_hours_keep_seconds", "VENTRYX_USAGE_HOURS_KEEP_DAYS", 86400, 3660)):

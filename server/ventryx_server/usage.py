@@ -12,6 +12,7 @@ A process killed between flushes loses at most one interval of counts.
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -23,27 +24,32 @@ import asyncpg
 
 from ventryx_shared.usage import MAX_BUCKETS
 
-from .errors import UnprocessableEntity
+from .auth import Credential
+from .auth import _in_background as in_background
+from .errors import UnprocessableEntity, is_outage
 
 log = logging.getLogger("ventryx.usage")
 
 OUTCOMES = ("success", "denied_scope", "rate_limited", "revoked_or_expired")
-SUCCESS, DENIED_SCOPE, RATE_LIMITED, REVOKED_OR_EXPIRED = range(len(OUTCOMES))
+_OUTCOME_INDEX = {outcome: index for index, outcome in enumerate(OUTCOMES)}
 PRUNE_BATCH = 1000
 
 
 class UsageCounts:
     """This process's counts since the last flush, per credential hash and Unix minute."""
 
-    def __init__(self, *, capacity: int = 100_000, clock=time.time) -> None:
+    def __init__(self, *, capacity: int = 100_000, clock=time.time,
+                 enabled: bool = True) -> None:
         # Bounds memory between flushes; only refusals of invented credentials (which the
         # per-address limit on failed authentication also stops) could come near it.
         self._capacity = capacity
         self._clock = clock
         self._counts: dict[tuple[bytes, int], list[int]] = {}
-        self._credentials: dict[bytes, Any] = {}
+        self._credentials: dict[bytes, Credential] = {}
+        if not enabled:
+            self.count = _not_counting  # type: ignore[method-assign]
 
-    def count(self, credential, outcome: int) -> None:
+    def count(self, credential: Credential, outcome: str) -> None:
         key = (credential.secret_hash, int(self._clock()) // 60)
         counts = self._counts.get(key)
         if counts is None:
@@ -51,7 +57,7 @@ class UsageCounts:
                 return
             counts = self._counts[key] = [0, 0, 0, 0]
             self._credentials[credential.secret_hash] = credential
-        counts[outcome] += 1
+        counts[_OUTCOME_INDEX[outcome]] += 1
 
     def take(self) -> "UsageCounts":
         """The counts so far, leaving this one empty."""
@@ -80,6 +86,87 @@ class UsageCounts:
             db, kinds=[c.kind for c, _, _ in rows], lookup_ids=[c.lookup_id for c, _, _ in rows],
             secret_hashes=[c.secret_hash for c, _, _ in rows],
             minutes=[minute for _, minute, _ in rows], **columns)
+
+
+def _not_counting(credential: Credential, outcome: str) -> None:
+    pass
+
+
+SESSION_ID_PREFIX = "ses_"
+
+
+class UsageRecorder:
+    """Keeps keys' ``last_used_at`` and sessions' idle expiry fresh, and their request
+    counts (usage.py), without a write per request: what was used since the last flush is
+    written once, every interval."""
+
+    def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float, *,
+                 counting: bool = True) -> None:
+        self._pool = pool
+        self._queries = queries
+        self._interval = interval
+        self._pending: set[tuple[str, str]] = set()
+        self.counts = UsageCounts(enabled=counting)
+
+    def touch(self, org_id: str, credential_id: str) -> None:
+        self._pending.add((org_id, credential_id))
+
+    async def flush(self) -> None:
+        if not self._pending and not self.counts:
+            return
+        batch, self._pending = self._pending, set()
+        counts = self.counts.take()
+        try:
+            await self._write(batch, counts)
+        except BaseException:
+            self._pending |= batch  # the next flush tries again
+            self.counts.add(counts)
+            raise
+
+    async def _write(self, batch: set[tuple[str, str]], counts: UsageCounts) -> None:
+        keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]
+        sessions = [(org, ses) for org, ses in batch if ses.startswith(SESSION_ID_PREFIX)]
+        # A saturated pool must not pile flushes up: wait at most an interval (a second at
+        # least), the next flush comes then anyway.
+        async with asyncio.timeout(max(self._interval, 1.0)):
+            db = await self._pool.acquire()
+        try:
+            if keys:
+                org_ids, key_ids = zip(*keys, strict=True)
+                await self._queries.record_key_usage(db, org_ids=list(org_ids),
+                                                     key_ids=list(key_ids))
+            if sessions:
+                # A session in use stays alive: its idle expiry moves forward here.
+                org_ids, session_ids = zip(*sessions, strict=True)
+                await self._queries.record_session_activity(db, org_ids=list(org_ids),
+                                                            session_ids=list(session_ids))
+            if counts:
+                await counts.write(db, self._queries)
+        finally:
+            await self._pool.release(db)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._flush_logging_failures()
+
+    async def _flush_logging_failures(self) -> None:
+        """A failed flush is logged and tried again next time; it never ends the task."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("could not record key usage: %s", type(exc).__name__)
+            else:
+                log.error("could not record key usage", exc_info=exc)
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        try:
+            async with in_background(self.run()):
+                yield self
+        finally:
+            await self._flush_logging_failures()
 
 
 async def prune(pool: asyncpg.Pool, queries: Any, *, minutes_keep_seconds: float,
@@ -130,7 +217,8 @@ def bucket_range(granularity: str, since: datetime | None, until: datetime | Non
                  now: datetime) -> tuple[int, int, int]:
     """The first bucket (Unix seconds, aligned to the granularity in UTC), the step and the
     number of buckets that cover [since, until), or 422 for a range out of bounds. The
-    input checks (json_body.py) have already refused a time without a time zone."""
+    input checks (json_body.py) have already refused a time without a time zone or
+    outside 1970-9000."""
     step = STEP_SECONDS[granularity]
     end = (until or now).timestamp()
     start = since.timestamp() if since is not None else end - DEFAULT_SPAN[granularity]
