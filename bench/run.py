@@ -169,7 +169,8 @@ def report(scenarios: list[Scenario], results: dict[str, list[Measurement]], hea
         if scenario.baseline:
             base = results[scenario.baseline]
             ratios = [own.requests_per_second / other.requests_per_second
-                      for own, other in zip(runs, base, strict=True)]
+                      for own, other in zip(runs, base, strict=True)
+                      if other.requests_per_second]  # a round starved by other work: none
             base_app, base_db = _median_of(base, "app_cpu_us"), _median_of(base, "db_cpu_us")
             cpu_ratio = ((base_app + base_db) / (app_us + db_us)
                          if app_us is not None and base_app is not None else None)
@@ -336,18 +337,24 @@ UNCOUNTED = " [usage counting off]"
 
 
 def report_counting_cost(scenarios: list[Scenario], results: dict[str, list[Measurement]]) -> None:
-    """Each server scenario's ratio with usage counting on over its ratio with it off,
-    both against the same baseline in the same rounds (1.00: counting costs nothing)."""
-    print("\nusage counting: ratio with counting on / ratio with it off, median of rounds")
+    """Each server scenario's ratio to its baseline with usage counting on over the same
+    with it off, in the same rounds (1.00: counting costs nothing)."""
+    print("\nusage counting on vs off, same baseline: req/s ratio (median of rounds), cpu "
+          "ratio (CPU per request off / on), ratio per round")
     for scenario in scenarios:
         off = results.get(scenario.name + UNCOUNTED)
         if scenario.target != "server" or not scenario.baseline or off is None:
             continue
-        base = results[scenario.baseline]
-        per_round = [(on.requests_per_second / b.requests_per_second)
-                     / (o.requests_per_second / b.requests_per_second)
-                     for on, o, b in zip(results[scenario.name], off, base, strict=True)]
-        print(f"  {scenario.name:<40}{median(per_round):>6.3f}   "
+        # The baseline's req/s cancels out of the ratio of ratios round by round; CPU per
+        # request (app + database) is what holds steady on a machine others share.
+        on = results[scenario.name]
+        per_round = [mine.requests_per_second / other.requests_per_second
+                     for mine, other in zip(on, off, strict=True) if other.requests_per_second]
+        cpu_on = [_median_of(on, "app_cpu_us"), _median_of(on, "db_cpu_us")]
+        cpu_off = [_median_of(off, "app_cpu_us"), _median_of(off, "db_cpu_us")]
+        cpu = (f"{sum(cpu_off) / sum(cpu_on):>6.3f}" if None not in cpu_on + cpu_off
+               else f"{'-':>6}")
+        print(f"  {scenario.name:<40}{median(per_round):>6.3f}{cpu}   "
               + " ".join(f"{r:.3f}" for r in per_round))
 
 
