@@ -189,9 +189,9 @@ async def test_buckets_are_aligned_zero_filled_and_oldest_first(a, org, db):
 
 @pytest.mark.parametrize(("params", "status", "param"), [
     ({"granularity": "week"}, 400, None),
-    ({"since": "2026-11-30T10:00:00Z", "until": "2026-11-30T09:00:00Z"}, 422, "since"),
+    ({"since": "2026-11-30T10:00:00Z", "until": "2026-11-30T09:00:00Z"}, 400, "since"),
     ({"granularity": "minute", "since": "2026-11-28T00:00:00Z",
-      "until": "2026-11-30T00:00:00Z"}, 422, "since"),
+      "until": "2026-11-30T00:00:00Z"}, 400, "since"),
     ({"since": "2026-11-30T10:00:00"}, 400, "since"),
     ({"since": "yesterday"}, 400, None),
     ({"since": "9999-12-31T00:00:00Z", "until": "9999-12-31T23:59:59Z"}, 400, "since"),
@@ -266,7 +266,7 @@ async def test_unused_for_lists_keys_without_a_successful_request(a, org, db):
     for bad in ("30", "0d", "abc", "30w", "-1d", "99999d"):
         response = await a.get("/v1/api-keys", headers=bearer(org.admin_key),
                                params={"unused_for": bad})
-        assert response.status_code in (400, 422), bad
+        assert response.status_code == 400, bad
         assert response.json()["error"]["type"] == "invalid_request_error"
 
 

@@ -26,7 +26,7 @@ from ventryx_shared.usage import MAX_BUCKETS
 
 from .auth import Credential
 from .auth import _in_background as in_background
-from .errors import UnprocessableEntity, is_outage
+from .errors import InvalidRequest, is_outage
 
 log = logging.getLogger("ventryx.usage")
 
@@ -204,11 +204,11 @@ DEFAULT_SPAN = {"minute": 3600, "hour": 86400, "day": 30 * 86400}
 
 
 def parse_duration(text: str, param: str) -> float:
-    """``30d``, ``12h``, ``90m`` in seconds (at most ten years), or 422 naming ``param``."""
+    """``30d``, ``12h``, ``90m`` in seconds (at most ten years), or 400 naming ``param``."""
     match = _DURATION.fullmatch(text)
     seconds = int(match[1]) * _DURATION_UNITS[match[2]] if match else 0
     if not 0 < seconds <= 3650 * 86400:
-        raise UnprocessableEntity(f"{param} must be a whole number of minutes, hours or days "
+        raise InvalidRequest(f"{param} must be a whole number of minutes, hours or days "
                                   "up to 3650d, like 30d, 12h or 90m.", param=param)
     return float(seconds)
 
@@ -216,18 +216,18 @@ def parse_duration(text: str, param: str) -> float:
 def bucket_range(granularity: str, since: datetime | None, until: datetime | None,
                  now: datetime) -> tuple[int, int, int]:
     """The first bucket (Unix seconds, aligned to the granularity in UTC), the step and the
-    number of buckets that cover [since, until), or 422 for a range out of bounds. The
+    number of buckets that cover [since, until), or 400 for a range out of bounds. The
     input checks (json_body.py) have already refused a time without a time zone or
     outside 1970-9000."""
     step = STEP_SECONDS[granularity]
     end = (until or now).timestamp()
     start = since.timestamp() if since is not None else end - DEFAULT_SPAN[granularity]
     if start >= end:
-        raise UnprocessableEntity("since must be before until.", param="since")
+        raise InvalidRequest("since must be before until.", param="since")
     first = int(start // step) * step
     buckets = math.ceil((end - first) / step)
     if buckets > MAX_BUCKETS:
-        raise UnprocessableEntity(
+        raise InvalidRequest(
             f"That range holds {buckets} {granularity} buckets; at most {MAX_BUCKETS} per "
             "call: narrow since/until or use a coarser granularity.",
             code="too_many_buckets", param="since")

@@ -139,7 +139,7 @@ class ApiKeysController(Controller):
         unused_for: Annotated[str | None, Parameter(
             description="Only keys without a successful request for this long (30d, 12h, "
                         "90m); a key never used counts from its creation",
-            max_length=16)] = None,
+            pattern=r"^[1-9][0-9]{0,5}[mhd]$", max_length=16)] = None,
     ) -> Page[ApiKey]:
         """List keys, newest first; never the key itself."""
         unused_seconds = None if unused_for is None else usage.parse_duration(unused_for,
@@ -170,7 +170,8 @@ class ApiKeysController(Controller):
         self, request: Request, db: Db, key_id: KeyId,
         since: Annotated[datetime | None, Parameter(
             description="Start (RFC 3339 with a time zone), rounded down to a bucket; "
-                        "default: an hour, a day or 30 days before until")] = None,
+                        "before until, at most 1,440 buckets earlier; default: an hour, a "
+                        "day or 30 days before until")] = None,
         until: Annotated[datetime | None, Parameter(
             description="End, exclusive (default: now)")] = None,
         granularity: Granularity = "hour",
