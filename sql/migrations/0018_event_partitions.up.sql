@@ -5,8 +5,8 @@
 -- embedded server and managed services. The partition key must be part of every unique
 -- index, so the primary key gains created_at. Reads by id stay cheap because event ids
 -- are ULIDs that carry the millisecond they were minted, just before their insert:
--- event_id_time(id) ± 1 day bounds created_at, and the planner prunes every partition
--- outside it (it assumes the clocks of the servers and the database agree within a day).
+-- event_id_time(id) ± 1 hour bounds created_at, and the planner prunes every partition
+-- outside it (it assumes the clocks of the servers and the database agree within an hour).
 --
 -- Expired events go by whole partitions where possible and in bounded batches otherwise
 -- (maintain_events below). The existing rows are copied as they are, xact_id included,
@@ -109,8 +109,9 @@ BEGIN
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'events'::regclass
     LOOP
+        -- Without organizations, the default retention (30 days) still applies.
         CONTINUE WHEN upper_bound IS NULL
-            OR upper_bound > today - make_interval(days => coalesce(longest_retention, 0));
+            OR upper_bound > today - make_interval(days => coalesce(longest_retention, 30));
         BEGIN
             EXECUTE format('DROP TABLE %I', partition_name);
         EXCEPTION WHEN lock_not_available THEN
@@ -149,4 +150,4 @@ INSERT INTO events SELECT org_id, id, environment, type, payload, occurred_at, c
 FROM events_unpartitioned;
 DROP TABLE events_unpartitioned;
 
-INSERT INTO schema_migrations (version, name, checksum) VALUES (18, 'event_partitions', 'sha256:3a4dd49a12329b3a5a96c1886114da95fd6e746883c55d72dcd30fdc69452d7e');
+INSERT INTO schema_migrations (version, name, checksum) VALUES (18, 'event_partitions', 'sha256:e0c1be13faf6c0cc701fd71f369c8cd9812ee0e61f9ef8e85825bd8017044a51');
