@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from test_events import make_workflow
 
 from conftest import SQL_DIR, TEST_PEPPER, bearer, create_scratch_database, drop_database
 from ventryx_server import migrations, partitions
@@ -296,3 +297,23 @@ async def test_retention_needs_org_admin_and_stays_within_the_callers_organizati
     assert response.status_code == 200
     assert await _retention(db, org.id) == (1, 30)
     assert await _retention(db, other.id) == (30, 30)
+
+
+async def test_a_batch_answers_each_event_exactly_as_a_get_reads_it_back(client, org):
+    # The batch statement returns one row for the whole batch; the answer is assembled
+    # from it and must match what was stored, event by event.
+    await make_workflow(client, org.admin_key, "orders", "order.*")
+    body = {"events": [
+        {"type": "order.created", "payload": {"n": 1}, "occurred_at": "2026-04-02T10:00:00+05:30"},
+        {"type": "invoice.paid"},
+        {"type": "order.shipped", "payload": {"nested": {"a": [1, 2]}},
+         "occurred_at": "1999-12-31T23:59:59.123456Z"},
+    ]}
+    response = await client.post("/v1/events/batch", headers=bearer(org.admin_key), json=body)
+    assert response.status_code == 201, response.text
+    answered = response.json()["data"]
+    assert [event["matched_workflows"] != [] for event in answered] == [True, False, True]
+    assert answered[0]["occurred_at"] == "2026-04-02T04:30:00Z"
+    for event in answered:
+        stored = await client.get(f"/v1/events/{event['id']}", headers=bearer(org.admin_key))
+        assert stored.json()["data"] == event
