@@ -103,7 +103,8 @@ async def prepare_database(admin_url: str, pepper: bytes):
         # limit the load never reaches: the benchmark measures its cost, not its refusals.
         await queries.update_organization(conn, org_id=org.org_id, name=None,
                                           rate_limit_requests=1_000_000_000,
-                                          rate_limit_window_seconds=60)
+                                          rate_limit_window_seconds=60,
+                                          retention_days_live=None, retention_days_test=None)
     finally:
         await conn.close()
     return database_url, org

@@ -12,7 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
-from . import event_stream, usage
+from . import event_stream, partitions, usage
 from .addresses import AddressLimiter
 from .auth import CredentialReader
 from .auth import _in_background as in_background
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, options_allow_middleware],
         before_request=check_input,
-        lifespan=[lifespan, event_stream.lifespan],
+        lifespan=[lifespan, event_stream.lifespan, partitions.lifespan],
         state=State({"settings": settings, "queries": queries,
                      "credentials": credentials, "connections_per_credential":
                      ConnectionsPerCredential(settings.connections_per_credential),
