@@ -295,6 +295,7 @@ async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Reco
     if row is None or row["caller_org_id"] is None:
         await deny(db, request)
     request.app.state.usage.touch(row["caller_org_id"], row["caller_credential_id"])
+    request.scope["state"]["credential_id"] = row["caller_credential_id"]  # for logs.py
     return row
 
 
@@ -305,6 +306,7 @@ async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
         await deny(db, request)
     caller = Caller.from_row(row)
     request.app.state.usage.touch(caller.org_id, caller.credential_id)
+    request.scope["state"]["credential_id"] = caller.credential_id  # for logs.py
     return caller
 
 
@@ -320,19 +322,20 @@ class UsageRecorder:
         self._queries = queries
         self._interval = interval
         self._pending: set[tuple[str, str]] = set()
+        self.flushed_at = time.monotonic()  # the flush lag metric (metrics.py)
 
     def touch(self, org_id: str, credential_id: str) -> None:
         self._pending.add((org_id, credential_id))
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, set()
-        try:
-            await self._write(batch)
-        except BaseException:
-            self._pending |= batch  # the next flush tries again
-            raise
+        if self._pending:
+            batch, self._pending = self._pending, set()
+            try:
+                await self._write(batch)
+            except BaseException:
+                self._pending |= batch  # the next flush tries again
+                raise
+        self.flushed_at = time.monotonic()
 
     async def _write(self, batch: set[tuple[str, str]]) -> None:
         keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]

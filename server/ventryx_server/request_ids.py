@@ -1,11 +1,19 @@
 """Gives every request a ``req_…`` id: in ``scope['state']``, the Request-Id header, error
-bodies and the audit log, so one id ties a user's report to our records."""
+bodies and the audit log, so one id ties a user's report to our records. It also times
+the request for the metrics (metrics.py) and the JSON access log (logs.py): one clock
+read at each end, no second middleware frame on every resumption of the request."""
+
+from time import perf_counter
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ventryx_shared.ids import new_id
 
+from . import logs
+
 HEADER = b"request-id"
+CREDENTIAL_ID_STATE = "credential_id"  # auth.py leaves the authorized credential's id here
+UNROUTED = "unrouted"  # no route matched: the path a client typed is never a label
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -13,19 +21,41 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        started = perf_counter()
         request_id = new_id("req")
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500  # an exception that escapes everything is answered 500 by the server
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == HEADER for name, _ in headers):
                     headers.append((HEADER, request_id.encode()))
                 # Rate-limit headers the before-request hook decided (auth.py).
-                headers.extend(scope["state"].get("response_headers") or ())
+                headers.extend(state.get("response_headers") or ())
                 message["headers"] = headers
             await send(message)
 
-        await app(scope, receive, send_with_id)
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            _record(scope, state, request_id, status, perf_counter() - started)
 
     return middleware
+
+
+def _record(scope: Scope, state: dict, request_id: str, status: int, seconds: float) -> None:
+    route = scope.get("path_template") or UNROUTED
+    method = scope["method"]
+    metrics = scope["litestar_app"].state.metrics
+    metrics.observe(method, route, status, seconds)
+    credential = state.get("credential")
+    if credential is not None:
+        metrics.authenticated(credential.kind, status)
+    elif status == 401:
+        metrics.authenticated("unreadable", status)
+    if logs.access_lines:
+        logs.log_request(request_id, method, route, status, seconds, state.get(CREDENTIAL_ID_STATE))

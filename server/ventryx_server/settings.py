@@ -58,13 +58,19 @@ class Settings:
     address_limits: dict[str, AddressLimit] = field(default_factory=lambda: {
         surface: AddressLimit.parse(default) for surface, (_, default) in ADDRESS_LIMITS.items()})
     password_hash_concurrency: int = field(default_factory=default_hash_concurrency)
+    # Operations (metrics.py, logs.py): the metrics listener's HOST:PORT (None: none),
+    # the worker processes sharing it (each takes the next free port), the log format.
+    metrics_address: str | None = None
+    workers: int = 1
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls) -> "Settings":
         url = os.environ.get("DATABASE_URL")
         if not url:
             raise SystemExit("DATABASE_URL is not set")
-        return cls(database_url=url, pepper=load_pepper(), **limits_from_env(), **{
+        return cls(database_url=url, pepper=load_pepper(), **limits_from_env(),
+                   **operations_from_env(), **{
             name: _positive_seconds(variable, getattr(cls, name))
             for name, variable in _SECONDS_FROM_ENV.items()})
 
@@ -115,6 +121,26 @@ def limits_from_env() -> dict:
     if "VENTRYX_PASSWORD_HASH_CONCURRENCY" in env:
         found["password_hash_concurrency"] = read("VENTRYX_PASSWORD_HASH_CONCURRENCY",
                                                   lambda v: _within(int(v), 1, 1024))
+    return found
+
+
+def operations_from_env() -> dict:
+    """VENTRYX_METRICS_ADDRESS, VENTRYX_LOG_FORMAT and the worker count the CLI passes."""
+    from .logs import LOG_FORMATS
+    from .metrics import parse_address
+
+    env = os.environ
+    found: dict = {"log_format": env.get("VENTRYX_LOG_FORMAT", "text"),
+                   "workers": int(env.get("VENTRYX_WORKERS", "1"))}
+    if found["log_format"] not in LOG_FORMATS:
+        raise SystemExit(f"VENTRYX_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
+                         f"got {found['log_format']!r}")
+    if address := env.get("VENTRYX_METRICS_ADDRESS"):
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            raise SystemExit(f"VENTRYX_METRICS_ADDRESS={address!r}: {exc}") from None
+        found["metrics_address"] = address
     return found
 
 
