@@ -18,6 +18,7 @@ from ventryx_shared import credentials_file
 from . import embedded, migrations
 from .bootstrap import Bootstrapped, bootstrap
 from .db import load_queries
+from .logs import granian_config
 from .settings import find_sql_dir, load_pepper
 
 DEFAULT_DATA_DIR = Path(".ventryx")
@@ -156,6 +157,7 @@ def _serve(url: str, pepper: bytes, host: str, port: int, workers: int) -> int:
     Granian("ventryx_server.app:create_app", factory=True, address=host, port=port,
             interface=Interfaces.ASGI, workers=workers, log_access=False,
             workers_kill_timeout=STOP_TIMEOUT_SECONDS, backpressure=max_connections,
+            log_dictconfig=granian_config(os.environ.get("VENTRYX_LOG_FORMAT", "text")),
             http1_settings=HTTP1Settings(header_read_timeout=round(header_timeout * 1000)),
             ).serve()
     return 0

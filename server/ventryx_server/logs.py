@@ -50,3 +50,11 @@ def log_request(request_id: str, method: str, route: str, status: int, seconds: 
     access_log.info("%s %s %d", method, route, status, extra={
         "request_id": request_id, "method": method, "route": route, "status": status,
         "duration_ms": round(seconds * 1000, 3), "credential_id": credential_id})
+
+
+def granian_config(log_format: str) -> dict | None:
+    """Granian's own lines (start, workers, stop) in the same format; None: its default."""
+    if log_format != "json":
+        return None
+    json_formatter = {"()": f"{__name__}.JsonFormatter"}
+    return {"formatters": {"generic": json_formatter, "access": json_formatter}}

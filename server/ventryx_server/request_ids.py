@@ -13,7 +13,6 @@ from . import logs
 
 HEADER = b"request-id"
 CREDENTIAL_ID_STATE = "credential_id"  # auth.py leaves the authorized credential's id here
-UNROUTED = "unrouted"  # no route matched: the path a client typed is never a label
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -48,7 +47,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
 
 
 def _record(scope: Scope, state: dict, request_id: str, status: int, seconds: float) -> None:
-    route = scope.get("path_template") or UNROUTED
+    # The template, never the path a client typed. A path no route matches is answered
+    # by the router before any middleware, so it is neither counted nor logged.
+    route = scope["path_template"]
     method = scope["method"]
     metrics = scope["litestar_app"].state.metrics
     metrics.observe(method, route, status, seconds)
