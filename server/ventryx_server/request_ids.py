@@ -3,6 +3,7 @@ bodies and the audit log, so one id ties a user's report to our records. It also
 the request for the metrics (metrics.py) and the JSON access log (logs.py): one clock
 read at each end, no second middleware frame on every resumption of the request."""
 
+import asyncio
 from time import perf_counter
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -10,9 +11,31 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from ventryx_shared.ids import new_id
 
 from . import logs
+from .errors import ApiError
 
 HEADER = b"request-id"
+METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 CREDENTIAL_ID_STATE = "credential_id"  # auth.py leaves the authorized credential's id here
+
+
+class BodyTimeout(ApiError):
+    status = 408
+    code = "body_timeout"
+
+
+def within_body_timeout(receive: Receive, seconds: float) -> Receive:
+    """Each chunk of a request body must arrive within ``seconds`` of asking for it:
+    granian bounds the wait for headers, not for a body a client trickles or abandons."""
+
+    async def receive_in_time() -> Message:
+        try:
+            async with asyncio.timeout(seconds):
+                return await receive()
+        except TimeoutError:
+            raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.",
+                              code="body_timeout") from None
+
+    return receive_in_time
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -21,6 +44,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         started = perf_counter()
+        if scope["method"] in METHODS_WITH_BODY:
+            receive = within_body_timeout(
+                receive, scope["litestar_app"].state.settings.body_read_timeout_seconds)
         request_id = new_id("req")
         state = scope.setdefault("state", {})
         state["request_id"] = request_id

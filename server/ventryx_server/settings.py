@@ -46,6 +46,9 @@ class Settings:
     # revocation in progress), a statement (statement_timeout) and a transaction left
     # idle (idle_in_transaction_session_timeout, which closes the connection).
     pool_timeout_seconds: float = 5.0
+    # A request body's next chunk must arrive within this (request_ids.py): a slow or
+    # dead client is answered 408 and its request does nothing.
+    body_read_timeout_seconds: float = 10.0
     lock_timeout_seconds: float = 5.0
     statement_timeout_seconds: float = 15.0
     idle_in_transaction_timeout_seconds: float = 30.0
@@ -79,6 +82,7 @@ class Settings:
 _SECONDS_FROM_ENV = {
     "usage_flush_seconds": "VENTRYX_USAGE_FLUSH_SECONDS",
     "pool_timeout_seconds": "VENTRYX_POOL_TIMEOUT_SECONDS",
+    "body_read_timeout_seconds": "VENTRYX_BODY_READ_TIMEOUT_SECONDS",
     "lock_timeout_seconds": "VENTRYX_LOCK_TIMEOUT_SECONDS",
     "statement_timeout_seconds": "VENTRYX_STATEMENT_TIMEOUT_SECONDS",
     "idle_in_transaction_timeout_seconds": "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",
