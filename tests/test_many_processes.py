@@ -21,7 +21,7 @@ def three_servers(database_url, server_log_dir):
                  for n in range(3)]
     try:
         for process in processes:
-            process.wait_ready()
+            process.wait_ready(timeout=120)  # three start at once on a shared machine
         yield processes
     finally:
         for process in processes:
