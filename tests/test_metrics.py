@@ -51,12 +51,12 @@ async def test_requests_are_counted_by_route_template_and_status(metered_server,
         assert missing.status_code == 404
         assert (await http.get("/v1/me")).status_code == 401
     text = await scrape(metered_server)
-    assert sample(text, "ventryx_http_requests_total", method="GET", route="/v1/me",
+    assert sample(text, "ventryx_http_request_duration_seconds_count", method="GET", route="/v1/me",
                   status="200") >= 3
-    assert sample(text, "ventryx_http_requests_total", method="GET",
-                  route="/v1/api-keys/{key_id}", status="404") >= 1
     assert sample(text, "ventryx_http_request_duration_seconds_count", method="GET",
-                  route="/v1/me") >= 4
+                  route="/v1/api-keys/{key_id}", status="404") >= 1
+    assert sample(text, "ventryx_http_request_duration_seconds_bucket", method="GET",
+                  route="/v1/me", status="200", le="+Inf") >= 3
     # The typed path (with its id) is never a label: one series per route template.
     assert "key_01J00000000000000000000000" not in text
     assert sample(text, "ventryx_authentications_total", kind="api_key",

@@ -7,7 +7,7 @@ shared folder, gauges merged by hand). With ``--workers N`` each worker takes th
 free port of ``PORT`` to ``PORT + N - 1``; scrape each as its own target (its
 ``instance`` label tells them apart; ``sum``/``rate`` in PromQL add them up).
 
-The request path pays one ``perf_counter`` and two cached-child updates (about 2 µs);
+The request path pays two ``perf_counter`` reads and two cached-child updates (a few µs);
 everything else (pool, streams, flush lag, migrations) is read by a refresher task in the
 event loop once a second, so the listener's thread never touches the loop's objects.
 """
@@ -45,13 +45,13 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "ventryx_http_requests", "Requests answered, by route template and status.",
-            ["method", "route", "status"], registry=self.registry)
+        # One histogram, its _count the request count: a separate counter cost another
+        # 1.5 µs of locking per request for numbers the histogram already has.
         self.latency = Histogram(
             "ventryx_http_request_duration_seconds",
-            "From the request's arrival to the end of its response (a stream: its life).",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            "Requests answered, by route template and status, and how long each took: "
+            "arrival to end of response (a stream: its life).",
+            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.authentications = Counter(
             "ventryx_authentications",
             "Requests that presented a credential, by kind and what the answer made of it: "
@@ -74,21 +74,21 @@ class Metrics:
         self.migrations_pending = Gauge(
             "ventryx_migrations_pending", "Migrations in sql/migrations the database lacks.",
             registry=self.registry)
-        self._children: dict[tuple, tuple[Any, Any]] = {}
+        self._children: dict[tuple, Any] = {}  # labels() costs µs: each child once
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(method, route))
-        children[0].inc()
-        children[1].observe(seconds)
+        child = self._children.get((method, route, status))
+        if child is None:
+            child = self._children[method, route, status] = self.latency.labels(
+                method, route, str(status))
+        child.observe(seconds)
 
     def authenticated(self, kind: str, status: int) -> None:
-        outcome = AUTHENTICATION_OUTCOMES.get(status, "accepted")
-        self.authentications.labels(kind, outcome).inc()
+        child = self._children.get((kind, status))
+        if child is None:
+            child = self._children[kind, status] = self.authentications.labels(
+                kind, AUTHENTICATION_OUTCOMES.get(status, "accepted"))
+        child.inc()
 
     def refresh(self, app: Litestar) -> None:
         state = app.state
