@@ -100,8 +100,8 @@ class Metrics:
             self.pool_waiting.set(pool_waiters(pool))
         hub = getattr(state, "event_hub", None)
         if hub is not None:
-            self.open_streams.set(
-                sum(len(streams) for streams in list(hub._by_credential.values())))
+            # Per Feed, not per credential: a session's stream is filed under two ids.
+            self.open_streams.set(sum(len(feed.streams) for feed in hub._feeds.values()))
         now = time.monotonic()
         for writer, name in (("usage", "usage"), ("rate_limits", "rate_limiter")):
             flushed_at = getattr(getattr(state, name, None), "flushed_at", None)
