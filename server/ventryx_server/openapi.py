@@ -174,12 +174,14 @@ def _document_operation(operation: dict[str, Any], method: str,
         success_headers.append("Idempotent-Replayed")
     if handler.cache_control == NO_STORE:
         success_headers.append("Cache-Control")
+    declared = set()  # errors a handler lists itself (a cursor's 404), in our shape below
     for status, response in list(operation["responses"].items()):
         if status.startswith("2"):
             response["headers"] = {**response.get("headers", {}), **_headers(*success_headers)}
         else:
+            declared.add(int(status))
             del operation["responses"][status]  # Litestar's {status_code, detail} shape
-    for status in _error_statuses(operation, method):
+    for status in sorted({*_error_statuses(operation, method), *declared}):
         operation["responses"][str(status)] = _error_response(status, operation)
 
 
