@@ -103,7 +103,8 @@ async def prepare_database(admin_url: str, pepper: bytes):
         # limit the load never reaches: the benchmark measures its cost, not its refusals.
         await queries.update_organization(conn, org_id=org.org_id, name=None,
                                           rate_limit_requests=1_000_000_000,
-                                          rate_limit_window_seconds=60)
+                                          rate_limit_window_seconds=60,
+                                          retention_days_live=None, retention_days_test=None)
     finally:
         await conn.close()
     return database_url, org
@@ -169,7 +170,8 @@ def report(scenarios: list[Scenario], results: dict[str, list[Measurement]], hea
         if scenario.baseline:
             base = results[scenario.baseline]
             ratios = [own.requests_per_second / other.requests_per_second
-                      for own, other in zip(runs, base, strict=True)]
+                      for own, other in zip(runs, base, strict=True)
+                      if other.requests_per_second]  # a round starved by other work: none
             base_app, base_db = _median_of(base, "app_cpu_us"), _median_of(base, "db_cpu_us")
             cpu_ratio = ((base_app + base_db) / (app_us + db_us)
                          if app_us is not None and base_app is not None else None)
@@ -201,6 +203,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="after the rounds, sample each scenario and its baseline with "
                              "py-spy and print where the extra time per request goes")
+    parser.add_argument("--compare-usage-counting", action="store_true",
+                        help="also run every server scenario against a server with usage "
+                             "counting off, and print what counting costs in ratio")
     parser.add_argument("--only", action="append",
                         help="run only this bench module (e.g. bench_api_keys); repeatable")
     args = parser.parse_args()
@@ -227,9 +232,14 @@ def main() -> int:
     troubled: list[str] = []
     baseline = Process("baseline", [sys.executable, str(BENCH_DIR / "baseline_app.py"), *workers],
                        env, run_dir)
+    uncounted = (Process("uncounted", [sys.executable, "-m", "ventryx_server", "serve", *workers],
+                         {**env, "VENTRYX_USAGE_COUNTING": "off"}, run_dir)
+                 if args.compare_usage_counting else None)
     try:
         server.wait_answering("/readyz")
         baseline.wait_answering("/")
+        if uncounted:
+            uncounted.wait_answering("/readyz")
         scenarios, skipped = asyncio.run(
             prepare_scenarios(modules, server, baseline, database_url, org))
         problems += skipped
@@ -238,8 +248,12 @@ def main() -> int:
         if not scenarios:
             raise SystemExit("no scenario left to run")
         urls = {"server": server.url, "baseline": baseline.url}
-
         pids = {"server": server.process.pid, "baseline": baseline.process.pid}
+        if uncounted:
+            scenarios += [replace(s, name=s.name + UNCOUNTED, target="uncounted")
+                          for s in scenarios if s.target == "server"]
+            urls["uncounted"], pids["uncounted"] = uncounted.url, uncounted.process.pid
+
         postmaster = int((run_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
         backends_of = f" {database_url.split('?')[0].rsplit('/', 1)[1]} "
 
@@ -296,6 +310,8 @@ def main() -> int:
     finally:
         server.stop()
         baseline.stop()
+        if uncounted:
+            uncounted.stop()
         if troubled:  # the run folder is deleted at exit; keep what explains the failures
             log_copy = Path(tempfile.mkdtemp(prefix="ventryx-bench-logs-"))
             for process in (server, baseline):
@@ -311,9 +327,36 @@ def main() -> int:
         f"granian --workers {args.workers} for server and baseline; PostgreSQL "
         f"{server_version} (embedded); {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; app, database and load generator share the machine.\n"))
+    if uncounted:
+        report_counting_cost(scenarios, results)
     for problem in problems:
         print(f"not measured: {problem}")
     return 0
+
+
+UNCOUNTED = " [usage counting off]"
+
+
+def report_counting_cost(scenarios: list[Scenario], results: dict[str, list[Measurement]]) -> None:
+    """Each server scenario's ratio to its baseline with usage counting on over the same
+    with it off, in the same rounds (1.00: counting costs nothing)."""
+    print("\nusage counting on vs off, same baseline: req/s ratio (median of rounds), cpu "
+          "ratio (CPU per request off / on), ratio per round")
+    for scenario in scenarios:
+        off = results.get(scenario.name + UNCOUNTED)
+        if scenario.target != "server" or not scenario.baseline or off is None:
+            continue
+        # The baseline's req/s cancels out of the ratio of ratios round by round; CPU per
+        # request (app + database) is what holds steady on a machine others share.
+        on = results[scenario.name]
+        per_round = [mine.requests_per_second / other.requests_per_second
+                     for mine, other in zip(on, off, strict=True) if other.requests_per_second]
+        cpu_on = [_median_of(on, "app_cpu_us"), _median_of(on, "db_cpu_us")]
+        cpu_off = [_median_of(off, "app_cpu_us"), _median_of(off, "db_cpu_us")]
+        cpu = (f"{sum(cpu_off) / sum(cpu_on):>6.3f}" if None not in cpu_on + cpu_off
+               else f"{'-':>6}")
+        print(f"  {scenario.name:<40}{median(per_round):>6.3f}{cpu}   "
+              + " ".join(f"{r:.3f}" for r in per_round))
 
 
 async def _server_version(admin_url: str) -> str:

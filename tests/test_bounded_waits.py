@@ -10,15 +10,16 @@ import httpx
 import pytest
 
 from conftest import ServerProcess, bearer
+from ventryx_server.db import ConnectionsPerCredential
 
 STUCK_WRITERS = 40
 
 
 @pytest.fixture(scope="module")
 def short_waits_server(database_url, server_log_dir):
-    """A server whose lock waits end after 2 s (the default is 5 s)."""
+    """A server whose lock waits end after 3 s (the default is 5 s)."""
     process = ServerProcess(database_url, server_log_dir / "server-short-waits.log",
-                            extra_env={"VENTRYX_LOCK_TIMEOUT_SECONDS": "2"})
+                            extra_env={"VENTRYX_LOCK_TIMEOUT_SECONDS": "3"})
     process.wait_ready()
     yield process
     process.stop()
@@ -138,3 +139,19 @@ async def test_a_retry_of_an_abandoned_emit_with_its_idempotency_key_makes_one_e
     assert again.json()["data"]["id"] == retried.json()["data"]["id"]
     assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
                              org.id, key_id) == 1
+
+
+async def test_a_credentials_share_of_connections_queues_in_order_and_forgets_who_gave_up():
+    shares = ConnectionsPerCredential(limit=1)
+    await shares.take("key-a")
+    assert shares.try_take("key-b")  # another credential is not held up
+    gave_up = asyncio.create_task(asyncio.wait_for(shares.take("key-a"), 0.05))
+    second = asyncio.create_task(shares.take("key-a"))
+    with pytest.raises(TimeoutError):
+        await gave_up
+    assert not second.done() and not shares.try_take("key-a")
+    shares.give_back("key-a")  # passes to the one still waiting, not to a newcomer
+    await asyncio.wait_for(second, 1)
+    shares.give_back("key-a")
+    shares.give_back("key-b")
+    assert shares.try_take("key-a")  # nothing left over from the queue

@@ -186,6 +186,10 @@ def dev_dirs(tmp_path):
 def test_dev_prints_credentials_on_first_start_only_and_saves_them_0600(dev_dirs, ledger):
     data_dir, config_home = dev_dirs
     saved = config_home / "ventryx" / "credentials.json"
+    saved.parent.mkdir(parents=True)
+    # Another server's key, saved before: dev adds its own entry and keeps this one.
+    other = {"https://api.example.com": "vtx_live_of_another_server"}
+    saved.write_text(json.dumps({"default": "https://api.example.com", "servers": other}))
 
     first = DevServer(data_dir, config_home)
     first.wait_ready()
@@ -196,7 +200,8 @@ def test_dev_prints_credentials_on_first_start_only_and_saves_them_0600(dev_dirs
     assert key.startswith("vtx_live_")
     assert "one-time password" in stdout
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
-    assert json.loads(saved.read_text()) == {"server": first.url, "credential": key}
+    assert json.loads(saved.read_text()) == {"default": first.url,
+                                             "servers": {**other, first.url: key}}
 
     second = DevServer(data_dir, config_home)
     second.wait_ready()
@@ -205,7 +210,7 @@ def test_dev_prints_credentials_on_first_start_only_and_saves_them_0600(dev_dirs
     assert me.status_code == 200, "the saved key still works after a restart"
     assert not API_KEY.search(stdout + stderr), "a later start prints no key"
     assert "password" not in stdout + stderr
-    assert json.loads(saved.read_text())["credential"] == key
+    assert json.loads(saved.read_text())["servers"] == {**other, first.url: key}
 
 
 async def test_serve_refuses_a_database_whose_applied_migration_differs_in_one_message(

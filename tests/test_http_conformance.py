@@ -184,3 +184,25 @@ async def test_an_unknown_field_is_named(client, org):
         "name": "w", "trigger": "*", "steps": [{"name": "s", "action": "a.b", "extra": 1}]})
     error = refused(response, 422, "steps[0].extra")
     assert error["code"] == "unknown_field"
+
+
+async def test_null_is_not_a_value_of_an_enum_or_boolean_filter(client, org):
+    for path, name in (("/v1/api-keys", "status"), ("/v1/workflows", "enabled"),
+                       ("/v1/members", "role")):
+        response = await client.get(path, headers=bearer(org.admin_key), params={name: "null"})
+        refused(response, 400, name)
+    text_filter = await client.get("/v1/workflows", headers=bearer(org.admin_key),
+                                   params={"name": "null"})
+    assert text_filter.status_code == 200, "a text filter searches for the text null"
+
+
+async def test_nul_in_a_query_filter_is_400_naming_it(client, org):
+    response = await client.get("/v1/audit-log", headers=bearer(org.admin_key),
+                                params={"actor": "a\x00b"})
+    refused(response, 400, "actor")
+
+
+async def test_a_header_parameter_too_long_is_400(client, org):
+    response = await client.get("/v1/events/stream", headers={
+        **bearer(org.admin_key), "Last-Event-ID": "x" * 65}, params={"follow": "false"})
+    assert response.status_code == 400, response.text

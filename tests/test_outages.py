@@ -22,9 +22,9 @@ from conftest import (
     wait_for,
 )
 from ventryx_server import migrations
-from ventryx_server.auth import UsageRecorder
 from ventryx_server.bootstrap import bootstrap
 from ventryx_server.errors import is_outage
+from ventryx_server.usage import UsageRecorder
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ async def test_usage_recorder_logs_a_failed_flush_and_keeps_running(
                                      server_settings={"lock_timeout": "100"})
     blocker = await asyncpg.connect(outage_database)
     recorder = UsageRecorder(pool, queries, interval=0.1)
-    caplog.set_level(logging.WARNING, logger="ventryx.auth")
+    caplog.set_level(logging.WARNING, logger="ventryx.usage")
     try:
         async with recorder.running():
             async with blocker.transaction():

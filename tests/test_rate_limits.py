@@ -12,7 +12,7 @@ import secrets
 import httpx
 import pytest
 
-from conftest import ServerProcess, bearer
+from conftest import ServerProcess, bearer, wait_for
 from ventryx_shared.tokens import generate_api_key, generate_session_token
 
 SYNC_SECONDS = 0.2
@@ -175,17 +175,23 @@ async def test_keys_without_their_own_limit_follow_the_organizations_default(
                              json={"rate_limit": {"requests": 50, "window_seconds": 60}})
     assert own.status_code == 200 and own.json()["data"]["rate_limit"] == {
         "requests": 50, "window_seconds": 60}
-    await asyncio.sleep(SYNC_SECONDS * 3)
     for process in (server, second):
-        response = await http.get(f"{process.url}/v1/workflows", headers=bearer(key))
-        assert response.headers["ratelimit-policy"] == '"default";q=50;w=60'
+        assert await _policy_becomes(http, process, key, '"default";q=50;w=60')
     # null: back to the organization's default.
     reset = await client.patch(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key),
                                json={"rate_limit": None})
     assert reset.json()["data"]["rate_limit"] is None
-    await asyncio.sleep(SYNC_SECONDS * 3)
-    response = await http.get(f"{server.url}/v1/workflows", headers=bearer(key))
-    assert response.headers["ratelimit-policy"] == f'"default";q=4;w={DAY}'
+    assert await _policy_becomes(http, server, key, f'"default";q=4;w={DAY}')
+
+
+async def _policy_becomes(http, process, key: str, expected: str) -> bool:
+    """Whether the process shows ``expected`` within a few sync intervals (a loaded
+    machine may delay a sync; a request on the way is answered with the old policy)."""
+    async def shown() -> bool:
+        response = await http.get(f"{process.url}/v1/workflows", headers=bearer(key))
+        return response.headers.get("ratelimit-policy") == expected
+
+    return await wait_for(shown, timeout=10, interval=SYNC_SECONDS)
 
 
 async def test_sessions_are_limited_by_the_organizations_default(http, client, ledger, limited,
@@ -201,14 +207,21 @@ async def test_sessions_are_limited_by_the_organizations_default(http, client, l
     assert statuses == [200, 200, 429]
 
 
-async def test_two_processes_share_the_limit_exactly_once_synced(http, limited, org, make_key):
+async def test_two_processes_share_the_limit_exactly_once_synced(http, limited, db, org,
+                                                                 make_key):
     first, second = limited
-    _, key = await make_key(org, ["workflows:read"],
+    key_id, key = await make_key(org, ["workflows:read"],
                             rate_limit={"requests": 10, "window_seconds": DAY})
     answers = [(await http.get(f"{first.url}/v1/workflows", headers=bearer(key))).status_code
                for _ in range(11)]
     assert answers == [200] * 10 + [429]
-    await asyncio.sleep(SYNC_SECONDS * 3)
+
+    async def first_process_synced() -> bool:
+        async with db.acquire() as conn:
+            return await conn.fetchval("SELECT requests FROM rate_limit_counters "
+                                       "WHERE credential_id = $1", key_id) == 10
+
+    assert await wait_for(first_process_synced, timeout=10, interval=SYNC_SECONDS)
     refused = await http.get(f"{second.url}/v1/workflows", headers=bearer(key))
     assert refused.status_code == 429
     assert remaining_and_reset(refused)[0] == 0
@@ -233,8 +246,9 @@ async def test_two_processes_overshoot_at_most_one_sync_interval_of_the_other(
         admitted += response.status_code == 200
         await asyncio.sleep(pace)
     per_process_per_second = 1 / (2 * pace)
-    # Two intervals of slack: the interval itself, and the sync statement's own time.
-    bound = limit + per_process_per_second * 2 * SYNC_SECONDS
+    # Three intervals of slack: the interval itself, the sync statement's own time, and
+    # a sync delayed on a busy machine. Without the sync it would be 2 * limit.
+    bound = limit + per_process_per_second * 3 * SYNC_SECONDS
     assert limit <= admitted <= bound, (admitted, bound)
 
 

@@ -66,8 +66,9 @@ class Writers:
                 await self._write(http, (kind + number) % 3)
 
     async def run_until(self, taking_away) -> tuple[float, float, httpx.Response]:
-        """Writes for a moment, awaits ``taking_away()`` while they go on, writes a moment
-        more, stops: (when it was sent, when it returned, its response)."""
+        """Writes a while, awaits ``taking_away()`` while the writes go on, goes on until
+        every writer has written again, stops: (when it was sent, when it returned, its
+        response)."""
         tasks = [asyncio.create_task(self._writer(n)) for n in range(WRITERS)]
         safety = asyncio.get_running_loop().call_later(WRITING_AT_MOST_SECONDS, self._safety)
         try:
@@ -75,12 +76,15 @@ class Writers:
             started = time.monotonic()
             response = await taking_away()
             returned = time.monotonic()
-            await asyncio.sleep(0.5)
+            await wait_for(lambda: self._sent_since(returned), timeout=10)
         finally:
             safety.cancel()
             self._stop.set()
             await asyncio.gather(*tasks)
         return started, returned, response
+
+    async def _sent_since(self, moment: float) -> bool:
+        return sum(w.sent > moment for w in self.writes) >= WRITERS
 
     async def _warmed_up(self) -> bool:
         return sum(w.status == 201 for w in self.writes) >= 2 * WRITERS

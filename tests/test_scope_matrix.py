@@ -66,6 +66,10 @@ async def get_api_key(ctx):
     return Request("GET", f"/v1/api-keys/{await _a_key(ctx)}")
 
 
+async def get_api_key_usage(ctx):
+    return Request("GET", f"/v1/api-keys/{await _a_key(ctx)}/usage")
+
+
 async def update_api_key(ctx):
     return Request("PATCH", f"/v1/api-keys/{await _a_key(ctx)}", {"name": "renamed"})
 
@@ -194,6 +198,7 @@ SAMPLES: dict[str, Sample] = {
     "createApiKey": create_api_key,
     "listApiKeys": list_api_keys,
     "getApiKey": get_api_key,
+    "getApiKeyUsage": get_api_key_usage,
     "updateApiKey": update_api_key,
     "revokeApiKey": revoke_api_key,
     "rotateApiKey": rotate_api_key,

@@ -12,9 +12,10 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
-from . import event_stream, logs, metrics
+from . import event_stream, logs, metrics, partitions, usage
 from .addresses import AddressLimiter
-from .auth import CredentialReader, UsageRecorder
+from .auth import CredentialReader
+from .auth import _in_background as in_background
 from .controllers.api_keys import ApiKeysController, LeakedKeysController
 from .controllers.audit_log import AuditLogController
 from .controllers.events import EventsController
@@ -71,10 +72,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             await check_schema(pool, settings.sql_dir)
             app.state.pool = pool
-            app.state.usage = UsageRecorder(pool, queries, settings.usage_flush_seconds)
+            app.state.usage = usage.UsageRecorder(pool, queries, settings.usage_flush_seconds,
+                                            counting=settings.usage_counting)
             app.state.rate_limiter = RateLimiter(pool, queries, settings.rate_limit_sync_seconds)
             async with (app.state.usage.running(), credentials.forgetting(),
-                        app.state.rate_limiter.running()):
+                        app.state.rate_limiter.running(),
+                        in_background(usage.prune_forever(pool, queries, settings))):
                 yield
         finally:
             await pool.close()
@@ -86,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, options_allow_middleware],
         before_request=check_input,
-        lifespan=[lifespan, event_stream.lifespan, metrics.serving],
+        lifespan=[lifespan, event_stream.lifespan, partitions.lifespan, metrics.serving],
         state=State({"settings": settings, "queries": queries, "metrics": metrics.Metrics(),
                      "credentials": credentials, "connections_per_credential":
                      ConnectionsPerCredential(settings.connections_per_credential),

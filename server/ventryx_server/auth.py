@@ -25,7 +25,7 @@ from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_token
 
 from .addresses import client_address
-from .errors import InvalidRequest, PermissionDenied, Unauthenticated, is_outage
+from .errors import InvalidRequest, PermissionDenied, RateLimited, Unauthenticated
 from .json_body import check_input
 
 log = logging.getLogger("ventryx.auth")
@@ -33,6 +33,7 @@ log = logging.getLogger("ventryx.auth")
 ENVIRONMENT_HEADER = "ventryx-environment"
 CREDENTIAL_STATE = "credential"  # where require_credential leaves it
 _CALLER_PARAMS = "caller_params"
+_USAGE_COUNTED = "usage_counted"  # a request counts once, whatever it checks twice
 # Headers for the response, (name, value) bytes pairs, added by request_ids.py's middleware.
 RESPONSE_HEADERS = "response_headers"
 _QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
@@ -221,22 +222,26 @@ async def require_credential(request: Request) -> None:
     state[CREDENTIAL_STATE] = credential
     state[_CALLER_PARAMS] = {**credential.statement_params,
                              "scope": scope["route_handler"].opt.get("scope")}
-    state[RESPONSE_HEADERS] = await _admit(app_state, scope, credential)
+    # The credential's rate limit (rate_limits.py): its headers, or 429 before any work.
+    limiter = app_state.rate_limiter
+    window = limiter.known(credential)
+    if window is None or window.limit is None:
+        window = await _unknown_credential(app_state, scope, credential, window)
+    try:
+        state[RESPONSE_HEADERS] = window.admit(limiter.clock())
+    except RateLimited:
+        app_state.usage.counts.count(credential, "rate_limited")
+        raise
     if scope["route_handler"].opt.get("authorize_before_body"):
         await _authorize_before_body(request)
     await check_input(request)
 
 
-async def _admit(app_state, scope: Scope, credential: Credential):
-    """The credential's rate limit (rate_limits.py): its headers, or 429 before any work.
-    A credential not known to be real is refused early from an address that has failed
-    authentication too often."""
-    limiter = app_state.rate_limiter
-    window = limiter.known(credential)
-    if window is None or window.limit is None:
-        app_state.address_limits.check("failed_authentication", client_address(scope))
-        window = window or await limiter.learn(credential)
-    return window.admit(limiter.clock())
+async def _unknown_credential(app_state, scope: Scope, credential: Credential, window):
+    """A credential this process does not know to be real: refused (429) from an address
+    that failed authentication too often, else looked up once (rate_limits.py)."""
+    app_state.address_limits.check("failed_authentication", client_address(scope))
+    return window or await app_state.rate_limiter.learn(credential)
 
 
 async def _authorize_before_body(request: Request) -> None:
@@ -266,7 +271,10 @@ async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
     """Raises the right refusal for a credential that an authorized statement turned away."""
     queries = request.app.state.queries
     is_session = credential_of(request).kind == "session"
-    caller = await queries.authenticate(db, **caller_params(request))
+    authenticate = (queries.authenticate_in_transaction if db.is_in_transaction()
+                    else queries.authenticate)
+    caller = await authenticate(db, **caller_params(request))
+    _count_once(request, "denied_scope" if caller is not None else "revoked_or_expired")
     if caller is None:
         request.app.state.address_limits.count("failed_authentication",
                                                client_address(request.scope))
@@ -294,7 +302,7 @@ async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Reco
     """Passes through a row of an authorized read (``caller_org_id`` set), else denies."""
     if row is None or row["caller_org_id"] is None:
         await deny(db, request)
-    request.app.state.usage.touch(row["caller_org_id"], row["caller_credential_id"])
+    _count_once(request, "success", row["caller_org_id"], row["caller_credential_id"])
     request.scope["state"]["credential_id"] = row["caller_credential_id"]  # for logs.py
     return row
 
@@ -305,80 +313,24 @@ async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
     if row is None:
         await deny(db, request)
     caller = Caller.from_row(row)
-    request.app.state.usage.touch(caller.org_id, caller.credential_id)
+    _count_once(request, "success", caller.org_id, caller.credential_id)
     request.scope["state"]["credential_id"] = caller.credential_id  # for logs.py
     return caller
 
 
-SESSION_ID_PREFIX = "ses_"
-
-
-class UsageRecorder:
-    """Keeps keys' ``last_used_at`` and sessions' idle expiry fresh without a write per
-    request: the credentials used since the last flush are written once, every interval."""
-
-    def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float) -> None:
-        self._pool = pool
-        self._queries = queries
-        self._interval = interval
-        self._pending: set[tuple[str, str]] = set()
-        self.flushed_at = time.monotonic()  # the flush lag metric (metrics.py)
-
-    def touch(self, org_id: str, credential_id: str) -> None:
-        self._pending.add((org_id, credential_id))
-
-    async def flush(self) -> None:
-        if self._pending:
-            batch, self._pending = self._pending, set()
-            try:
-                await self._write(batch)
-            except BaseException:
-                self._pending |= batch  # the next flush tries again
-                raise
-        self.flushed_at = time.monotonic()
-
-    async def _write(self, batch: set[tuple[str, str]]) -> None:
-        keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]
-        sessions = [(org, ses) for org, ses in batch if ses.startswith(SESSION_ID_PREFIX)]
-        # A saturated pool must not pile flushes up: wait at most an interval (a second at
-        # least), the next flush comes then anyway.
-        async with asyncio.timeout(max(self._interval, 1.0)):
-            db = await self._pool.acquire()
-        try:
-            if keys:
-                org_ids, key_ids = zip(*keys, strict=True)
-                await self._queries.record_key_usage(db, org_ids=list(org_ids),
-                                                     key_ids=list(key_ids))
-            if sessions:
-                # A session in use stays alive: its idle expiry moves forward here.
-                org_ids, session_ids = zip(*sessions, strict=True)
-                await self._queries.record_session_activity(db, org_ids=list(org_ids),
-                                                            session_ids=list(session_ids))
-        finally:
-            await self._pool.release(db)
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self._flush_logging_failures()
-
-    async def _flush_logging_failures(self) -> None:
-        """A failed flush is logged and tried again next time; it never ends the task."""
-        try:
-            await self.flush()
-        except Exception as exc:
-            if is_outage(exc):
-                log.warning("could not record key usage: %s", type(exc).__name__)
-            else:
-                log.error("could not record key usage", exc_info=exc)
-
-    @contextlib.asynccontextmanager
-    async def running(self):
-        try:
-            async with _in_background(self.run()):
-                yield self
-        finally:
-            await self._flush_logging_failures()
+def _count_once(request: Request, outcome: str, org_id: str | None = None,
+                credential_id: str | None = None) -> None:
+    """Counts the request against its credential (usage.py), once; a success also keeps
+    its last_used_at fresh. A refusal of a credential that does not exist is counted too
+    but matches no row when flushed."""
+    state = request.scope["state"]
+    if _USAGE_COUNTED in state:
+        return
+    state[_USAGE_COUNTED] = True
+    usage = request.app.state.usage
+    usage.counts.count(state[CREDENTIAL_STATE], outcome)
+    if credential_id is not None:
+        usage.touch(org_id, credential_id)
 
 
 @contextlib.asynccontextmanager

@@ -187,8 +187,13 @@ def cmd_dev(args) -> int:
     if created is not None:
         print("First start: created a demo organization.")
         _print_credentials(created, as_json=False)
-        saved = credentials_file.save(server_url, created.key)
-        print(f"The dashboard will sign in with this key, saved to {saved} (mode 0600).\n")
+        try:
+            saved = credentials_file.save(server_url, created.key)
+            print(f"The dashboard will sign in with this key, saved to {saved} (mode 0600) "
+                  "next to any other server's.\n")
+        except credentials_file.CorruptCredentials as problem:
+            # Never overwrite a file we cannot read: it may hold another server's only key.
+            print(f"Not saved for the dashboard: {problem}; left as it is.\n")
     print(f"Serving the Ventryx API on {server_url} (OpenAPI at {server_url}/schema)", flush=True)
     return _serve(url, pepper, args.host, args.port, args.workers)
 

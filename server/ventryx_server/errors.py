@@ -127,7 +127,7 @@ def _validation_error(request: Request, exc: ValidationException) -> Response:
     if missing := _MISSING_FIELD.search(detail):
         return error_response(request, UnprocessableEntity(
             f"Missing required field: {missing[1]}", code="missing_field", param=missing[1]))
-    if first.get("source") in ("query", "path"):
+    if first.get("source") in ("query", "path", "header", "cookie"):
         return error_response(request, InvalidRequest(f"Invalid {param}: {detail}",
                                                       code="invalid_parameter", param=param))
     return error_response(request, UnprocessableEntity(detail, code="invalid_value", param=param))

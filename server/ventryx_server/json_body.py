@@ -49,6 +49,15 @@ def _timestamp_parameters(handler: HTTPRouteHandler) -> tuple[str, ...]:
                  if _without_none(field.annotation) is datetime)
 
 
+@cache
+def _never_null_parameters(handler: HTTPRouteHandler) -> tuple[str, ...]:
+    """Optional parameters that Litestar would read as None from the text "null" (an enum,
+    a boolean); a text filter takes "null" as the text it is."""
+    return tuple(name for name, field in handler.parsed_fn_signature.parameters.items()
+                 if name != "data" and field.is_optional
+                 and _without_none(field.annotation) not in (str, datetime))
+
+
 def _check_timestamps(value: Any) -> None:
     """Timestamps in a body need a time zone and lie between 1970 and 9000, where every
     column and time zone shift can hold them (later ones overflow in PostgreSQL)."""
@@ -109,6 +118,16 @@ def _integral_floats_as_ints(value: Any) -> Any:
 
 
 def _check_query(request: Request) -> None:
+    if not request.scope.get("query_string"):
+        return
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value:
+            raise InvalidRequest(f"{name[:100]} must not contain NUL characters.",
+                                 code="invalid_parameter", param=name[:100])
+    for name in _never_null_parameters(request.route_handler):
+        if request.query_params.get(name) == "null":
+            raise InvalidRequest(f"{name} cannot be null; leave it out instead.",
+                                 code="invalid_parameter", param=name)
     for name in _timestamp_parameters(request.route_handler):
         raw = request.query_params.get(name)
         if raw is None:

@@ -51,6 +51,10 @@ def to_api_key(row: Any) -> ApiKey:
         revoked_at=row["revoked_at"],
         rotated_to=row["rotated_to"],
         rate_limit=rate_limit_of(row["rate_limit_requests"], row["rate_limit_window_seconds"]),
+        # Only reads (get-api-key, list-api-keys) carry usage; a write's row shows none yet.
+        requests_last_24h=row.get("requests_last_24h") or 0,
+        requests_since_rotation=row.get("requests_since_rotation"),
+        traffic_migrated=row.get("traffic_migrated"),
     )
 
 

@@ -164,6 +164,9 @@ def _document_operation(operation: dict[str, Any], method: str,
             parameter["schema"] = {"type": "string", "pattern": id_pattern(prefix)}
         if _is_time(parameter["schema"]):
             parameter["schema"]["pattern"] = TIME_RANGE_PATTERN
+        elif parameter["schema"].get("type") == "string" and not (
+                {"pattern", "enum"} & set(parameter["schema"])):
+            parameter["schema"]["pattern"] = _WITHOUT_NUL  # json_body.check_input refuses NUL
     if not parameters:
         del operation["parameters"]
     _make_body_optional_when_it_is(operation)
@@ -245,11 +248,12 @@ def _field_extras(info: msgspec.inspect.Type) -> dict[str, Any]:
 
 # Free JSON (an event's payload, a step's config) is stored as jsonb, which cannot hold a
 # NUL character (422 naming the field): any JSON without one.
+_WITHOUT_NUL = "^[^\\x00]*$"
 _JSON_WITHOUT_NUL = {"anyOf": [
-    {"type": "string", "pattern": "^[^\\x00]*$"},
+    {"type": "string", "pattern": _WITHOUT_NUL},
     {"type": ["number", "boolean", "null"]},
     {"type": "array", "items": _ref("schemas", "JsonWithoutNul")},
-    {"type": "object", "propertyNames": {"pattern": "^[^\\x00]*$"},
+    {"type": "object", "propertyNames": {"pattern": _WITHOUT_NUL},
      "additionalProperties": _ref("schemas", "JsonWithoutNul")},
 ]}
 _FREE_JSON_OBJECT = {"additionalProperties": {}, "type": "object"}

@@ -1,17 +1,21 @@
 """Members' passwords: argon2id, computed in worker threads so the event loop never waits.
 
 API keys are high-entropy and use HMAC instead (see auth.py); argon2 is for the
-low-entropy secrets people choose. Each hash takes ~25 ms of CPU and 19 MiB, so at most
-``password_hash_concurrency`` (default: half the cores) run at once, whatever the number
-of logins in flight: a flood of logins waits for its turn instead of taking the CPU the
-rest of the API needs, and a login that cannot get a turn within
-``HASH_QUEUE_SECONDS`` is refused with 503 rather than waiting without bound.
+low-entropy secrets people choose. Each hash takes ~25 ms of CPU and 19 MiB, so a flood
+of logins must not be able to take the CPU the rest of the API needs:
+
+- at most ``password_hash_concurrency`` hashes run at once (default: half the cores),
+  in threads of their own, so the rest of the cores stay with the event loop and
+  PostgreSQL (a lower thread priority, nice 10, was tried and dropped: on a machine
+  saturated by other work it can starve logins past their 10 s bound);
+- a hash that cannot start within ``HASH_QUEUE_SECONDS`` is refused with 503 rather
+  than waiting without bound.
 """
 
+import asyncio
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
-import anyio
-import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -22,29 +26,32 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 HASH_QUEUE_SECONDS = 10.0
 
 _concurrency = 1
-_slots: anyio.CapacityLimiter | None = None
+_executor: ThreadPoolExecutor | None = None
+_turns: asyncio.Semaphore | None = None
 
 
 def limit_hashing(concurrency: int) -> None:
     """Sets how many hashes may run at once (the server's start calls it once)."""
-    global _concurrency, _slots
-    _concurrency, _slots = concurrency, None
+    global _concurrency, _executor, _turns
+    _concurrency, _turns = concurrency, None
+    _executor = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
 
 
 async def _in_turn(work, *args):
-    global _slots
-    if _slots is None:  # made on first use, inside the running event loop
-        _slots = anyio.CapacityLimiter(_concurrency)
+    global _turns, _executor
+    if _executor is None:
+        limit_hashing(_concurrency)
+    if _turns is None:  # made on first use, inside the running event loop
+        _turns = asyncio.Semaphore(_concurrency)
     try:
-        with anyio.fail_after(HASH_QUEUE_SECONDS):
-            await _slots.acquire()
+        await asyncio.wait_for(_turns.acquire(), HASH_QUEUE_SECONDS)
     except TimeoutError:
         raise ServiceUnavailable("Too many logins at once; retry shortly.",
                                  headers={"Retry-After": "1"}) from None
     try:
-        return await anyio.to_thread.run_sync(work, *args)
+        return await asyncio.get_running_loop().run_in_executor(_executor, work, *args)
     finally:
-        _slots.release()
+        _turns.release()
 
 
 def one_time_password() -> str:

@@ -30,11 +30,10 @@ import time
 from typing import Any
 
 import asyncpg
-from litestar import Request
 
 from .auth import Credential
 from .auth import _in_background as in_background
-from .errors import RateLimited, UnprocessableEntity
+from .errors import RateLimited, is_outage
 
 log = logging.getLogger("ventryx.rate_limits")
 
@@ -185,10 +184,18 @@ class RateLimiter:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await self.sync()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._sync_logging_failures()
+
+    async def _sync_logging_failures(self) -> None:
+        """A failed sync is logged and tried again next time; it never ends the task (a
+        connection dying mid-statement raises asyncpg's InternalClientError, among others)."""
+        try:
+            await self.sync()
+        except Exception as exc:
+            if is_outage(exc):
                 log.warning("could not sync rate limits: %s", type(exc).__name__)
+            else:
+                log.error("could not sync rate limits", exc_info=exc)
 
     @contextlib.asynccontextmanager
     async def running(self):
@@ -196,19 +203,8 @@ class RateLimiter:
             async with in_background(self.run()):
                 yield self
         finally:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self.sync()
+            await self._sync_logging_failures()
 
     def __len__(self) -> int:
         return len(self._windows)
 
-
-async def refuse_numbers_in_strings(request: Request, field: str) -> None:
-    """Litestar converts request bodies leniently (``"10"`` becomes 10); a rate limit's
-    numbers must be JSON integers, so that a client's type error is not taken as a limit."""
-    body = await request.json()  # already parsed for the handler: Litestar keeps it
-    limit = body.get(field) if isinstance(body, dict) else None
-    for name in ("requests", "window_seconds"):
-        if isinstance(limit, dict) and not isinstance(limit.get(name), int):
-            raise UnprocessableEntity(f"{field}.{name} must be an integer.",
-                                      code="invalid_value", param=f"{field}.{name}")

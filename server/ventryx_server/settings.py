@@ -40,6 +40,14 @@ class Settings:
     pool_max_size: int = 20
     # last_used_at is written at most once per key per process in this many seconds.
     usage_flush_seconds: float = 10.0
+    # Key usage (usage.py): minute buckets kept 48 hours, hour buckets 90 days; a rotated
+    # key's traffic has migrated after this long without a successful request.
+    usage_minutes_keep_seconds: float = 48 * 3600
+    usage_hours_keep_seconds: float = 90 * 86400
+    traffic_quiet_seconds: float = 15 * 60
+    # VENTRYX_USAGE_COUNTING=off stops counting requests (last_used_at is still kept):
+    # for operators who do not want the counts, and for bench/run.py's comparison.
+    usage_counting: bool = True
     max_body_bytes: int = 1024 * 1024
     # Every wait of a request is bounded; running out is a 503 with Retry-After. A pooled
     # connection (the pool's queue), a lock (lock_timeout: a key row someone holds, a
@@ -73,7 +81,7 @@ class Settings:
         if not url:
             raise SystemExit("DATABASE_URL is not set")
         return cls(database_url=url, pepper=load_pepper(), **limits_from_env(),
-                   **operations_from_env(), **{
+                   **operations_from_env(), **usage_retention_from_env(), **{
             name: _positive_seconds(variable, getattr(cls, name))
             for name, variable in _SECONDS_FROM_ENV.items()})
 
@@ -81,6 +89,7 @@ class Settings:
 # Settings read from the environment, in seconds, each with the field's default.
 _SECONDS_FROM_ENV = {
     "usage_flush_seconds": "VENTRYX_USAGE_FLUSH_SECONDS",
+    "traffic_quiet_seconds": "VENTRYX_TRAFFIC_QUIET_SECONDS",
     "pool_timeout_seconds": "VENTRYX_POOL_TIMEOUT_SECONDS",
     "body_read_timeout_seconds": "VENTRYX_BODY_READ_TIMEOUT_SECONDS",
     "lock_timeout_seconds": "VENTRYX_LOCK_TIMEOUT_SECONDS",
@@ -100,6 +109,26 @@ def _positive_seconds(variable: str, default: float) -> float:
     if not 0 < value < 86400:
         raise SystemExit(f"{variable} must be a number of seconds above 0, got {text!r}")
     return value
+
+
+def usage_retention_from_env() -> dict:
+    """VENTRYX_USAGE_COUNTING, and VENTRYX_USAGE_MINUTES_KEEP_HOURS and
+    VENTRYX_USAGE_HOURS_KEEP_DAYS in seconds."""
+    found = {}
+    if (counting := os.environ.get("VENTRYX_USAGE_COUNTING")) is not None:
+        if counting not in ("on", "off"):
+            raise SystemExit(f"VENTRYX_USAGE_COUNTING must be on or off, got {counting!r}")
+        found["usage_counting"] = counting == "on"
+    for name, variable, unit, most in (
+            ("usage_minutes_keep_seconds", "VENTRYX_USAGE_MINUTES_KEEP_HOURS", 3600, 24 * 90),
+            ("usage_hours_keep_seconds", "VENTRYX_USAGE_HOURS_KEEP_DAYS", 86400, 3660)):
+        if (text := os.environ.get(variable)) is not None:
+            try:
+                found[name] = _within(float(text), 1, most) * unit
+            except ValueError:
+                raise SystemExit(f"{variable} must be a number from 1 to {most}, "
+                                 f"got {text!r}") from None
+    return found
 
 
 def limits_from_env() -> dict:

@@ -65,6 +65,13 @@ class ApiKey(msgspec.Struct, kw_only=True):
     rotated_to: str | None = None
     # The key's own limit; null when the organization's default_rate_limit applies.
     rate_limit: RateLimit | None = None
+    # Usage (every request counted against the key, success or refused), at most one
+    # usage flush interval behind, like last_used_at.
+    requests_last_24h: int = 0
+    # Set only on a rotated key: its successful requests since the rotation, and whether
+    # it has gone without one for the quiet period (15 minutes unless configured).
+    requests_since_rotation: int | None = None
+    traffic_migrated: bool | None = None
 
 
 class ApiKeyCreated(ApiKey, kw_only=True):

@@ -1,7 +1,7 @@
 """The organization itself on the wire: ``GET``/``PATCH /v1/org``."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -14,12 +14,43 @@ OrganizationName = Annotated[
 ]
 
 
+MAX_EVENT_RETENTION_DAYS = 3650
+RetentionDays = Annotated[int, Meta(
+    ge=1, le=MAX_EVENT_RETENTION_DAYS,
+    description="Whole days an event is kept: it is removed once it was received before "
+                "the start of the current UTC day minus this many days")]
+
+
+class EventRetentionUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Either environment or both; the other keeps its retention."""
+
+    live: RetentionDays | None = None
+    test: RetentionDays | None = None
+
+
+class EventRetention(msgspec.Struct, kw_only=True):
+    """How long each environment's events are kept (README "Event retention")."""
+
+    live: int
+    test: int
+
+
 class OrganizationUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """At least one of the fields."""
 
     name: OrganizationName | None = None
     # The rate limit of every key without its own, and of every dashboard session.
     default_rate_limit: RateLimit | None = None
+    event_retention_days: EventRetentionUpdate | None = None
+
+    # For the OpenAPI document: an update changes something (else 422 empty_update).
+    json_schema_extra: ClassVar[dict] = {"anyOf": [
+        {"required": ["name"], "properties": {"name": {"type": "string"}}},
+        {"required": ["default_rate_limit"],
+         "properties": {"default_rate_limit": {"type": "object"}}},
+        {"required": ["event_retention_days"], "properties": {"event_retention_days": {
+            "anyOf": [{"required": [env], "properties": {env: {"type": "integer"}}}
+                      for env in ("live", "test")]}}}]}
 
 
 class Quotas(msgspec.Struct, kw_only=True):
@@ -34,5 +65,6 @@ class OrganizationDetails(msgspec.Struct, kw_only=True):
     name: str
     default_rate_limit: RateLimit
     quotas: Quotas
+    event_retention_days: EventRetention
     created_at: datetime
     updated_at: datetime

@@ -9,7 +9,8 @@ from msgspec import Meta
 from .me import Organization
 from .members import AnyPassword, Member
 
-LoginEmail = Annotated[str, Meta(min_length=1, max_length=254)]
+# No NUL: the email is looked up in a text column, which cannot hold one.
+LoginEmail = Annotated[str, Meta(min_length=1, max_length=254, pattern=r"^[^\x00]*$")]
 OrganizationId = Annotated[str, Meta(pattern=r"^org_[0-9A-HJKMNP-TV-Z]{26}$")]
 
 

@@ -30,11 +30,15 @@ SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, i.*
 FROM caller c
 JOIN inserted i ON true;
 
--- name: emit-events
+-- name: emit-events^
 -- A whole batch in one statement: all rows are written or none. Workflows are matched
 -- once per distinct type (event_trigger_patterns costs ~20 µs a call, and batches
 -- repeat types), then joined to the events. MATERIALIZED keeps the planner from
 -- folding that back into a lookup per event.
+-- One row comes back, not one per event: what the server decided is the same for the
+-- whole batch (created_at, the emitter, the workflows per type), and decoding 500 rows
+-- cost the server more than the insert's own round trip. No row: the credential is not
+-- valid or lacks the scope.
 WITH caller AS MATERIALIZED (
     SELECT * FROM locked_authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope)
 ), types AS MATERIALIZED (
@@ -57,19 +61,29 @@ WITH caller AS MATERIALIZED (
          unnest(:ids::text[], :types::text[], :payloads::text[], :occurred_ats::timestamptz[])
              AS e (id, type, payload, occurred_at)
          JOIN matches m ON m.type = e.type
-    RETURNING org_id, id, environment, occurred_at, created_at, matched_workflows, emitted_by
+    RETURNING 1
 )
-SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, i.*
-FROM caller c
-LEFT JOIN inserted i ON true;
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id,
+       c.org_id, c.environment, coalesce(c.member_id, c.credential_id) AS emitted_by,
+       now() AS created_at, (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT json_object_agg(m.type, m.workflow_ids) FROM matches m)::text
+           AS matched_workflows_by_type
+FROM caller c;
 
 -- name: get-event^
+-- The id bounds created_at to ±1 hour of its minting, so one partition is searched (two
+-- near midnight): see 0018_event_partitions.up.sql.
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, e.*
 FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN events e
-       ON e.org_id = c.org_id AND e.environment = c.environment AND e.id = :id;
+       ON e.org_id = c.org_id AND e.environment = c.environment AND e.id = :id
+      AND e.created_at >= event_id_time(:id) - interval '1 hour'
+      AND e.created_at < event_id_time(:id) + interval '1 hour';
 
 -- name: list-events
+-- The time filters are single conditions on created_at, the partition key, so that the
+-- plan skips the partitions outside them, even as a generic plan; a cursor bounds
+-- created_at from above as event_id_time does for a get (0018_event_partitions.up.sql).
 -- type_prefix is "order." for the filter order.*; type_prefix_end ("order/") bounds the
 -- index range, since type sorts bytewise (COLLATE "C").
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, e.*
@@ -81,9 +95,10 @@ LEFT JOIN LATERAL (
       AND (:type::text IS NULL OR e.type = :type)
       AND (:type_prefix::text IS NULL
            OR (e.type >= :type_prefix COLLATE "C" AND e.type < :type_prefix_end COLLATE "C"))
-      AND (:since::timestamptz IS NULL OR e.created_at >= :since)
-      AND (:until::timestamptz IS NULL OR e.created_at < :until)
+      AND e.created_at >= coalesce(:since::timestamptz, '-infinity')
+      AND e.created_at < coalesce(:until::timestamptz, 'infinity')
       AND (:starting_after::text IS NULL OR e.id < :starting_after)
+      AND e.created_at < coalesce(event_id_time(:starting_after) + interval '1 hour', 'infinity')
     ORDER BY e.id DESC
     LIMIT :limit
 ) e ON true;
@@ -105,7 +120,9 @@ SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, c.env
 FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN events after_event
        ON after_event.org_id = c.org_id AND after_event.environment = c.environment
-      AND after_event.id = :after;
+      AND after_event.id = :after
+      AND after_event.created_at >= event_id_time(:after) - interval '1 hour'
+      AND after_event.created_at < event_id_time(:after) + interval '1 hour';
 
 -- name: events-feed
 -- The gapless feed (GET /v1/events/feed, and what a resumed stream missed): oldest first
@@ -122,6 +139,8 @@ FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment,
 LEFT JOIN events after_event
        ON after_event.org_id = c.org_id AND after_event.environment = c.environment
       AND after_event.id = :after
+      AND after_event.created_at >= event_id_time(:after) - interval '1 hour'
+      AND after_event.created_at < event_id_time(:after) + interval '1 hour'
 LEFT JOIN LATERAL (
     SELECT e.*
     FROM events e
@@ -205,3 +224,8 @@ SELECT CASE
         LEFT JOIN sessions s ON s.org_id = :org_id AND s.id = :credential_id
         LEFT JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id)
 END;
+
+-- name: maintain-events$
+-- Partitions ahead, expired partitions dropped, then up to :max_deleted expired events of
+-- shorter retentions deleted; returns how many (0018_event_partitions.up.sql).
+SELECT maintain_events(:max_deleted);

@@ -18,12 +18,16 @@ SET name = coalesce(:name, o.name),
     default_rate_limit_requests = coalesce(:rate_limit_requests, o.default_rate_limit_requests),
     default_rate_limit_window_seconds = coalesce(:rate_limit_window_seconds,
                                                  o.default_rate_limit_window_seconds),
+    event_retention_days_live = coalesce(:retention_days_live, o.event_retention_days_live),
+    event_retention_days_test = coalesce(:retention_days_test, o.event_retention_days_test),
     updated_at = now()
 FROM (SELECT * FROM organizations WHERE org_id = :org_id FOR NO KEY UPDATE) previous
 WHERE o.org_id = previous.org_id
 RETURNING o.org_id AS id, o.*, previous.name AS previous_name,
           previous.default_rate_limit_requests AS previous_rate_limit_requests,
-          previous.default_rate_limit_window_seconds AS previous_rate_limit_window_seconds;
+          previous.default_rate_limit_window_seconds AS previous_rate_limit_window_seconds,
+          previous.event_retention_days_live AS previous_retention_days_live,
+          previous.event_retention_days_test AS previous_retention_days_test;
 
 -- name: lock-quota!
 -- Serializes the count-then-insert of one quota of one organization until commit, so

@@ -12,6 +12,7 @@ from textual.filter import NoColor
 from textual.widgets import Input
 
 from ventryx_tui.screens.api_keys import ApiKeysScreen
+from ventryx_tui.screens.base import ConfirmDialog
 from ventryx_tui.screens.help import HelpScreen
 from ventryx_tui.screens.overview import OverviewScreen
 from ventryx_tui.screens.sign_in import ChangePasswordScreen, SignInScreen
@@ -33,7 +34,7 @@ async def test_without_saved_credentials_it_asks_and_remembers_an_api_key(
         assert org.admin_key not in app.export_screenshot()
     saved = credential_store.path
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
-    assert credential_store.load()[1] == org.admin_key
+    assert credential_store.read().servers == {app.client.server: org.admin_key}
 
 
 async def test_a_bad_key_is_refused_with_the_servers_message(dashboard):
@@ -74,7 +75,8 @@ async def test_member_login_with_one_time_password_changes_it_first(
         assert "[TEST]" in app.export_screenshot()
         assert isinstance(app.screen, WorkflowsScreen)
         assert not app.screen.query_one("#notice").display
-    ledger.add(credential_store.load()[1])  # the session token, kept in the store only
+    # The session token, kept in the store only.
+    ledger.add(*credential_store.read().servers.values())
 
 
 async def test_environment_switch_is_on_every_screen_and_filters_keys(org, make_key, dashboard):
@@ -223,7 +225,10 @@ async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
             process.wait(10)
 
 
-async def test_sign_out_forgets_the_saved_credential(org, dashboard, credential_store, server):
+async def test_sign_out_asks_before_deleting_the_only_saved_key_and_keeps_other_servers(
+        org, dashboard, credential_store, server):
+    other = ("https://api.example.com", "vtx_live_of_another_server")
+    credential_store.save(*other)
     credential_store.save(server.url, org.admin_key)
     app = dashboard(None)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -232,10 +237,23 @@ async def test_sign_out_forgets_the_saved_credential(org, dashboard, credential_
         commands = {c.title: c for c in app.get_system_commands(app.screen)}
         commands["Sign out"].callback()
         await settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog)
+        question = str(app.screen.query_one("#confirm-text").content)
+        assert credential_store.location in question and server.url in question
+        assert org.admin_key not in app.export_screenshot()
+        await pilot.press("escape")  # changed their mind: nothing is deleted
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        assert credential_store.read().find(server.url)[1] == org.admin_key
+
+        commands["Sign out"].callback()
+        await settle(pilot)
+        app.screen.query_one("#confirm").press()
+        await settle(pilot)
         assert isinstance(app.screen, SignInScreen)
         await pilot.press("2")  # no navigation without a credential
         assert isinstance(app.screen, SignInScreen)
-        assert credential_store.load() is None
+        assert credential_store.read().servers == {other[0]: other[1]}
         app.screen.query_one("#api-key", Input).value = org.admin_key
         await pilot.press("enter")
         await settle(pilot)
@@ -243,6 +261,29 @@ async def test_sign_out_forgets_the_saved_credential(org, dashboard, credential_
         await pilot.press("2")
         await settle(pilot)
         assert app.screen.keys
+
+
+async def test_a_session_signs_out_without_asking(org, dashboard, client, ledger,
+                                                   credential_store):
+    login = await client.post("/v1/sessions", json={"email": org.owner_email,
+                                                    "password": org.owner_password})
+    token = ledger.add(login.json()["data"]["token"])
+    changed = await client.post("/v1/members/me/password",
+                                headers={"Authorization": f"Bearer {token}"},
+                                json={"current_password": org.owner_password,
+                                      "new_password": ledger.add("a-long-enough-passphrase")})
+    assert changed.status_code in (200, 201), changed.text
+    app = dashboard(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#api-key", Input).value = token
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        app.action_sign_out()
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)  # a password signs in again: no question
+        assert credential_store.read().servers == {}
 
 
 async def test_a_revoked_credential_brings_back_the_sign_in_form(org, make_key, dashboard,

@@ -219,7 +219,7 @@ async def test_event_search_by_type_and_time_then_back_to_the_tail(org, dashboar
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_section(pilot, "4", EventsScreen)
         assert len(screen.buffer) == 3
-        await pilot.press("s")
+        await pilot.press("f")
         await pilot.press(*"order.*", "tab", *"1h", "enter")
         await settle(pilot)
         assert sorted(e.type for e in screen.buffer) == ["order.created", "order.paid"]
@@ -256,6 +256,9 @@ async def test_member_role_change_and_removal_with_email_typed(org, dashboard, c
         await settle(pilot)
         assert isinstance(app.screen, MembersScreen)
         assert member_id not in [m.id for m in screen.members]
+        toasts = [n.message for n in app._notifications]
+        assert any(t.startswith("Removed Lee; their sessions ended.") for t in toasts), toasts
+        assert not any("api_keys_still_active" in t for t in toasts)
     response = await client.get(f"/v1/members/{member_id}", headers=bearer(org.admin_key))
     assert response.status_code == 404
 
@@ -266,7 +269,7 @@ async def test_audit_log_search_asks_the_server(org, make_key, dashboard, client
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_section(pilot, "6", AuditLogScreen)
-        await pilot.press("s")
+        await pilot.press("f")
         await pilot.press("tab", *"api_key.revoked", "enter")
         await settle(pilot)
         assert [(e.action, e.target_id) for e in screen.entries] == [

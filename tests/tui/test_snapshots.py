@@ -106,10 +106,14 @@ SCREENS = {
     "workflows-editor": ("3", "e"),
     "events": ("4",),
     "events-detail": ("4", "enter"),
-    "events-search": ("4", "s"),
+    "events-search": ("4", "f"),
     "members": ("5",),
     "members-add": ("5", "n"),
     "audit-log": ("6",),
+    "settings": ("s",),
+    "settings-rename": ("s", "e"),
+    "settings-api-keys": ("s", "a"),
+    "workflows-editor-discard": ("3", "e", "x", "escape"),
 }
 
 
@@ -134,4 +138,44 @@ async def test_sign_in_snapshot(size, dashboard, snapshot):
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
         svg = await still_screen(pilot)
+    assert svg == snapshot(extension_class=SVGSnapshot)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+async def test_workflow_conflict_snapshot(size, acme, dashboard, client, still_formatting,
+                                          snapshot):
+    """After someone else saved: the message, Reload latest, Save and Cancel in sight."""
+    app = dashboard(acme.admin_key)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("e")
+        workflow = app.screen.workflow
+        changed = await client.patch(f"/v1/workflows/{workflow['id']}",
+                                     headers=bearer(acme.admin_key),
+                                     json={"version": workflow["version"],
+                                           "description": "changed elsewhere"})
+        assert changed.status_code == 200
+        app.screen.query_one("#wf-description", Input).value = "mine"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        svg = await still_screen(pilot)
+    assert svg == snapshot(extension_class=SVGSnapshot)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+async def test_sign_out_question_snapshot(size, acme, server, dashboard, credential_store,
+                                          still_formatting, monkeypatch, snapshot):
+    """Where the saved key is, in the redacted form only."""
+    monkeypatch.setattr(type(credential_store), "location",
+                        property(lambda _store: "~/.config/ventryx/credentials.json"))
+    credential_store.save(server.url, acme.admin_key)
+    app = dashboard(None)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        app.action_sign_out()
+        await settle(pilot)
+        svg = await still_screen(pilot)
+    assert acme.admin_key not in svg
     assert svg == snapshot(extension_class=SVGSnapshot)

@@ -12,61 +12,33 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
-from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from ventryx_shared.me import Caller
 from ventryx_shared.scopes import grants
 
+from . import formatting as fmt
 from .client import ApiError, ServerUnreachable, VentryxClient
-from .credentials import CredentialStore
+from .connection import HEARTBEAT_SECONDS, PROBE_TIMEOUT_SECONDS, reconnect_delay
+from .credentials import CorruptCredentials, CredentialStore, SavedCredentials
+from .messages import EnvironmentChanged, Reconnected, ServerLost
+from .people import Directory
 from .screens.api_keys import ApiKeysScreen
 from .screens.audit_log import AuditLogScreen
+from .screens.base import ConfirmDialog, SectionScreen
 from .screens.events import EventsScreen
 from .screens.help import HelpScreen
 from .screens.members import MembersScreen
 from .screens.overview import OverviewScreen
+from .screens.settings import SettingsScreen
 from .screens.sign_in import ChangePasswordScreen, SignInScreen, StartScreen
 from .screens.workflows import WorkflowsScreen
+from .theme import ANSI_THEME
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-RECONNECT_SECONDS = 2.0
 
-# Sixteen ANSI colours only, so the dashboard reads the same on a bare xterm, over SSH,
-# and in a terminal's own palette.
-ANSI_THEME = Theme(
-    name="ventryx-16",
-    ansi=True,
-    primary="ansi_cyan",
-    secondary="ansi_blue",
-    accent="ansi_yellow",
-    warning="ansi_yellow",
-    error="ansi_red",
-    success="ansi_green",
-    foreground="ansi_default",
-    background="ansi_default",
-    surface="ansi_default",
-    panel="ansi_default",
-    boost="ansi_default",
-    dark=True,
-    variables={
-        "ansi-background": "ansi_black",
-        "ansi-foreground": "ansi_white",
-        "border-blurred": "ansi_bright_black",
-        "block-cursor-foreground": "ansi_black",
-        "block-cursor-background": "ansi_cyan",
-        "input-cursor-background": "ansi_white",
-        "input-cursor-foreground": "ansi_black",
-        "input-cursor-text-style": "none",
-        "input-selection-background": "ansi_blue",
-        "input-selection-foreground": "ansi_white",
-        "screen-selection-background": "ansi_blue",
-        "screen-selection-foreground": "ansi_white",
-        "footer-key-foreground": "ansi_cyan",
-    },
-)
-
-# (mode, key, title, screen). The number keys follow this order, as tabs in k9s do.
+# (mode, key, title, screen). The number keys follow this order, as tabs in k9s do;
+# Settings (organization, API keys, members) is `s`, the path our documentation describes.
 SECTIONS: tuple[tuple[str, str, str, type[Screen]], ...] = (
     ("overview", "1", "Overview", OverviewScreen),
     ("api-keys", "2", "API keys", ApiKeysScreen),
@@ -74,6 +46,7 @@ SECTIONS: tuple[tuple[str, str, str, type[Screen]], ...] = (
     ("events", "4", "Events", EventsScreen),
     ("members", "5", "Members", MembersScreen),
     ("audit-log", "6", "Audit log", AuditLogScreen),
+    ("settings", "s", "Settings", SettingsScreen),
 )
 
 
@@ -88,7 +61,7 @@ class VentryxApp(App):
         Binding("q", "quit", "Quit", show=False, id="quit"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("t", "toggle_environment", "Live/Test", id="toggle-environment"),
-        *(Binding(key, f"go('{mode}')", title, show=False, id=f"go-{mode}")
+        *(Binding(key, f"go('{mode}')", title, show=mode == "settings", id=f"go-{mode}")
           for mode, key, title, _screen in SECTIONS),
     ]
 
@@ -108,7 +81,7 @@ class VentryxApp(App):
         self.initial_credential = credential
         self.timeout = timeout
         self.client: VentryxClient | None = None
-        self._reconnect_timer = None
+        self.people = Directory()
         # (server, session token) to save once a one-time password has been changed.
         self._pending_remember: tuple[str, str] | None = None
 
@@ -120,15 +93,25 @@ class VentryxApp(App):
     def on_mount(self) -> None:
         self.register_theme(ANSI_THEME)
         self.theme = "ventryx-16"
-        saved = self.store.load()
-        server = self.requested_server or (saved[0] if saved else DEFAULT_SERVER)
+        self.set_interval(HEARTBEAT_SECONDS, self.check_server)
+        problem = None
+        try:
+            saved = self.store.read()
+        except CorruptCredentials as error:
+            saved, problem = SavedCredentials(), error
+        server = self.requested_server or saved.default or DEFAULT_SERVER
         credential = self.initial_credential
-        if credential is None and saved and saved[0].rstrip("/") == server.rstrip("/"):
-            credential = saved[1]
+        found = saved.find(server)
+        if credential is None and found is not None:
+            credential = found[1]
+            if found[0] != server.rstrip("/"):
+                self.notify(f"Using the credential saved for {found[0]}.")
         if credential:
             self.connect(server, credential, remember=False, wait_for_server=True)
         else:
-            self.push_screen(SignInScreen(server))
+            self.push_screen(SignInScreen(server, error=problem and ApiError(
+                f"The saved credentials were not read: {problem}. Sign in here; the file "
+                "is left as it is.")))
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect(self, server: str, credential: str, remember: bool = True,
@@ -161,24 +144,35 @@ class VentryxApp(App):
             await self.client.aclose()
         client.environment = caller.environment
         self.client = client
+        self.people = Directory()  # names learnt for another credential may not apply
         self.environment = caller.environment
         self.caller = caller
         self.connection = "connected"
         if remember:
-            self.store.save(server, credential)
+            self.remember(server, credential)
         if isinstance(self.screen, SignInScreen):
             self.pop_screen()
         self.switch_mode("overview")
 
     async def _who_am_i(self, client: VentryxClient, wait_for_server: bool) -> Caller:
+        attempt = 0
         while True:
             try:
                 return await client.me()
             except ServerUnreachable as error:
                 if not (wait_for_server and isinstance(self.screen, StartScreen)):
                     raise
-                self.screen.show_waiting(error, RECONNECT_SECONDS)
-                await asyncio.sleep(RECONNECT_SECONDS)
+                delay = reconnect_delay(attempt)
+                self.screen.show_waiting(error, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    def remember(self, server: str, credential: str) -> None:
+        try:
+            self.store.save(server, credential)
+        except CorruptCredentials as error:
+            self.notify(f"Signed in, but not remembered: {error}.", severity="warning",
+                        timeout=10)
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def sign_in_with_password(self, server: str, email: str, password: str,
@@ -212,6 +206,16 @@ class VentryxApp(App):
             self.pop_screen()
         self.notify("Password changed.")
         self.connect(client.server, client.credential, remember=pending is not None)
+
+    @work(exclusive=True, group="caller", exit_on_error=False)
+    async def refresh_caller(self) -> None:
+        """Read ``/v1/me`` again (the organization was renamed: the top bar shows it)."""
+        if self.client is None:
+            return
+        try:
+            self.caller = await self.client.me()
+        except ApiError as error:
+            self.report_error(error)
 
     # What the caller may do
 
@@ -250,9 +254,7 @@ class VentryxApp(App):
     def watch_environment(self, environment: str) -> None:
         if self.client is not None:
             self.client.environment = environment
-        reload = getattr(self.screen, "environment_changed", None)
-        if reload is not None:
-            reload()
+            self.screen.post_message(EnvironmentChanged(environment))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Navigation waits behind dialogs and the sign-in screen, so a keypress there
@@ -277,12 +279,28 @@ class VentryxApp(App):
         yield SystemCommand("Help", "Every key on this screen (key ?)", self.action_help)
         yield SystemCommand("Sign out", "Forget the saved credential and sign in again",
                             self.action_sign_out)
-        commands = getattr(screen, "palette_commands", None)
-        if commands is not None:
-            yield from commands()
+        if isinstance(screen, SectionScreen):
+            yield from screen.palette_commands()
 
     def action_sign_out(self) -> None:
-        self.sign_out()
+        """Ask first when the saved copy of an API key is about to go: for a key made by
+        ``ventryx-server dev`` it is the only one there is."""
+        if self.client is None:
+            return
+        try:
+            found = self.store.read().find(self.client.server)
+        except CorruptCredentials:
+            found = None
+        if found is None or self.client.is_session or found[1] != self.client.credential:
+            self.sign_out()
+            return
+        key = self.client.credential
+        self.push_screen(ConfirmDialog(
+            "Sign out", f"Signing out deletes the API key {key[:9]}…{key[-4:]} saved for "
+            f"{fmt.address(found[0])} in {self.store.location}. It is the only copy the "
+            "dashboard has: unless you stored it elsewhere you will need a new key to sign "
+            "in again.",
+            "Sign out and delete it"), lambda sure: self.sign_out() if sure else None)
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def sign_out(self) -> None:
@@ -293,7 +311,12 @@ class VentryxApp(App):
             except ApiError:
                 pass  # the session may already be gone; forgetting it locally is what matters
             await self.client.aclose()
-        self.store.forget()
+        try:
+            self.store.forget(server)
+            self.notify(f"Signed out; the credential for {server} is gone from "
+                        f"{self.store.location}.")
+        except CorruptCredentials as error:
+            self.notify(f"Signed out; nothing was deleted: {error}.", severity="warning")
         self.client = None
         self.caller = None
         self.connection = "connecting"
@@ -328,24 +351,34 @@ class VentryxApp(App):
         self.notify(f"Unexpected error ({type(error).__name__}): {error}", severity="error",
                     timeout=10)
 
+    @work(exclusive=True, group="probe", exit_on_error=False)
+    async def check_server(self) -> None:
+        """The idle heartbeat: a server that went away is noticed without a key press."""
+        if self.client is None or self.connection != "connected":
+            return
+        if not await self.client.healthy(PROBE_TIMEOUT_SECONDS):
+            self.server_lost()
+
     def server_lost(self) -> None:
-        if self.connection == "reconnecting":
+        if self.connection == "reconnecting" or self.client is None:
             return
         self.connection = "reconnecting"
-        self._reconnect_timer = self.set_interval(RECONNECT_SECONDS, self.probe_server)
+        self.screen.post_message(ServerLost())
+        self.reconnect()
 
-    @work(exclusive=True, group="probe", exit_on_error=False)
-    async def probe_server(self) -> None:
-        if self.client is None or not await self.client.healthy():
+    @work(exclusive=True, group="reconnect", exit_on_error=False)
+    async def reconnect(self) -> None:
+        attempt = 0
+        while self.client is not None:
+            await asyncio.sleep(reconnect_delay(attempt))
+            attempt += 1
+            if self.client is not None and await self.client.healthy(PROBE_TIMEOUT_SECONDS):
+                break
+        else:
             return
-        if self._reconnect_timer is not None:
-            self._reconnect_timer.stop()
-            self._reconnect_timer = None
         self.connection = "connected"
         self.notify("Reconnected to the server.")
-        reload = getattr(self.screen, "reconnected", None)
-        if reload is not None:
-            reload()
+        self.screen.post_message(Reconnected())
 
     async def on_unmount(self) -> None:
         if self.client is not None:

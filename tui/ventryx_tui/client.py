@@ -57,6 +57,24 @@ class ServerUnreachable(ApiError):
     """No answer: connection refused, reset, or the timeout passed."""
 
 
+class StreamEnded(ApiError):
+    """The server closed the event stream with a reason that reconnecting can cure: it is
+    shutting down (``server_shutting_down``), or the stream fell behind or was cut."""
+
+
+# `event: error` codes that mean the credential no longer opens this stream: the dashboard
+# treats them as the 401 (or 403) a request would get now.
+STREAM_ACCESS_LOST = {"key_revoked", "key_expired", "session_ended", "member_removed",
+                      "invalid_api_key"}
+SERVER_SHUTTING_DOWN = "server_shutting_down"
+
+# Server messages that name endpoints or fields: what a person reads instead.
+PLAIN_WORDS = {
+    "password_change_required": "Change your one-time password first; until then you can "
+                                "only change it or sign out.",
+}
+
+
 @dataclass(frozen=True)
 class StreamedEvent:
     """One server-sent event from the live tail."""
@@ -76,7 +94,8 @@ def _error_from(response: httpx.Response) -> ApiError:
         return ApiError(f"The server answered {response.status_code} {reason}.",
                         status=response.status_code, request_id=request_id)
     detail = body.error
-    return ApiError(detail.message, status=response.status_code, type=detail.type,
+    return ApiError(PLAIN_WORDS.get(detail.code, detail.message), status=response.status_code,
+                    type=detail.type,
                     code=detail.code, request_id=detail.request_id or request_id,
                     param=detail.param)
 
@@ -155,12 +174,13 @@ class VentryxClient:
 
     # Identity and health
 
-    async def healthy(self) -> bool:
+    async def healthy(self, timeout: float | None = None) -> bool:
+        """Whether the server answers ``/healthz`` within ``timeout`` (default: the client's)."""
         try:
-            await self._send("GET", "/healthz", authenticated=False)
-            return True
-        except ApiError:
+            response = await self._http.get("/healthz", timeout=timeout or self.timeout)
+        except httpx.HTTPError:
             return False
+        return response.status_code < 500
 
     async def me(self) -> Caller:
         return (await self._call("GET", "/v1/me", Data[Caller])).data
@@ -272,12 +292,7 @@ class VentryxClient:
                 yield StreamedEvent(None, "open", {})  # connected: the tail may say so
                 async for message in _parse_sse(response.aiter_lines()):
                     if message.event == "error":
-                        detail = message.data.get("error", {})
-                        raise ApiError(detail.get("message", "The event stream failed."),
-                                       status=response.status_code,
-                                       type=detail.get("type", "api_error"),
-                                       code=detail.get("code", ""),
-                                       request_id=detail.get("request_id"))
+                        raise _stream_error(message.data.get("error", {}))
                     if message.event == "message":
                         try:
                             event = msgspec.convert(message.data, Event, strict=False)
@@ -297,6 +312,15 @@ class VentryxClient:
     async def get_org(self) -> OrganizationDetails:
         return (await self._call("GET", "/v1/org", Data[OrganizationDetails])).data
 
+    async def get_org_settings(self) -> dict[str, Any]:
+        """The organization as the server sends it, fields this dashboard does not know
+        yet (defaults other versions add) included."""
+        return (await self._call("GET", "/v1/org", Data[dict[str, Any]])).data
+
+    async def rename_org(self, name: str) -> OrganizationDetails:
+        return (await self._call("PATCH", "/v1/org", Data[OrganizationDetails],
+                                 json={"name": name})).data
+
     async def list_members(self) -> tuple[list[Member], bool]:
         return await self._gather("/v1/members", Member)
 
@@ -314,6 +338,20 @@ class VentryxClient:
 
     async def list_audit_log(self, **filters) -> tuple[list[AuditEntry], bool]:
         return await self._gather("/v1/audit-log", AuditEntry, filters, limit=200)
+
+
+def _stream_error(detail: dict) -> ApiError:
+    """The error a stream's closing ``event: error`` stands for: access lost reads as the
+    401 (a missing scope as the 403) a request would get; anything else may be retried."""
+    code = detail.get("code", "")
+    fields = {"type": detail.get("type", "api_error"), "code": code,
+              "request_id": detail.get("request_id")}
+    message = PLAIN_WORDS.get(code, detail.get("message", "The event stream was closed."))
+    if code in STREAM_ACCESS_LOST:
+        return ApiError(message, status=401, **fields)
+    if code == "missing_scope":
+        return ApiError(message, status=403, **fields)
+    return StreamEnded(message, status=503, **fields)
 
 
 def _id_of(item: Any) -> str | None:

@@ -21,15 +21,15 @@ from ventryx_shared.common import Accepted, Data, Environment, Page
 from ventryx_shared.ids import new_id
 from ventryx_shared.scopes import grants_all
 from ventryx_shared.tokens import parse_token
+from ventryx_shared.usage import Granularity, KeyUsage, UsageBucket
 
-from .. import audit, idempotency, quotas
+from .. import audit, idempotency, quotas, usage
 from ..addresses import limit_by_address
 from ..auth import Caller, authorized, caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, status_of, to_api_key, to_created
 from ..openapi import NO_STORE
-from ..rate_limits import refuse_numbers_in_strings
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "api-keys:read"}
@@ -101,7 +101,6 @@ class ApiKeysController(Controller):
     async def create_api_key(self, request: Request, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
-        await refuse_numbers_in_strings(request, "rate_limit")
         if data.expires_at is not None and (
             data.expires_at.tzinfo is None or data.expires_at <= datetime.now(UTC)
         ):
@@ -135,11 +134,19 @@ class ApiKeysController(Controller):
         starting_after: StartingAfter = None,
         status: FromQuery[Literal["active", "expired", "revoked"] | None] = None,
         environment: FromQuery[Environment | None] = None,
+        unused_for: Annotated[str | None, Parameter(
+            description="Only keys without a successful request for this long (30d, 12h, "
+                        "90m); a key never used counts from its creation",
+            pattern=r"^[1-9][0-9]{0,5}[mhd]$", max_length=16)] = None,
     ) -> Page[ApiKey]:
         """List keys, newest first; never the key itself."""
+        unused_seconds = None if unused_for is None else usage.parse_duration(unused_for,
+                                                                              "unused_for")
         rows = await request.app.state.queries.list_api_keys(
             db, **caller_params(request), key_environment=environment, status=status,
-            starting_after=cursor("key", starting_after), limit=limit + 1)
+            starting_after=cursor("key", starting_after), limit=limit + 1,
+            unused_seconds=unused_seconds,
+            quiet_seconds=request.app.state.settings.traffic_quiet_seconds)
         await authorized(db, request, rows[0] if rows else None)
         items, has_more = page([to_api_key(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)
@@ -148,17 +155,46 @@ class ApiKeysController(Controller):
     async def get_api_key(self, request: Request, db: Db,
                           key_id: KeyId) -> Data[ApiKey]:
         """Retrieve one key, redacted."""
-        row = await request.app.state.queries.get_api_key(db, **caller_params(request), id=key_id)
+        row = await request.app.state.queries.get_api_key(
+            db, **caller_params(request), id=key_id,
+            quiet_seconds=request.app.state.settings.traffic_quiet_seconds)
         row = await authorized(db, request, row)
         if row["id"] is None:
             raise _no_such_key(key_id)
         return Data(to_api_key(row))
 
+    @get("/{key_id:str}/usage", operation_id="getApiKeyUsage", opt=READ)
+    async def get_api_key_usage(
+        self, request: Request, db: Db, key_id: KeyId,
+        since: Annotated[datetime | None, Parameter(
+            description="Start (RFC 3339 with a time zone), rounded down to a bucket; "
+                        "before until, at most 1,440 buckets earlier; default: an hour, a "
+                        "day or 30 days before until")] = None,
+        until: Annotated[datetime | None, Parameter(
+            description="End, exclusive (default: now)")] = None,
+        granularity: Granularity = "hour",
+    ) -> Data[KeyUsage]:
+        """Requests counted against a key per minute, hour or day, by outcome (at most
+        1,440 buckets, zero-filled, oldest first)."""
+        first, step, buckets = usage.bucket_range(granularity, since, until, datetime.now(UTC))
+        rows = await request.app.state.queries.api_key_usage(
+            db, **caller_params(request), id=key_id, first=float(first), step=float(step),
+            buckets=buckets)
+        await authorized(db, request, rows[0] if rows else None)
+        if rows[0]["id"] is None:
+            raise _no_such_key(key_id)
+        return Data(KeyUsage(
+            key_id=key_id, granularity=granularity,
+            since=datetime.fromtimestamp(first, UTC),
+            until=datetime.fromtimestamp(first + step * buckets, UTC),
+            buckets=[UsageBucket(start=r["bucket_start"], success=r["success"],
+                                 denied_scope=r["denied_scope"], rate_limited=r["rate_limited"],
+                                 revoked_or_expired=r["revoked_or_expired"]) for r in rows]))
+
     @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
     async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
         """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
-        await refuse_numbers_in_strings(request, "rate_limit")
         async with db.transaction():
             await _stop_key_writes(db, request, key_id)  # removing a scope takes access away
             caller = await lock_caller(db, request)

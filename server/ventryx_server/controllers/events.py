@@ -10,7 +10,7 @@ sql/migrations/0015_event_feed.up.sql, which no later commit can change.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -262,17 +262,15 @@ class EventsController(Controller):
                   "payloads": payloads, "occurred_ats": [i.occurred_at for i in items]}
         queries = request.app.state.queries
         if idempotency.idempotency_key(request) is None:
-            rows = await queries.emit_events(db, **params)
-            await authorized(db, request, rows[0] if rows else None)
-            event_stream.announce(request.app, rows[0]["org_id"], rows[0]["environment"])
-            return Response(Data(batch_events(rows, ids, items)), status_code=201)
+            row = await authorized(db, request, await queries.emit_events(db, **params))
+            event_stream.announce(request.app, row["org_id"], row["environment"])
+            return Response(Data(batch_events(row, ids, items)), status_code=201)
         async with db.transaction():
             caller = await lock_caller(db, request)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
-            rows = await queries.emit_events(db, **params)
-            await authorized(db, request, rows[0] if rows else None)
-            body = Data(batch_events(rows, ids, items))
+            row = await authorized(db, request, await queries.emit_events(db, **params))
+            body = Data(batch_events(row, ids, items))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
         event_stream.announce(request.app, caller.org_id, caller.environment)
         return Response(body, status_code=201)
@@ -358,6 +356,17 @@ class EventsController(Controller):
         return Data(event_from_row(row))
 
 
-def batch_events(rows: list[Any], ids: list[str], items: list[EventCreate]) -> list[Event]:
-    by_id = {row["id"]: row for row in rows}
-    return [emitted_event(by_id[event_id], item) for event_id, item in zip(ids, items, strict=True)]
+_decode_matches = msgspec.json.Decoder(dict[str, list[str]]).decode
+
+
+def batch_events(row: Any, ids: list[str], items: list[EventCreate]) -> list[Event]:
+    """The batch's events as stored: the statement returns what is common to all of them
+    (created_at, the emitter, the workflows each type matched), the rest is what was sent."""
+    created_at, environment, emitted_by = row["created_at"], row["environment"], row["emitted_by"]
+    matches = _decode_matches(row["matched_workflows_by_type"])
+    return [Event(id=event_id, type=item.type, payload=item.payload,
+                  occurred_at=created_at if item.occurred_at is None
+                  else item.occurred_at.astimezone(UTC),
+                  created_at=created_at, environment=environment,
+                  matched_workflows=matches[item.type], emitted_by=emitted_by)
+            for event_id, item in zip(ids, items, strict=True)]

@@ -1,18 +1,23 @@
-"""The caller's organization: ``GET /v1/org``, renaming it and its default rate limit."""
+"""The caller's organization: ``GET /v1/org``, renaming it, its default rate limit and
+how long its events are kept."""
 
 import asyncpg
 from litestar import Controller, Request, get, patch
 from litestar.params import JSONBody
 
 from ventryx_shared.common import Data
-from ventryx_shared.organizations import OrganizationDetails, OrganizationUpdate, Quotas
+from ventryx_shared.organizations import (
+    EventRetention,
+    OrganizationDetails,
+    OrganizationUpdate,
+    Quotas,
+)
 from ventryx_shared.rate_limits import RateLimit, rate_limit_of
 
 from .. import audit
 from ..auth import authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import UnprocessableEntity
-from ..rate_limits import refuse_numbers_in_strings
 
 ADMIN = {"scope": "org:admin"}
 
@@ -24,6 +29,8 @@ def to_organization(row: asyncpg.Record) -> OrganizationDetails:
                                      window_seconds=row["default_rate_limit_window_seconds"]),
         quotas=Quotas(active_api_keys=row["max_active_api_keys"],
                       workflows=row["max_workflows"]),
+        event_retention_days=EventRetention(live=row["event_retention_days_live"],
+                                            test=row["event_retention_days_test"]),
         created_at=row["created_at"], updated_at=row["updated_at"])
 
 
@@ -38,7 +45,13 @@ def _changes(row: asyncpg.Record) -> dict:
         changes["name"] = {"from": row["previous_name"], "to": row["name"]}
     if before_limit != after_limit:
         changes["default_rate_limit"] = {"from": before_limit, "to": after_limit}
+    for environment in ("live", "test"):
+        before, after = (row[f"previous_retention_days_{environment}"],
+                         row[f"event_retention_days_{environment}"])
+        if before != after:
+            changes[f"event_retention_days.{environment}"] = {"from": before, "to": after}
     return changes
+
 
 
 class OrganizationController(Controller):
@@ -57,18 +70,23 @@ class OrganizationController(Controller):
     @patch("/", operation_id="updateOrganization", opt=ADMIN)
     async def update_organization(self, request: Request, db: Db,
                                   data: JSONBody[OrganizationUpdate]) -> Data[OrganizationDetails]:
-        """Rename the organization or change its default rate limit."""
-        await refuse_numbers_in_strings(request, "default_rate_limit")
-        if data.name is None and data.default_rate_limit is None:
-            raise UnprocessableEntity("Send name, default_rate_limit or both.",
-                                      code="empty_update")
+        """Rename the organization, change its default rate limit or how many days each
+        environment's events are kept."""
+        retention = data.event_retention_days
+        if data.name is None and data.default_rate_limit is None and (
+                retention is None or (retention.live is None and retention.test is None)):
+            raise UnprocessableEntity(
+                "Send name, default_rate_limit, event_retention_days or several.",
+                code="empty_update")
         limit = data.default_rate_limit
         async with db.transaction():
             caller = await lock_caller(db, request)
             row = await request.app.state.queries.update_organization(
                 db, org_id=caller.org_id, name=data.name,
                 rate_limit_requests=limit and limit.requests,
-                rate_limit_window_seconds=limit and limit.window_seconds)
+                rate_limit_window_seconds=limit and limit.window_seconds,
+                retention_days_live=retention and retention.live,
+                retention_days_test=retention and retention.test)
             await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                                action="organization.updated", target_type="organization",
                                target_id=caller.org_id, environment=caller.environment,

@@ -190,8 +190,7 @@ class SessionsController(Controller):
             await queries.stop_own_member_writes(db, **caller_params(request))
             caller = await lock_caller(db, request)
             require_session(caller)
-            row = await queries.end_session(db, org_id=caller.org_id,
-                                                              id=caller.credential_id)
+            row = await queries.end_session(db, org_id=caller.org_id, id=caller.credential_id)
             await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                                action="session.ended", target_type="session",
                                target_id=caller.credential_id, environment=caller.environment)

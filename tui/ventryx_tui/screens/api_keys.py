@@ -43,6 +43,7 @@ def short_scopes(scopes: list[str]) -> str:
 
 class ApiKeysScreen(SectionScreen):
     SECTION = "API keys"
+    PARENT = ("settings", "Settings")
     HELP = ("Scopes are shortened in the table (wf = workflows, ev = events, keys = api-keys; "
             "r = read, w = write); the line under the table spells out the selected key. "
             "A new key's secret is shown once, in its reveal dialog, and never again.")
@@ -55,39 +56,46 @@ class ApiKeysScreen(SectionScreen):
         Binding("o", "rotate_key", "Rotate", id="rotate-key"),
     ]
 
-    # Most telling first, so an 80-column terminal shows name, status, key and scopes; the
-    # rest scrolls sideways and is spelled out in the detail lines under the table.
-    COLUMNS = ("Name", "Status", "Key", "Scopes", "Env", "Created", "Last used", "Expires")
+    # (title, width). Whether a key works and when it was last used or dies matter most, so
+    # below WIDE_TERMINAL columns Env and Created go (the detail lines under the table keep
+    # them) and scopes narrow, before Status, Last used or Expires would scroll out of sight.
+    COLUMNS = (("Name", 0), ("Status", 7), ("Key", 14), ("Scopes", 11), ("Env", 4),
+               ("Created", 10), ("Last used", 9), ("Expires", 9))
+    NARROW_DROPS = {"Env", "Created"}
+    WIDE_TERMINAL = 110
 
     def __init__(self):
         super().__init__()
         self.keys: list[ApiKey] = []
         self.truncated = False
-
-    # What the columns after Name take, cell padding included, when every one is shown.
-    OTHER_COLUMNS_WIDTH = 80
+        self._layout: tuple[int, bool] | None = None
 
     def compose_body(self) -> ComposeResult:
         yield ResourceTable(id="keys-table")
         yield Static(id="detail", classes="detail")
 
     def on_mount(self) -> None:
-        self._name_width = 0
         self._fit_columns(self.app.size.width)
 
     def on_resize(self, event) -> None:
         self._fit_columns(event.size.width)
 
+    def shown_columns(self) -> list[tuple[str, int]]:
+        wide = self._layout is not None and self._layout[1]
+        return [(title, width) for title, width in self.COLUMNS
+                if wide or title not in self.NARROW_DROPS]
+
     def _fit_columns(self, width: int) -> None:
-        """Names get what the other columns leave, between 18 and 40 cells."""
-        name_width = max(18, min(40, width - self.OTHER_COLUMNS_WIDTH))
-        if name_width == self._name_width:
-            return
-        self._name_width = name_width
+        """Names get what the other columns leave (two cells of padding each, and room
+        for a scroll bar), between 12 and 40 cells."""
+        wide = width >= self.WIDE_TERMINAL
+        self._layout = (width, wide)
+        others = [w for title, w in self.shown_columns() if title != "Name"]
+        name_width = max(12, min(40, width - sum(others) - 2 * (len(others) + 1) - 2))
         table = self.query_one(ResourceTable)
         table.clear(columns=True)
-        table.add_column("Name", width=name_width)
-        table.add_columns(*self.COLUMNS[1:])
+        for title, column_width in self.shown_columns():
+            table.add_column(title, width=column_width or name_width, key=title)
         self.render_rows()
 
     async def fetch(self, client: VentryxClient):
@@ -110,22 +118,30 @@ class ApiKeysScreen(SectionScreen):
                 if self.matches(key.name, key.redacted_key, key.id, key.status,
                                 key.environment, " ".join(key.scopes))]
 
+    def cells(self, key: ApiKey, successors: set[str]) -> dict[str, object]:
+        name = key.name
+        if key.rotated_to:
+            name += " (old)"
+        elif key.id in successors:
+            name += " (new)"
+        # A revoked key's expiry is moot: it already stopped working.
+        expires = "-" if key.status == "revoked" else fmt.relative(key.expires_at, empty="never")
+        return {"Name": Text(name, overflow="ellipsis", no_wrap=True), "Status": key.status,
+                "Key": fmt.redacted_key(key.redacted_key),
+                "Scopes": Text(short_scopes(key.scopes), overflow="ellipsis", no_wrap=True),
+                "Env": key.environment, "Created": fmt.date(key.created_at),
+                "Last used": fmt.relative(key.last_used_at), "Expires": expires}
+
     def render_rows(self) -> None:
         table = self.query_one(ResourceTable)
         selected = table.selected_key
         table.clear()
+        # Rotation keeps the name: "(old)" and "(new)" tell the pair apart.
+        successors = {key.rotated_to for key in self.keys if key.rotated_to}
+        titles = [title for title, _width in self.shown_columns()]
         for key in self.visible_keys():
-            table.add_row(
-                Text(key.name, overflow="ellipsis", no_wrap=True),
-                key.status,
-                fmt.redacted_key(key.redacted_key),
-                short_scopes(key.scopes),
-                key.environment,
-                fmt.date(key.created_at),
-                fmt.relative(key.last_used_at),
-                fmt.relative(key.expires_at, empty="never"),
-                key=key.id,
-            )
+            cells = self.cells(key, successors)
+            table.add_row(*(cells[title] for title in titles), key=key.id)
         if selected is not None:
             for index, key in enumerate(self.visible_keys()):
                 if key.id == selected:
@@ -156,7 +172,10 @@ class ApiKeysScreen(SectionScreen):
         lines.append(f"{key.name}", style="bold")
         lines.append(f"  {fmt.identifier(key.id)}")
         if key.rotated_to:
-            lines.append(f"  rotated to {fmt.identifier(key.rotated_to)}")
+            lines.append(f"  rotated: its successor is {fmt.identifier(key.rotated_to)}")
+        predecessor = next((k for k in self.keys if k.rotated_to == key.id), None)
+        if predecessor is not None:
+            lines.append(f"  successor of {fmt.identifier(predecessor.id)}")
         lines.append("\nscopes: " + ", ".join(key.scopes))
         lines.append(f"\n{key.environment}, {key.status}, last used {fmt.relative(key.last_used_at)}")
         if key.revoked_at:
@@ -166,7 +185,8 @@ class ApiKeysScreen(SectionScreen):
             lines.append(f", {verb} {fmt.precise(key.expires_at)}")
         else:
             lines.append(", never expires")
-        lines.append(f"\ncreated {fmt.precise(key.created_at)} by {fmt.identifier(key.created_by)}")
+        lines.append(f"\ncreated {fmt.date(key.created_at)} by "
+                     f"{self.app.people.label(key.created_by)}")
         if self.truncated:
             lines.append("\nShowing the newest 500 keys; filter to find older ones.")
         detail.update(lines)

@@ -21,6 +21,7 @@ from textual.widgets import Button, Footer, Input, Static
 from textual.worker import Worker
 
 from ..client import ApiError, ServerUnreachable, VentryxClient
+from ..messages import EnvironmentChanged, Reconnected
 from ..widgets.notice import Notice
 from ..widgets.table import ResourceTable
 from ..widgets.top_bar import TopBar
@@ -30,19 +31,23 @@ T = TypeVar("T")
 
 class SectionScreen(Screen):
     SECTION = ""
+    # The mode esc returns to, and the first part of the top bar's "Settings › API keys".
+    PARENT: tuple[str, str] | None = None
     HELP = ""
     # Actions that change something: hidden in --read-only mode and without the scope.
     MUTATING: dict[str, str] = {}
     BINDINGS = [
         Binding("r", "refresh", "Refresh", show=False, id="refresh"),
-        Binding("slash", "filter", "Filter", id="filter"),
+        # Left out of the footer, which at 80 columns has room for the screen's own keys
+        # and Settings; ? and the palette list it.
+        Binding("slash", "filter", "Filter", show=False, id="filter"),
         Binding("escape", "back", "Back", show=False, id="back"),
     ]
 
     filter_text: reactive[str] = reactive("", init=False)
 
     def compose(self) -> ComposeResult:
-        yield TopBar(self.SECTION)
+        yield TopBar(f"{self.PARENT[1]} › {self.SECTION}" if self.PARENT else self.SECTION)
         yield Notice(id="notice")
         yield from self.compose_body()
         yield Input(placeholder="filter: type to narrow, enter to keep, esc to clear",
@@ -65,10 +70,10 @@ class SectionScreen(Screen):
     def on_screen_resume(self) -> None:
         self.load()
 
-    def environment_changed(self) -> None:
+    def on_environment_changed(self, _message: EnvironmentChanged) -> None:
         self.load()
 
-    def reconnected(self) -> None:
+    def on_reconnected(self, _message: Reconnected) -> None:
         self.load()
 
     def action_refresh(self) -> None:
@@ -183,14 +188,16 @@ class SectionScreen(Screen):
             field.remove_class("-shown")
             self.focus_main()
             return
-        if self.app.current_mode != "overview":
-            self.app.switch_mode("overview")
+        back_to = self.PARENT[0] if self.PARENT else "overview"
+        if self.app.current_mode != back_to:
+            self.app.switch_mode(back_to)
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand(f"Refresh {self.SECTION}", "Load it again (key r)",
                             self.action_refresh)
-        yield SystemCommand(f"Filter {self.SECTION}", "Narrow the rows (key /)",
-                            self.action_filter)
+        if self.check_action("filter", ()):
+            yield SystemCommand(f"Filter {self.SECTION}", "Narrow the rows (key /)",
+                                self.action_filter)
 
 
 class Dialog(ModalScreen[T]):
@@ -208,6 +215,8 @@ class Dialog(ModalScreen[T]):
             yield Static(id="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield from self.compose_buttons()
+        # The dialog's own keys, not those of the screen behind it.
+        yield Footer(compact=True)
 
     def compose_form(self) -> ComposeResult:
         yield from ()
@@ -216,6 +225,9 @@ class Dialog(ModalScreen[T]):
         yield Button("Cancel", id="cancel", compact=True)
 
     @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()  # through the action, so a dialog that asks first can override it
+
     def action_cancel(self) -> None:
         self.dismiss(None)
 
@@ -249,4 +261,29 @@ class Dialog(ModalScreen[T]):
 
     def failed(self, error: ApiError, what: str) -> None:
         self.show_error(f"{what} failed: {error.describe()}")
+        if self.focused is None:  # the loading state took it: keep the keyboard working
+            self.focus_next()
         self.app.report_error(error)
+
+
+class ConfirmDialog(Dialog[bool]):
+    """A question before something that cannot be undone; Cancel (and esc) is the default."""
+
+    AUTO_FOCUS = "#cancel"
+
+    def __init__(self, title: str, text: str, confirm: str):
+        super().__init__()
+        self.TITLE_TEXT = title
+        self.text = text
+        self.confirm = confirm
+
+    def compose_form(self) -> ComposeResult:
+        yield Static(Text(self.text), id="confirm-text")
+
+    def compose_buttons(self) -> ComposeResult:
+        yield Button(self.confirm, id="confirm", variant="error", compact=True)
+        yield from super().compose_buttons()
+
+    @on(Button.Pressed, "#confirm")
+    def _confirmed(self) -> None:
+        self.dismiss(True)

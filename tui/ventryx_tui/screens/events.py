@@ -14,19 +14,20 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from ventryx_shared.events import Event
 
 from .. import formatting as fmt
-from ..client import ApiError, ServerUnreachable, VentryxClient
+from ..client import SERVER_SHUTTING_DOWN, ApiError, ServerUnreachable, StreamEnded, VentryxClient
+from ..connection import reconnect_delay
+from ..messages import ServerLost
 from ..widgets.table import ResourceTable
 from .base import SectionScreen
 from .search import SearchDialog, describe
 
 BUFFER_SIZE = 1000
 HISTORY = 100
-RETRY_SECONDS = (1, 2, 5, 10)
 
 
 class EventDetail(ModalScreen[None]):
@@ -45,7 +46,7 @@ class EventDetail(ModalScreen[None]):
         header.append(f"id           {fmt.identifier(event.id)}\n"
                       f"occurred at  {fmt.precise(event.occurred_at)}\n"
                       f"received at  {fmt.precise(event.created_at)}\n"
-                      f"emitted by   {fmt.identifier(event.emitted_by)}\n"
+                      f"emitted by   {self.app.people.label(event.emitted_by)}\n"
                       f"environment  {event.environment}\n"
                       "matched      "
                       f"{', '.join(event.matched_workflows or []) or 'no workflow'}\n")
@@ -55,6 +56,7 @@ class EventDetail(ModalScreen[None]):
             yield Static(Text("payload", style="bold"))
             yield Static(Text(payload.decode()), id="payload")
             yield Static(Text("esc closes", style="dim"))
+        yield Footer(compact=True)
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -65,11 +67,13 @@ class EventsScreen(SectionScreen):
     HELP = ("A live tail of new events in this environment (newest at the bottom, the "
             f"newest {BUFFER_SIZE} kept; times are UTC; Matched counts the workflows whose "
             "trigger matched). p pauses and resumes; while paused, new events are "
-            "held and counted. s searches by type and time; esc returns to the tail. "
-            "Enter opens an event with its payload.")
+            "held and counted. f finds past events by type and time; esc returns to the "
+            "tail. Enter opens an event with its payload. When the stream ends (the "
+            "server restarts or stops) the tail says reconnecting and picks up where it "
+            "left off.")
     BINDINGS = [
         Binding("p", "pause", "Pause/resume", id="pause-tail"),
-        Binding("s", "search", "Search", id="search-events"),
+        Binding("f", "search", "Find", id="search-events"),
     ]
     COLUMNS = ("Received", "Type", "Matched", "Id")
 
@@ -90,6 +94,13 @@ class EventsScreen(SectionScreen):
         table.add_column("Matched", width=7)
         table.add_column("Id")
         yield table
+
+    def on_server_lost(self, _message: ServerLost) -> None:
+        # Close the stream now: a server shutting down gracefully waits for open streams,
+        # and the top bar already says the server is gone. Reconnected reopens it.
+        self.workers.cancel_group(self, "stream")
+        if self.search is None:
+            self.set_tail_state("reconnecting")
 
     def on_screen_suspend(self) -> None:
         # Leave no stream open behind other screens; Last-Event-ID fills the gap on return.
@@ -147,13 +158,20 @@ class EventsScreen(SectionScreen):
         if any(e.id == event.id for e in list(self.buffer)[-50:]):
             return  # replayed after a reconnect, already shown
         full = len(self.buffer) == self.buffer.maxlen
+        # Ids grow with time; a batch's events may arrive in any order, the tail shows
+        # them in id order.
+        out_of_order = bool(self.buffer) and event.id < self.buffer[-1].id
         self.buffer.append(event)
+        if out_of_order:
+            ordered = sorted(self.buffer, key=lambda e: e.id)
+            self.buffer.clear()
+            self.buffer.extend(ordered)
         if self.paused:
             self.held += 1
             self.show_status()
             return
         table = self.query_one(ResourceTable)
-        if full:
+        if full or out_of_order:
             self.render_rows()
             return
         at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
@@ -177,38 +195,43 @@ class EventsScreen(SectionScreen):
                      "reconnecting": "LIVE TAIL: reconnecting...",
                      "stopped": "LIVE TAIL: stopped (r retries)"}.get(self.tail_state,
                                                                       self.tail_state)
-        hint = "enter: details" if self.buffer else "new events appear here as they arrive"
+        hint = "enter: details" if self.buffer else "new events appear here; f finds older"
         self.query_one("#tail-status", Static).update(Text(
             f"{state}   buffer {len(self.buffer)}/{BUFFER_SIZE}   {hint}", style="bold"))
 
     @work(exclusive=True, group="stream", exit_on_error=False)
     async def tail(self) -> None:
+        """Follow the stream; when it ends, say "reconnecting" and open it again after the
+        app's reconnect delay with Last-Event-ID, so nothing is missed. A server that went
+        away (or says it is shutting down) is the app's to watch: its Reconnected message
+        reloads this screen and restarts the tail."""
         attempt = 0
         while self.client is not None:
             client = self.client
             self.set_tail_state("starting" if attempt == 0 else "reconnecting")
             try:
                 async for message in client.stream_events(self.last_event_id):
-                    if self.tail_state != "streaming":
+                    if message.event == "open":
                         self.set_tail_state("streaming")
                         attempt = 0
-                    if message.event == "open":
                         continue
                     if message.id:
                         self.last_event_id = message.id
                     if message.decoded is not None:
                         self.receive(message.decoded)
-                # The server ended the stream (a restart, a deploy): reconnect at once.
-            except ServerUnreachable:
-                self.set_tail_state("reconnecting")
-            except ApiError as error:
-                if error.status in (401, 403, 404) or error.type == "authentication_error":
-                    self.notice.show_error(error, "The live tail")
-                    self.app.report_error(error)
-                    self.set_tail_state("stopped")
+            except (ServerUnreachable, StreamEnded) as error:
+                if isinstance(error, ServerUnreachable) or error.code == SERVER_SHUTTING_DOWN:
+                    self.set_tail_state("reconnecting")
+                    self.app.server_lost()
                     return
-                self.set_tail_state("reconnecting")
-            await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+            except ApiError as error:
+                self.notice.show_error(error, "The live tail")
+                self.app.report_error(error)
+                self.set_tail_state("stopped")
+                return
+            # The stream ended (cut, lagging, or closed by the server): open it again.
+            self.set_tail_state("reconnecting")
+            await asyncio.sleep(reconnect_delay(attempt))
             attempt += 1
 
     # Actions
@@ -256,6 +279,7 @@ class EventsScreen(SectionScreen):
         yield from super().palette_commands()
         yield SystemCommand("Pause/resume live tail", "Hold new events, or show them (key p)",
                             self.action_pause)
-        yield SystemCommand("Search events", "By type and time (key s)", self.action_search)
+        yield SystemCommand("Find events", "Past events by type and time (key f)",
+                            self.action_search)
         yield SystemCommand("Open event", "The selected event with its payload (enter)",
                             self.action_open_event)

@@ -8,9 +8,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 GENERAL_KEYS = (
+    ("s", "settings: the organization, API keys, members"),
     ("1-6", "overview, API keys, workflows, events, members, audit log"),
     ("t", "switch live / test (shown as [LIVE] or [TEST] at the top right)"),
     ("r", "refresh"),
@@ -24,7 +25,11 @@ GENERAL_KEYS = (
 
 
 class HelpScreen(ModalScreen[None]):
+    AUTO_FOCUS = "#help"
     BINDINGS = [
+        # Longer than 24 rows on most screens: it scrolls like the tables do.
+        Binding("j,down", "scroll('down')", "Scroll", id="help-down"),
+        Binding("k,up", "scroll('up')", "Scroll", show=False, id="help-up"),
         Binding("escape", "dismiss", "Close", id="close-help"),
         Binding("question_mark", "dismiss", "Close", show=False),
         Binding("q", "dismiss", "Close", show=False),
@@ -58,7 +63,15 @@ class HelpScreen(ModalScreen[None]):
             if about:
                 yield Static(Text(about), classes="help-about")
             yield Static(table)
-            yield Static(Text("esc closes this help", style="dim"))
+            yield Static(Text("j/k or arrows scroll, esc closes this help", style="dim"))
+        yield Footer(compact=True)
+
+    def action_scroll(self, direction: str) -> None:
+        scroller = self.query_one("#help", VerticalScroll)
+        if direction == "down":
+            scroller.scroll_down(animate=False)
+        else:
+            scroller.scroll_up(animate=False)
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)

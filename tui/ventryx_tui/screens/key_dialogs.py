@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import (
     Button,
+    Footer,
     Input,
     Label,
     RadioSet,
@@ -53,6 +54,8 @@ def _scope_list(grantable: list[str], chosen: list[str]) -> MarkedSelectionList:
 
 class CreateKeyDialog(Dialog[ApiKeyCreated]):
     TITLE_TEXT = "New API key"
+    # As in the workflow editor: enter toggles the scope under the cursor, ctrl+s submits.
+    BINDINGS = [Binding("ctrl+s", "create", "Create", id="create-key")]
 
     def __init__(self, grantable: list[str], environment: str):
         super().__init__()
@@ -62,8 +65,8 @@ class CreateKeyDialog(Dialog[ApiKeyCreated]):
     def compose_form(self) -> ComposeResult:
         yield Label("Name (what uses this key)")
         yield Input(id="name", placeholder="ci-pipeline", max_length=100, compact=True)
-        yield Label(f"Scopes (space toggles; only those you may grant) for a "
-                    f"{self.environment.upper()} key")
+        yield Label(f"Scopes of the {self.environment.upper()} key (enter or space "
+                    "toggles; only those you may grant)")
         yield _scope_list(self.grantable, [])
         yield Label("Expires")
         yield Select([(label, days if days is not None else 0)
@@ -79,7 +82,7 @@ class CreateKeyDialog(Dialog[ApiKeyCreated]):
         self.query_one("#scopes").focus()
 
     @on(Button.Pressed, "#create")
-    def create(self) -> None:
+    def action_create(self) -> None:
         name = self.query_one("#name", Input).value.strip()
         scopes = list(self.query_one("#scopes", SelectionList).selected)
         days = self.query_one("#expiry", Select).value
@@ -102,6 +105,7 @@ class CreateKeyDialog(Dialog[ApiKeyCreated]):
 
 class EditKeyDialog(Dialog[ApiKey]):
     TITLE_TEXT = "Edit API key"
+    BINDINGS = [Binding("ctrl+s", "save", "Save", id="save-key")]
 
     def __init__(self, key: ApiKey, grantable: list[str]):
         super().__init__()
@@ -114,7 +118,7 @@ class EditKeyDialog(Dialog[ApiKey]):
         yield Label(f"{self.key.redacted_key}  {self.key.environment}")
         yield Label("Name")
         yield Input(self.key.name, id="name", max_length=100, compact=True)
-        yield Label("Scopes (space toggles)")
+        yield Label("Scopes (enter or space toggles)")
         yield _scope_list(self.grantable, self.key.scopes)
 
     def compose_buttons(self) -> ComposeResult:
@@ -123,7 +127,7 @@ class EditKeyDialog(Dialog[ApiKey]):
 
     @on(Input.Submitted, "#name")
     @on(Button.Pressed, "#save")
-    def save(self) -> None:
+    def action_save(self) -> None:
         name = self.query_one("#name", Input).value.strip()
         chosen = set(self.query_one("#scopes", SelectionList).selected)
         scopes = [scope for scope in SCOPE_DESCRIPTIONS if scope in chosen]
@@ -267,6 +271,7 @@ class RevealDialog(ModalScreen[None]):
                 if self._secret:
                     yield Button("Copy", id="copy", compact=True)
                 yield Button("Done, I stored it", id="done", variant="primary", compact=True)
+        yield Footer(compact=True)
 
     @on(Button.Pressed, "#copy")
     def action_copy(self) -> None:

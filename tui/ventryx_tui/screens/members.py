@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, Select, Static
 
-from ventryx_shared.members import ROLE_SCOPES, ROLES, Member, MemberCreated
+from ventryx_shared.members import ROLE_SCOPES, ROLES, Member, MemberCreated, MemberRemoved
 
 from .. import formatting as fmt
 from ..client import ApiError, VentryxClient
@@ -92,7 +92,7 @@ class ChangeRoleDialog(Dialog[Member]):
             self.member.id, role=role))
 
 
-class RemoveMemberDialog(Dialog[dict]):
+class RemoveMemberDialog(Dialog[MemberRemoved]):
     TITLE_TEXT = "Remove member"
 
     def __init__(self, member: Member):
@@ -125,6 +125,7 @@ class RemoveMemberDialog(Dialog[dict]):
 
 class MembersScreen(SectionScreen):
     SECTION = "Members"
+    PARENT = ("settings", "Settings")
     HELP = ("The organization's members and their roles (owner and admin hold org:admin, "
             "developer every other scope, viewer the :read scopes). Changing members needs "
             "org:admin; the last owner can be neither demoted nor removed.")
@@ -154,6 +155,7 @@ class MembersScreen(SectionScreen):
 
     def show(self, result) -> None:
         self.members, _more = result
+        self.app.people.learn(members=self.members)
         self.render_rows()
 
     def show_failure(self, error: ApiError) -> None:
@@ -187,13 +189,18 @@ class MembersScreen(SectionScreen):
         member = self.selected()
         detail = self.query_one("#detail", Static)
         if member is None:
-            detail.update(Text("No members to show." if not self.members
-                               else "No member matches the filter."))
+            detail.update(Text(self.empty_text() if not self.members
+                               else "No member matches the filter; esc clears it."))
             return
         detail.update(Text(
             f"{member.name} <{member.email}>  {fmt.identifier(member.id)}\n"
             f"{member.role}: {', '.join(ROLE_SCOPES.get(member.role, member.scopes))}\n"
             f"added {fmt.precise(member.created_at)}"))
+
+    def empty_text(self) -> str:
+        if self.check_action("add_member", ()):
+            return "No members to show. Press n to add one."
+        return "No members to show."
 
     def action_add_member(self) -> None:
         self.app.push_screen(AddMemberDialog(), self._added)
@@ -216,12 +223,14 @@ class MembersScreen(SectionScreen):
         if member is not None:
             self.app.push_screen(RemoveMemberDialog(member), self._changed)
 
-    def _changed(self, result) -> None:
-        if result is not None:
-            note = getattr(result, "note", None)
-            if note:
-                self.notify(note, timeout=10)
-            self.load()
+    def _changed(self, result: Member | None) -> None:
+        if result is None:
+            return
+        if isinstance(result, MemberRemoved):
+            self.notify(removal_words(result, self.app.people.key_names), timeout=12)
+        else:
+            self.notify(f"{result.name} is now {result.role}.")
+        self.load()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield from super().palette_commands()
@@ -232,3 +241,15 @@ class MembersScreen(SectionScreen):
         ):
             if self.check_action(action, ()):
                 yield SystemCommand(title, text, getattr(self, f"action_{action}"))
+
+
+def removal_words(removed: MemberRemoved, key_names: dict[str, str]) -> str:
+    """What removing a member did, in words: sessions ended, keys that still work."""
+    text = f"Removed {removed.name}; their sessions ended."
+    keys = removed.api_keys_still_active
+    if keys:
+        names = ", ".join(key_names.get(key_id, key_id) for key_id in keys)
+        text += (f" {len(keys)} API key{'s' if len(keys) != 1 else ''} they created "
+                 f"keep{'s' if len(keys) == 1 else ''} working until you revoke "
+                 f"{'it' if len(keys) == 1 else 'them'}: {names}.")
+    return text

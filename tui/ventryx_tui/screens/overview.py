@@ -91,6 +91,9 @@ class OverviewScreen(SectionScreen):
     def show(self, data: OverviewData) -> None:
         caller = data.caller
         self.app.caller = caller
+        people = self.app.people
+        people.learn(members=None if isinstance(data.members, ApiError) else data.members[0],
+                     keys=None if isinstance(data.keys, ApiError) else data.keys[0])
         identity = Table.grid(padding=(0, 2))
         identity.add_column(style="bold", no_wrap=True)
         identity.add_column()
@@ -103,8 +106,9 @@ class OverviewScreen(SectionScreen):
             f"{self.app.environment.upper()}"
             + ("" if self.app.can_switch_environment else "  (a test key sees only test data)")))
         credential = "API key" if caller.credential_type == "api_key" else "member session"
-        identity.add_row("Signed in with", Text(
-            f"{credential} {fmt.identifier(caller.credential_id)}, {caller.environment}"))
+        who = people.label(caller.member_id) if caller.credential_type == "session" \
+            else people.label(caller.credential_id)
+        identity.add_row("Signed in with", Text(f"{credential}: {who}, {caller.environment}"))
         identity.add_row("Scopes", Text(", ".join(caller.scopes)))
         identity.add_row("Server", Text(fmt.address(self.client.server) if self.client else "-"))
         self.query_one("#overview-identity", Static).update(identity)
@@ -137,10 +141,10 @@ class OverviewScreen(SectionScreen):
         if isinstance(data.activity, ApiError):
             activity.add_row(Text(f"unavailable: {data.activity.describe()}", overflow="fold"))
         elif not data.activity[0]:
-            activity.add_row("nothing yet")
+            activity.add_row("nothing yet: changes appear here (6 opens the audit log)")
         else:
             for entry in data.activity[0][:6]:
                 activity.add_row(fmt.timestamp(entry.created_at), entry.action,
-                                 fmt.identifier(entry.target_id),
-                                 "by " + fmt.identifier(entry.actor_id))
+                                 people.short(entry.target_id),
+                                 "by " + people.short(entry.actor_id))
         self.query_one("#overview-activity", Static).update(activity)

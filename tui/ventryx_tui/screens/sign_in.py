@@ -25,7 +25,7 @@ class StartScreen(Screen):
 
     def show_waiting(self, error: ApiError, seconds: float) -> None:
         self.query_one("#start", Static).update(Text(
-            f"Ventryx\n\n{error.describe()}\nReconnecting: trying again every {seconds:g} s.\n"
+            f"Ventryx\n\n{error.describe()}\nReconnecting: trying again in {seconds:g} s.\n"
             "s signs in with another server or credential, q quits.", justify="center"))
 
     def action_sign_in(self) -> None:

@@ -22,7 +22,7 @@ from .. import formatting as fmt
 from ..client import ApiError, VentryxClient
 from ..widgets.choices import MarkedCheckbox
 from ..widgets.table import ResourceTable
-from .base import Dialog, SectionScreen
+from .base import ConfirmDialog, Dialog, SectionScreen
 
 STEPS_EXAMPLE = """[
   {"name": "notify", "action": "http.request", "config": {"url": "https://example.com/hook"}}
@@ -57,6 +57,10 @@ class WorkflowEditor(Dialog[Workflow]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel"),
         Binding("ctrl+s", "save", "Save", id="save-workflow"),
+        # Tab moves on (the steps box does not trap it); f7 is the text area's select-all.
+        Binding("tab", "app.focus_next", "Next field", id="editor-next-field"),
+        Binding("f7", "select_all_steps", "Select all steps", id="select-all-steps",
+                priority=True),
     ]
     DIALOG_CLASSES = "editor"
 
@@ -84,11 +88,12 @@ class WorkflowEditor(Dialog[Workflow]):
             yield Label("Enabled", classes="form-label")
             yield MarkedCheckbox("runs when a matching event arrives",
                            workflow.get("enabled", True), id="wf-enabled", compact=True)
-        yield Label("Steps (JSON; ctrl+s saves)", classes="form-label-wide")
+        yield Label("Steps (JSON): tab moves on, f7 selects all, ctrl+s saves",
+                    classes="form-label-wide")
         steps = workflow.get("steps")
         text = msgspec.json.format(msgspec.json.encode(steps), indent=2).decode() \
             if steps is not None else STEPS_EXAMPLE
-        yield TextArea(text, id="wf-steps", soft_wrap=False, tab_behavior="indent")
+        yield TextArea(text, id="wf-steps", soft_wrap=False, tab_behavior="focus")
         yield Static(id="steps-error")
 
     def compose_buttons(self) -> ComposeResult:
@@ -100,6 +105,28 @@ class WorkflowEditor(Dialog[Workflow]):
         super().on_mount()
         self.query_one("#steps-error").display = False
         self.query_one("#reload").display = False
+        self.opened_as = self.form_values()
+
+    def form_values(self) -> tuple:
+        return (self.query_one("#wf-name", Input).value,
+                self.query_one("#wf-trigger", Input).value,
+                self.query_one("#wf-description", Input).value,
+                self.query_one("#wf-enabled", Checkbox).value,
+                self.query_one("#wf-steps", TextArea).text)
+
+    def action_cancel(self) -> None:
+        """Esc with unsaved edits asks before they are thrown away."""
+        if self.form_values() == self.opened_as:
+            self.dismiss(None)
+            return
+        self.app.push_screen(ConfirmDialog(
+            "Discard your changes?", "This workflow has edits that are not saved.",
+            "Discard them"), lambda sure: self.dismiss(None) if sure else None)
+
+    def action_select_all_steps(self) -> None:
+        steps = self.query_one("#wf-steps", TextArea)
+        steps.focus()
+        steps.select_all()
 
     @on(TextArea.Changed, "#wf-steps")
     def _steps_changed(self) -> None:
@@ -136,9 +163,11 @@ class WorkflowEditor(Dialog[Workflow]):
 
     def failed(self, error: ApiError, what: str) -> None:
         if error.status == 409 and self.workflow is not None and error.param == "version":
-            self.show_error(f"Not saved: {error.describe()} Someone saved this workflow after "
-                            "you opened it. Reload latest replaces your edits with theirs.")
+            self.show_error("Not saved: someone saved this workflow after you opened it "
+                            f"(request id {error.request_id}). Reload latest shows theirs "
+                            "(your edits go), then Save; Cancel keeps theirs.")
             self.query_one("#reload").display = True
+            self.query_one("#reload").focus()
             self.app.notify(error.describe(), severity="warning")
             return
         super().failed(error, what)
@@ -170,6 +199,7 @@ class WorkflowEditor(Dialog[Workflow]):
         self.query_one(".dialog-title", Static).update(Text(
             f"Edit workflow {latest['name']} (version {latest['version']})", style="bold"))
         self.query_one("#reload").display = False
+        self.opened_as = self.form_values()
         self.show_error("")
 
 
@@ -279,8 +309,10 @@ class WorkflowsScreen(SectionScreen):
         detail = self.query_one("#detail", Static)
         workflow = self.selected()
         if workflow is None:
-            detail.update(Text("No workflows here yet." if not self.workflows
-                               else "No workflow matches the filter."))
+            empty = "No workflows here yet." + (
+                " Press n to create one." if self.check_action("new_workflow", ()) else "")
+            detail.update(Text(empty if not self.workflows
+                               else "No workflow matches the filter; esc clears it."))
             return
         steps = ", ".join(f"{s.name} ({s.action})"
                           for s in workflow.steps) or "no steps"
