@@ -32,3 +32,45 @@ def test_the_log_scan_finds_a_secret_or_its_hash_when_one_is_there(tmp_path):
     assert secrets_found_in_logs(tmp_path, {key}) == [key[:12] + "…"]
     (tmp_path / "a.log").write_text("nothing to see\n")
     assert secrets_found_in_logs(tmp_path, {key}) == []
+
+
+async def test_json_log_has_one_object_per_line_with_request_facts_and_no_secret(
+        database_url, server_log_dir, make_org, make_key, ledger):
+    import json
+
+    import httpx
+
+    from conftest import ServerProcess
+
+    log_path = server_log_dir / "server-json.log"
+    process = ServerProcess(database_url, log_path, {"VENTRYX_LOG_FORMAT": "json"})
+    try:
+        process.wait_ready()
+        org = await make_org()
+        key_id, key = await make_key(org, ["events:read"])
+        async with httpx.AsyncClient(base_url=process.url, timeout=10) as http:
+            served = await http.get("/v1/me", headers=bearer(key))
+            refused = await http.get("/v1/api-keys", headers=bearer(key))
+            await http.get(f"/v1/nowhere/{key}")
+    finally:
+        process.stop()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    access = {entry["request_id"]: entry for entry in lines
+              if entry.get("logger") == "ventryx.access"}
+    me = access[served.headers["request-id"]]
+    assert me["route"] == "/v1/me" and me["status"] == 200 and me["method"] == "GET"
+    assert me["credential_id"] == key_id and me["duration_ms"] > 0
+    forbidden = access[refused.headers["request-id"]]
+    assert forbidden["status"] == 403 and forbidden["credential_id"] is None
+    # A path no route matches is answered by the router, before the middleware: no line.
+    assert {entry["route"] for entry in access.values()} == {"/readyz", "/v1/me", "/v1/api-keys"}
+    assert secrets_found_in_logs(server_log_dir, {key} | ledger.values) == []
+
+
+async def test_the_default_log_is_for_people_without_a_line_per_request(server, client,
+                                                                        server_log_dir):
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    text = (server_log_dir / "server-a.log").read_text()
+    assert response.headers["request-id"] not in text
+    assert not any(line.startswith("{") for line in text.splitlines())

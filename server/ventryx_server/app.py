@@ -12,7 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
-from . import event_stream, partitions, usage
+from . import event_stream, logs, metrics, partitions, usage
 from .addresses import AddressLimiter
 from .auth import CredentialReader
 from .auth import _in_background as in_background
@@ -58,6 +58,7 @@ DOCS_PAGE = SwaggerRenderPlugin(
     favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>")
 
 def create_app(settings: Settings | None = None) -> Litestar:
+    owns_logging = settings is None  # a server process; tests keep their own logging
     settings = settings or Settings.from_env()
     queries = load_queries(settings.sql_dir)
     credentials = CredentialReader(settings.pepper)
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        if owns_logging:  # here, after granian has set its logging up in the worker
+            logs.configure(settings.log_format)
         pool = await create_pool(settings)
         try:
             await check_schema(pool, settings.sql_dir)
@@ -86,8 +89,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, options_allow_middleware],
         before_request=check_input,
-        lifespan=[lifespan, event_stream.lifespan, partitions.lifespan],
-        state=State({"settings": settings, "queries": queries,
+        lifespan=[lifespan, event_stream.lifespan, partitions.lifespan, metrics.serving],
+        state=State({"settings": settings, "queries": queries, "metrics": metrics.Metrics(),
                      "credentials": credentials, "connections_per_credential":
                      ConnectionsPerCredential(settings.connections_per_credential),
                      "address_limits": AddressLimiter(settings.address_limits)}),

@@ -303,6 +303,7 @@ async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Reco
     if row is None or row["caller_org_id"] is None:
         await deny(db, request)
     _count_once(request, "success", row["caller_org_id"], row["caller_credential_id"])
+    request.scope["state"]["credential_id"] = row["caller_credential_id"]  # for logs.py
     return row
 
 
@@ -313,6 +314,7 @@ async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
         await deny(db, request)
     caller = Caller.from_row(row)
     _count_once(request, "success", caller.org_id, caller.credential_id)
+    request.scope["state"]["credential_id"] = caller.credential_id  # for logs.py
     return caller
 
 

@@ -18,10 +18,20 @@ from ventryx_shared import credentials_file
 from . import embedded, migrations
 from .bootstrap import Bootstrapped, bootstrap
 from .db import load_queries
+from .logs import granian_config
 from .settings import find_sql_dir, load_pepper
 
 DEFAULT_DATA_DIR = Path(".ventryx")
 STOP_TIMEOUT_SECONDS = 4
+# Slow and dead clients (README "Slow and dead clients"). A client gets this long to send
+# a request's headers, and an idle keep-alive connection is closed after it: 10 s is far
+# above any real client on a WAN and far below granian's 30 s default, which held 350
+# slowloris connections open for the whole of it.
+DEFAULT_HEADER_READ_TIMEOUT_SECONDS = 10
+# Connections one process serves at once (granian's backpressure: a connection past it
+# waits in the listen backlog until one closes). 1,000 leaves room for long-lived event
+# streams while bounding what idle or slow clients can hold.
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 def _database_url(data_dir: Path) -> str:
@@ -105,9 +115,28 @@ def cmd_bootstrap(args) -> int:
     return 0
 
 
+def _env_number(variable: str, default: float, low: float, high: float) -> float:
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise SystemExit(f"{variable} must be a number from {low:g} to {high:g}, got {text!r}")
+    return value
+
+
 def _serve(url: str, pepper: bytes, host: str, port: int, workers: int) -> int:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
+    header_timeout = _env_number("VENTRYX_HEADER_READ_TIMEOUT_SECONDS",
+                                 DEFAULT_HEADER_READ_TIMEOUT_SECONDS, 0.1, 3600)
+    max_connections = int(_env_number("VENTRYX_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS,
+                                      1, 1_000_000))
 
     async def check(conn):
         return await migrations.pending(conn, find_sql_dir())
@@ -121,12 +150,16 @@ def _serve(url: str, pepper: bytes, host: str, port: int, workers: int) -> int:
         return 2
     os.environ["DATABASE_URL"] = url
     os.environ["VENTRYX_PEPPER"] = pepper.hex()
+    os.environ["VENTRYX_WORKERS"] = str(workers)  # each worker's metrics port (metrics.py)
     # On SIGTERM/SIGINT each worker ends its event streams (event_stream.lifespan) and
     # finishes the requests in flight; a worker still busy after this long is killed, so
     # that stopping never hangs.
     Granian("ventryx_server.app:create_app", factory=True, address=host, port=port,
             interface=Interfaces.ASGI, workers=workers, log_access=False,
-            workers_kill_timeout=STOP_TIMEOUT_SECONDS).serve()
+            workers_kill_timeout=STOP_TIMEOUT_SECONDS, backpressure=max_connections,
+            log_dictconfig=granian_config(os.environ.get("VENTRYX_LOG_FORMAT", "text")),
+            http1_settings=HTTP1Settings(header_read_timeout=round(header_timeout * 1000)),
+            ).serve()
     return 0
 
 

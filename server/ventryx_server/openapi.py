@@ -37,6 +37,7 @@ _ERROR_DESCRIPTIONS = {
     401: "authentication_error: no credential, or one that is not (or no longer) valid",
     403: "permission_error: the credential lacks the scope or role this needs",
     404: "not_found_error: no such object for this credential (or no such endpoint)",
+    408: "invalid_request_error: the body did not arrive in time (`body_timeout`)",
     409: "conflict_error: the change conflicts with the current state, or an "
          "Idempotency-Key was used with another request",
     413: "invalid_request_error: the body is too large",
@@ -123,7 +124,7 @@ def _error_statuses(operation: dict[str, Any], method: str) -> list[int]:
     if any(parameter["in"] == "path" for parameter in operation.get("parameters", [])):
         statuses.add(404)
     if has_body:
-        statuses |= {413, 415, 422}
+        statuses |= {408, 413, 415, 422}
     if operation["operationId"] not in _PROBES:
         statuses.add(429)
     if operation["operationId"] not in _WITHOUT_DATABASE:
@@ -176,15 +177,14 @@ def _document_operation(operation: dict[str, Any], method: str,
         success_headers.append("Idempotent-Replayed")
     if handler.cache_control == NO_STORE:
         success_headers.append("Cache-Control")
+    declared = set()  # errors a handler lists itself (a cursor's 404), in our shape below
     for status, response in list(operation["responses"].items()):
         if status.startswith("2"):
             response["headers"] = {**response.get("headers", {}), **_headers(*success_headers)}
         else:
+            declared.add(int(status))
             del operation["responses"][status]  # Litestar's {status_code, detail} shape
-    # The refusals every operation of its kind has, and those its handler declares itself
-    # (``responses=`` on the route: the feed's 404 for an unknown cursor, say).
-    declared = {int(status) for status in (handler.responses or {}) if int(status) >= 400}
-    for status in sorted(set(_error_statuses(operation, method)) | declared):
+    for status in sorted({*_error_statuses(operation, method), *declared}):
         operation["responses"][str(status)] = _error_response(status, operation)
 
 

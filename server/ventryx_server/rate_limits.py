@@ -109,6 +109,7 @@ class RateLimiter:
         self.clock = clock
         self._windows: dict[bytes, CredentialWindow] = {}
         self._learning: dict[bytes, asyncio.Future] = {}
+        self.flushed_at = time.monotonic()  # the flush lag metric (metrics.py)
 
     def known(self, credential: Credential) -> CredentialWindow | None:
         return self._windows.get(credential.secret_hash)
@@ -149,6 +150,7 @@ class RateLimiter:
         sent = [(window, window.start, window.pending)
                 for window in self._windows.values() if window.limit is not None]
         if not sent:
+            self.flushed_at = time.monotonic()
             return
         for window, _, count in sent:
             window.in_flight += count
@@ -177,6 +179,7 @@ class RateLimiter:
                 window.in_flight -= count
             if (row := limits.get(window.credential.secret_hash)) is not None:
                 window.learn(row)
+        self.flushed_at = time.monotonic()
 
     async def run(self) -> None:
         while True:

@@ -54,6 +54,9 @@ class Settings:
     # revocation in progress), a statement (statement_timeout) and a transaction left
     # idle (idle_in_transaction_session_timeout, which closes the connection).
     pool_timeout_seconds: float = 5.0
+    # A request body's next chunk must arrive within this (request_ids.py): a slow or
+    # dead client is answered 408 and its request does nothing.
+    body_read_timeout_seconds: float = 10.0
     lock_timeout_seconds: float = 5.0
     statement_timeout_seconds: float = 15.0
     idle_in_transaction_timeout_seconds: float = 30.0
@@ -66,6 +69,11 @@ class Settings:
     address_limits: dict[str, AddressLimit] = field(default_factory=lambda: {
         surface: AddressLimit.parse(default) for surface, (_, default) in ADDRESS_LIMITS.items()})
     password_hash_concurrency: int = field(default_factory=default_hash_concurrency)
+    # Operations (metrics.py, logs.py): the metrics listener's HOST:PORT (None: none),
+    # the worker processes sharing it (each takes the next free port), the log format.
+    metrics_address: str | None = None
+    workers: int = 1
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -73,7 +81,7 @@ class Settings:
         if not url:
             raise SystemExit("DATABASE_URL is not set")
         return cls(database_url=url, pepper=load_pepper(), **limits_from_env(),
-                   **usage_retention_from_env(), **{
+                   **operations_from_env(), **usage_retention_from_env(), **{
             name: _positive_seconds(variable, getattr(cls, name))
             for name, variable in _SECONDS_FROM_ENV.items()})
 
@@ -83,6 +91,7 @@ _SECONDS_FROM_ENV = {
     "usage_flush_seconds": "VENTRYX_USAGE_FLUSH_SECONDS",
     "traffic_quiet_seconds": "VENTRYX_TRAFFIC_QUIET_SECONDS",
     "pool_timeout_seconds": "VENTRYX_POOL_TIMEOUT_SECONDS",
+    "body_read_timeout_seconds": "VENTRYX_BODY_READ_TIMEOUT_SECONDS",
     "lock_timeout_seconds": "VENTRYX_LOCK_TIMEOUT_SECONDS",
     "statement_timeout_seconds": "VENTRYX_STATEMENT_TIMEOUT_SECONDS",
     "idle_in_transaction_timeout_seconds": "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",
@@ -145,6 +154,26 @@ def limits_from_env() -> dict:
     if "VENTRYX_PASSWORD_HASH_CONCURRENCY" in env:
         found["password_hash_concurrency"] = read("VENTRYX_PASSWORD_HASH_CONCURRENCY",
                                                   lambda v: _within(int(v), 1, 1024))
+    return found
+
+
+def operations_from_env() -> dict:
+    """VENTRYX_METRICS_ADDRESS, VENTRYX_LOG_FORMAT and the worker count the CLI passes."""
+    from .logs import LOG_FORMATS
+    from .metrics import parse_address
+
+    env = os.environ
+    found: dict = {"log_format": env.get("VENTRYX_LOG_FORMAT", "text"),
+                   "workers": int(env.get("VENTRYX_WORKERS", "1"))}
+    if found["log_format"] not in LOG_FORMATS:
+        raise SystemExit(f"VENTRYX_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
+                         f"got {found['log_format']!r}")
+    if address := env.get("VENTRYX_METRICS_ADDRESS"):
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            raise SystemExit(f"VENTRYX_METRICS_ADDRESS={address!r}: {exc}") from None
+        found["metrics_address"] = address
     return found
 
 

@@ -107,12 +107,14 @@ class UsageRecorder:
         self._interval = interval
         self._pending: set[tuple[str, str]] = set()
         self.counts = UsageCounts(enabled=counting)
+        self.flushed_at = time.monotonic()  # the flush lag metric (metrics.py)
 
     def touch(self, org_id: str, credential_id: str) -> None:
         self._pending.add((org_id, credential_id))
 
     async def flush(self) -> None:
         if not self._pending and not self.counts:
+            self.flushed_at = time.monotonic()
             return
         batch, self._pending = self._pending, set()
         counts = self.counts.take()
@@ -122,6 +124,7 @@ class UsageRecorder:
             self._pending |= batch  # the next flush tries again
             self.counts.add(counts)
             raise
+        self.flushed_at = time.monotonic()
 
     async def _write(self, batch: set[tuple[str, str]], counts: UsageCounts) -> None:
         keys = [(org, key) for org, key in batch if not key.startswith(SESSION_ID_PREFIX)]

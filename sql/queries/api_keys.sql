@@ -144,11 +144,13 @@ WHERE org_id = :org_id AND id = :id
 RETURNING *;
 
 -- name: stop-leaked-api-key-writes!
+-- global: a leaked key is found by its lookup id; its organization is not known yet.
 -- Only for the real key: a made-up token with someone's lookup id stops nothing.
 SELECT stop_credential_writes(lookup_id) FROM api_keys
 WHERE lookup_id = :lookup_id AND secret_hash = :secret_hash AND revoked_at IS NULL;
 
 -- name: revoke-leaked-api-key^
+-- global: a leaked key is found by its lookup id; its organization is not known yet.
 -- The kill switch for a key found in public: proof of possession is the key itself.
 UPDATE api_keys k
 SET revoked_at = clock_timestamp(), updated_at = now()

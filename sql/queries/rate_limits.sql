@@ -4,6 +4,7 @@
 -- multiples of their length, so every process puts a request in the same window.
 
 -- name: credential-rate-limit^
+-- global: the credential is found by its lookup id; it names the organization.
 -- One credential's limit and what every process counted in its current window, for a
 -- process that has not seen it yet. No row: no credential has this lookup id and hash.
 WITH credential AS (
@@ -31,6 +32,7 @@ LEFT JOIN rate_limit_counters r
       AND r.window_start = w.window_start;
 
 -- name: sync-rate-limits
+-- global: credentials are found by their lookup ids, in every organization a process served.
 -- A process's flush, one statement per interval: adds the requests it counted per
 -- credential (those counted in a window that has ended are dropped: they can no
 -- longer refuse anything), and returns for every credential sent its current limit and

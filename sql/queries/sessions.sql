@@ -3,6 +3,7 @@
 -- through locked_authorized_caller) and refuses every later one.
 
 -- name: find-login-candidates
+-- global: a login names an email; its organizations are what this finds.
 -- The only query that looks across organizations: a login names an email, and the
 -- organization only when that email is a member of several.
 SELECT m.org_id, m.id, m.email, m.name, m.role, m.password_hash, m.must_change_password,
@@ -22,6 +23,7 @@ SELECT pg_advisory_xact_lock(hashtextextended(throttle_key, 0))
 FROM (SELECT DISTINCT unnest(:throttle_keys::text[]) AS throttle_key ORDER BY 1) sorted;
 
 -- name: login-throttle
+-- global: login attempts are counted by email and address, before any organization.
 -- Per key: recent failures (up to its limit) and the seconds until the oldest of them
 -- leaves the window, which is when one more attempt would be allowed.
 SELECT t.throttle_key, t.max_failures, count(recent.attempted_at) AS failures,
@@ -40,6 +42,7 @@ LEFT JOIN LATERAL (
 GROUP BY t.throttle_key, t.max_failures;
 
 -- name: record-login-attempt
+-- global: login attempts are counted by email and address, before any organization.
 -- Counted as a failure until the password proves right (then forget-login-failures),
 -- so a guess is counted even while its password is still being checked. Each attempt
 -- also clears a batch of attempts (of any key) that left the window: the table stays
@@ -58,6 +61,7 @@ SELECT unnest(:throttle_keys::text[])
 RETURNING id;
 
 -- name: forget-login-failures!
+-- global: login attempts are counted by email and address, before any organization.
 -- A right password clears the email's failures and this attempt's mark on the address
 -- (other failures from that address still count).
 DELETE FROM login_attempts
@@ -82,6 +86,7 @@ UPDATE members SET password_hash = :new_hash
 WHERE org_id = :org_id AND id = :id AND password_hash = :verified_hash;
 
 -- name: stop-own-member-writes!
+-- global: the session is found by its lookup id; it names the organization.
 -- Before lock-caller when a session ends itself or its member's others (log out, a
 -- password change): waits for the writes in flight with any session of the member and
 -- makes later ones wait (stop_credential_writes, 0014). Taken first, so the caller never

@@ -2,6 +2,7 @@
 -- (server/ventryx_server/usage.py; tables in 0017_key_usage.up.sql).
 
 -- name: record-credential-usage!
+-- global: credentials are found by their lookup ids; each row then names its organization.
 -- A process's usage flush, one statement: the counts it kept in memory per credential
 -- (its lookup id and hash, so that refusals of revoked or expired keys count against
 -- them; counts of credentials that do not exist match nothing and are dropped) and
@@ -53,6 +54,7 @@ SET success = u.success + excluded.success,
     revoked_or_expired = u.revoked_or_expired + excluded.revoked_or_expired;
 
 -- name: delete-old-usage-minutes^
+-- global: retention is the same for every organization; one bounded batch across them.
 -- One batch of minute rows older than :keep_seconds; SKIP LOCKED leaves rows a flush is
 -- writing, and the batch bounds how long any row stays locked.
 WITH old AS (
@@ -66,6 +68,7 @@ WITH old AS (
 SELECT count(*) AS deleted FROM gone;
 
 -- name: delete-old-usage-hours^
+-- global: retention is the same for every organization; one bounded batch across them.
 WITH old AS (
     SELECT ctid FROM credential_usage_hours
     WHERE bucket_start < now() - make_interval(secs => :keep_seconds)
