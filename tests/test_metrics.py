@@ -87,7 +87,15 @@ async def test_pool_streams_flush_lag_and_migrations_are_reported(metered_server
     org = await make_org()
     text = await scrape(metered_server)
     assert sample(text, "ventryx_migrations_pending") == 0
-    assert sample(text, "ventryx_db_pool_connections", state="idle") >= 1
+
+    async def pool_reported():
+        # Refreshed once a second; at start-up the pool's connections may all be busy
+        # (partition upkeep, the first flushes), so idle and in use together.
+        text = await scrape(metered_server)
+        return sum(sample(text, "ventryx_db_pool_connections", state=state)
+                   for state in ("idle", "in_use")) >= 1
+
+    assert await wait_for(pool_reported, timeout=5)
     assert sample(text, "ventryx_db_pool_waiting") == 0
     # ServerProcess flushes usage every 0.2 s: the lag stays near that, never growing.
     assert sample(text, "ventryx_background_flush_lag_seconds", writer="usage") < 5
