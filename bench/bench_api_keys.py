@@ -4,14 +4,14 @@ import asyncpg
 from harness import BenchContext, Scenario
 from litestar import get
 
-from ventryx_server.db import queries_from_str
+from ventryx_server.db import Queries
 from ventryx_server.errors import NotFound
 from ventryx_server.keys import to_api_key
 from ventryx_shared.api_keys import ApiKey
 from ventryx_shared.common import Data
 
-# Called the way the server calls its own statements (db.queries_from_str).
-_QUERIES = queries_from_str(
+# Called the way the server calls its own statements (db.Queries).
+_QUERIES = Queries(
     """
 -- name: get-api-key-row^
 SELECT k.* FROM api_keys k WHERE k.org_id = :org_id AND k.id = :id;

@@ -26,7 +26,7 @@ from ventryx_server.controllers.events import (
     payload_json,
     read_batch,
 )
-from ventryx_server.db import queries_from_str
+from ventryx_server.db import Queries
 from ventryx_server.errors import UnprocessableEntity
 from ventryx_shared.common import Data
 from ventryx_shared.events import Event, EventCreate
@@ -36,7 +36,7 @@ BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "500"))
 
 # sql/queries/events.sql's emit-event and emit-events with the caller replaced by
 # parameters; called the way the server calls its own statements.
-_QUERIES = queries_from_str(
+_QUERIES = Queries(
     """
 -- name: insert-event^
 WITH inserted AS (

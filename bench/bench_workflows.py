@@ -5,12 +5,12 @@ from harness import BenchContext, Scenario
 from litestar import get
 
 from ventryx_server.controllers.workflows import to_workflow
-from ventryx_server.db import queries_from_str
+from ventryx_server.db import Queries
 from ventryx_server.errors import NotFound
 from ventryx_shared.common import Data
 from ventryx_shared.workflows import Workflow
 
-_QUERIES = queries_from_str(
+_QUERIES = Queries(
     """
 -- name: get-workflow-row^
 SELECT w.* FROM workflows w

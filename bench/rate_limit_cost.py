@@ -24,7 +24,7 @@ from run import prepare_database
 
 from ventryx_server import embedded
 from ventryx_server.auth import Credential, hash_secret
-from ventryx_server.db import load_queries
+from ventryx_server.db import Queries
 from ventryx_server.keys import mint
 from ventryx_server.rate_limits import CredentialWindow, RateLimiter
 from ventryx_server.settings import find_sql_dir
@@ -68,7 +68,7 @@ async def sync_cost(keys: int) -> None:
     atexit.register(shutil.rmtree, run_dir, True)
     pepper = secrets.token_bytes(32)
     database_url, org = await prepare_database(embedded.start(run_dir), pepper)
-    queries = load_queries(find_sql_dir())
+    queries = Queries.from_dir(find_sql_dir())
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
         credentials = []

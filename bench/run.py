@@ -42,7 +42,7 @@ from harness import (
 
 from ventryx_server import embedded, migrations
 from ventryx_server.bootstrap import bootstrap
-from ventryx_server.db import load_queries
+from ventryx_server.db import Queries
 from ventryx_server.settings import find_sql_dir
 
 ROOT = BENCH_DIR.parent
@@ -96,7 +96,7 @@ async def prepare_database(admin_url: str, pepper: bytes):
     conn = await asyncpg.connect(database_url)
     try:
         await migrations.migrate(conn, find_sql_dir())
-        queries = load_queries(find_sql_dir())
+        queries = Queries.from_dir(find_sql_dir())
         org = await bootstrap(conn, queries, pepper,
                               org_name="Benchmark organization", owner_email="bench@example.com")
         # Rate limiting stays on (every request is counted and gets its headers), with a

@@ -21,7 +21,7 @@ import pytest
 
 from ventryx_server import embedded, migrations
 from ventryx_server.bootstrap import bootstrap
-from ventryx_server.db import load_queries
+from ventryx_server.db import Queries
 from ventryx_server.settings import find_sql_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ async def db(database_url):
 
 @pytest.fixture(scope="session")
 def queries():
-    return load_queries(SQL_DIR)
+    return Queries.from_dir(SQL_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -226,6 +226,21 @@ def make_org(db, queries, ledger):
 @pytest.fixture
 async def org(make_org) -> Org:
     return await make_org()
+
+
+@pytest.fixture
+async def forget_local_login_failures(db):
+    """Throttle counts are per client address, and every test (and the fuzzer) logs in
+    from 127.0.0.1: each test starts and ends with that address's count cleared. Modules
+    that log in use it for every test: ``pytestmark = pytest.mark.usefixtures(...)``."""
+
+    async def forget() -> None:
+        async with db.acquire() as conn:
+            await conn.execute("DELETE FROM login_attempts WHERE throttle_key LIKE 'address:%'")
+
+    await forget()
+    yield
+    await forget()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from .controllers.members import MembersController
 from .controllers.organizations import OrganizationController
 from .controllers.sessions import SessionsController
 from .controllers.workflows import WorkflowsController
-from .db import ConnectionsPerCredential, check_schema, create_pool, load_queries, provide_db
+from .db import ConnectionsPerCredential, Queries, check_schema, create_pool, provide_db
 from .errors import EXCEPTION_HANDLERS
 from .http_methods import options_allow_middleware
 from .json_body import check_input
@@ -60,7 +60,7 @@ DOCS_PAGE = SwaggerRenderPlugin(
 def create_app(settings: Settings | None = None) -> Litestar:
     owns_logging = settings is None  # a server process; tests keep their own logging
     settings = settings or Settings.from_env()
-    queries = load_queries(settings.sql_dir)
+    queries = Queries.from_dir(settings.sql_dir)
     credentials = CredentialReader(settings.pepper)
     limit_hashing(settings.password_hash_concurrency)
 

@@ -27,6 +27,8 @@ _CONNECTION_METHOD = {
 }
 
 CREDENTIAL_KINDS = ("api_key", "session")
+# What auth.caller_params gives every authorizing statement, besides credential_kind.
+CALLER_PARAMS = frozenset({"lookup_id", "secret_hash", "environment", "scope"})
 # How an authorizing statement names its caller: authorized_caller(:credential_kind, ...)
 # or locked_authorized_caller(:credential_kind, ...), the functions of 0013_caller_per_kind.
 _CALLER_CALL = re.compile(r"\b(locked_)?authorized_caller\(:credential_kind,\s*")
@@ -59,9 +61,10 @@ class Queries:
             method = _CONNECTION_METHOD[operation]
             sql_by_kind = {kind: statements[name][1] for kind, statements in per_kind.items()}
             if len(set(sql_by_kind.values())) == 1:  # no caller in it: one statement
-                setattr(self, name, _statement(method, sql, names))
+                setattr(self, name, _statement(name, method, sql, names))
             else:
-                setattr(self, name, _statement_by_credential_kind(method, sql_by_kind, names))
+                setattr(self, name,
+                        _statement_by_credential_kind(name, method, sql_by_kind, names))
 
     @classmethod
     def from_dir(cls, sql_dir: Path) -> "Queries":
@@ -84,29 +87,45 @@ def _parse(text: str) -> dict[str, tuple[SQLOperationType, str, tuple[str, ...]]
     return statements
 
 
-def _statement(method: str, sql: str, names: tuple[str, ...]) -> Any:
+def _arguments(name: str, names: tuple[str, ...], params: dict[str, Any],
+               unused_caller_params: frozenset[str] = frozenset()) -> list[Any]:
+    """The statement's arguments in ``$n`` order. A parameter it does not name is refused,
+    never dropped (a misspelt filter would otherwise match everything), except the
+    caller's parameters, which travel together (auth.caller_params) even to a statement
+    that ignores one, such as ``authenticate`` the scope."""
+    if len(params) == len(names):  # then every name present means no stranger either
+        try:
+            return [params[param] for param in names]
+        except KeyError:
+            pass
+    unknown = params.keys() - set(names) - unused_caller_params
+    missing = set(names) - params.keys()
+    if unknown or missing:
+        raise TypeError(f"{name}: unknown parameters {sorted(unknown)}, "
+                        f"missing {sorted(missing)}")
+    return [params[param] for param in names]
+
+
+def _statement(name: str, method: str, sql: str, names: tuple[str, ...]) -> Any:
     def run(connection: asyncpg.Connection, **params: Any) -> Any:
-        return getattr(connection, method)(sql, *[params[name] for name in names])
+        return getattr(connection, method)(sql, *_arguments(name, names, params))
 
     return run
 
 
-def _statement_by_credential_kind(method: str, sql_by_kind: dict[str, str],
+def _statement_by_credential_kind(name: str, method: str, sql_by_kind: dict[str, str],
                                   names: tuple[str, ...]) -> Any:
+    unused_caller_params = CALLER_PARAMS - set(names)
+
     def run(connection: asyncpg.Connection, *, credential_kind: str, **params: Any) -> Any:
-        return getattr(connection, method)(sql_by_kind[credential_kind],
-                                           *[params[name] for name in names])
+        if credential_kind not in sql_by_kind:
+            raise ValueError(f"{name}: credential_kind must be one of {CREDENTIAL_KINDS}, "
+                             f"got {credential_kind!r}")
+        return getattr(connection, method)(
+            sql_by_kind[credential_kind],
+            *_arguments(name, names, params, unused_caller_params))
 
     return run
-
-
-def queries_from_str(text: str) -> Queries:
-    """Named statements in aiosql's format, called the way the server calls its own."""
-    return Queries(text)
-
-
-def load_queries(sql_dir: Path) -> Queries:
-    return Queries.from_dir(sql_dir)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
