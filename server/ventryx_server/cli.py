@@ -17,21 +17,12 @@ from ventryx_shared import credentials_file
 
 from . import embedded, migrations
 from .bootstrap import Bootstrapped, bootstrap
-from .db import load_queries
+from .db import Queries
 from .logs import granian_config
-from .settings import find_sql_dir, load_pepper
+from .settings import Settings, dev_pepper_file, find_sql_dir, load_pepper, values_from_env
 
 DEFAULT_DATA_DIR = Path(".ventryx")
 STOP_TIMEOUT_SECONDS = 4
-# Slow and dead clients (README "Slow and dead clients"). A client gets this long to send
-# a request's headers, and an idle keep-alive connection is closed after it: 10 s is far
-# above any real client on a WAN and far below granian's 30 s default, which held 350
-# slowloris connections open for the whole of it.
-DEFAULT_HEADER_READ_TIMEOUT_SECONDS = 10
-# Connections one process serves at once (granian's backpressure: a connection past it
-# waits in the listen backlog until one closes). 1,000 leaves room for long-lived event
-# streams while bounding what idle or slow clients can hold.
-DEFAULT_MAX_CONNECTIONS = 1000
 
 
 def _database_url(data_dir: Path) -> str:
@@ -102,7 +93,7 @@ def cmd_migrate(args) -> int:
 def cmd_bootstrap(args) -> int:
     url = _database_url(args.data_dir)
     pepper = _pepper(args.data_dir)
-    queries = load_queries(find_sql_dir())
+    queries = Queries.from_dir(find_sql_dir())
 
     async def run(conn):
         todo = await migrations.pending(conn, find_sql_dir())
@@ -115,28 +106,13 @@ def cmd_bootstrap(args) -> int:
     return 0
 
 
-def _env_number(variable: str, default: float, low: float, high: float) -> float:
-    text = os.environ.get(variable)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise SystemExit(f"{variable} must be a number from {low:g} to {high:g}, got {text!r}")
-    return value
-
-
-def _serve(url: str, pepper: bytes, host: str, port: int, workers: int) -> int:
+def _serve(url: str, data_dir: Path, host: str, port: int, workers: int) -> int:
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
-    header_timeout = _env_number("VENTRYX_HEADER_READ_TIMEOUT_SECONDS",
-                                 DEFAULT_HEADER_READ_TIMEOUT_SECONDS, 0.1, 3600)
-    max_connections = int(_env_number("VENTRYX_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS,
-                                      1, 1_000_000))
+    # Every setting is checked here, once, before any worker starts with it.
+    settings = Settings(database_url=url, pepper=_pepper(data_dir), **values_from_env())
 
     async def check(conn):
         return await migrations.pending(conn, find_sql_dir())
@@ -148,23 +124,27 @@ def _serve(url: str, pepper: bytes, host: str, port: int, workers: int) -> int:
               + ". Apply them with `ventryx-server migrate` or psql (sql/README.md).",
               file=sys.stderr)
         return 2
+    # The workers build their Settings from the environment they inherit, as does every
+    # process they start: it may say where the pepper is, never hold the pepper itself.
     os.environ["DATABASE_URL"] = url
-    os.environ["VENTRYX_PEPPER"] = pepper.hex()
+    if not os.environ.get("VENTRYX_PEPPER") and not os.environ.get("VENTRYX_PEPPER_FILE"):
+        os.environ["VENTRYX_PEPPER_FILE"] = str(dev_pepper_file(data_dir).resolve())
     os.environ["VENTRYX_WORKERS"] = str(workers)  # each worker's metrics port (metrics.py)
     # On SIGTERM/SIGINT each worker ends its event streams (event_stream.lifespan) and
     # finishes the requests in flight; a worker still busy after this long is killed, so
     # that stopping never hangs.
     Granian("ventryx_server.app:create_app", factory=True, address=host, port=port,
             interface=Interfaces.ASGI, workers=workers, log_access=False,
-            workers_kill_timeout=STOP_TIMEOUT_SECONDS, backpressure=max_connections,
-            log_dictconfig=granian_config(os.environ.get("VENTRYX_LOG_FORMAT", "text")),
-            http1_settings=HTTP1Settings(header_read_timeout=round(header_timeout * 1000)),
+            workers_kill_timeout=STOP_TIMEOUT_SECONDS, backpressure=settings.max_connections,
+            log_dictconfig=granian_config(settings.log_format),
+            http1_settings=HTTP1Settings(
+                header_read_timeout=round(settings.header_read_timeout_seconds * 1000)),
             ).serve()
     return 0
 
 
 def cmd_serve(args) -> int:
-    return _serve(_database_url(args.data_dir), _pepper(args.data_dir), args.host, args.port,
+    return _serve(_database_url(args.data_dir), args.data_dir, args.host, args.port,
                   args.workers)
 
 
@@ -172,7 +152,7 @@ def cmd_dev(args) -> int:
     url = _database_url(args.data_dir)
     pepper = _pepper(args.data_dir)
     sql_dir = find_sql_dir()
-    queries = load_queries(sql_dir)
+    queries = Queries.from_dir(sql_dir)
 
     async def prepare(conn):
         for migration in await migrations.migrate(conn, sql_dir):
@@ -195,7 +175,7 @@ def cmd_dev(args) -> int:
             # Never overwrite a file we cannot read: it may hold another server's only key.
             print(f"Not saved for the dashboard: {problem}; left as it is.\n")
     print(f"Serving the Ventryx API on {server_url} (OpenAPI at {server_url}/schema)", flush=True)
-    return _serve(url, pepper, args.host, args.port, args.workers)
+    return _serve(url, args.data_dir, args.host, args.port, args.workers)
 
 
 def main(argv: list[str] | None = None) -> None:

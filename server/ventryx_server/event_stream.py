@@ -21,7 +21,7 @@ events, so an event committed after a credential lost access is never delivered 
 stream. Any change that can take access away notifies (``ventryx_key_revoked``,
 ``ventryx_access_changed``: triggers of 0007 and 0015), and the streams concerned are
 re-checked at once; a credential's deadline (expires_at, session expiry) is re-checked
-when it passes; and every HEARTBEAT_SECONDS anyway. A stream that loses access ends with
+when it passes; and every heartbeat anyway (Settings.stream_heartbeat_seconds). A stream that loses access ends with
 an ``event: error`` naming why (stream_messages.access_lost).
 
 Each process keeps ONE dedicated connection that LISTENs, outside the pool: the pool
@@ -42,7 +42,6 @@ from litestar import Litestar
 from .stop_signals import on_stop_signals
 from .stream_messages import access_lost, event_from_row, interrupted, shutting_down, sse_message
 from .stream_subscription import (
-    HEARTBEAT_SECONDS,
     START,
     Feed,
     Position,
@@ -95,6 +94,11 @@ class EventHub:
     @property
     def _queries(self) -> Any:
         return self._app.state.queries
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often an idle stream sends a keep-alive and re-checks its credential."""
+        return self._app.state.settings.stream_heartbeat_seconds
 
     def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task:
         """A task whose failure is logged (never "Task exception was never retrieved")."""
@@ -221,7 +225,7 @@ class EventHub:
             if delay is None:
                 # Also unwoken now and then: an emit whose process died before announcing it.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(feed.wake.wait(), HEARTBEAT_SECONDS)
+                    await asyncio.wait_for(feed.wake.wait(), self.heartbeat_seconds)
             elif delay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(feed.wake.wait(), delay)
@@ -356,12 +360,13 @@ class EventHub:
     async def _watch_listener(self) -> None:
         """A quiet listener is probed: a dead peer sends no FIN to notice it by."""
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.heartbeat_seconds)
             connection = self._connection
             if connection is None or connection.is_closed():
                 continue
             try:
-                await asyncio.wait_for(connection.execute("SELECT 1"), HEARTBEAT_SECONDS)
+                await asyncio.wait_for(connection.execute("SELECT 1"),
+                                       self.heartbeat_seconds)
             except Exception:  # noqa: BLE001 - any failure means the listener is gone
                 connection.terminate()  # calls _connection_lost
 

@@ -2,8 +2,10 @@
 
 import os
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .addresses import AddressLimit, IpNetwork, parse_networks
 
@@ -14,14 +16,6 @@ def find_sql_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[2] / "sql"
-
-
-# Per-address limits: surface -> (environment variable, default REQUESTS/SECONDS).
-ADDRESS_LIMITS = {
-    "login": ("VENTRYX_LOGIN_LIMIT_PER_ADDRESS", "300/60"),
-    "leak_report": ("VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS", "120/60"),
-    "failed_authentication": ("VENTRYX_FAILED_AUTH_LIMIT_PER_ADDRESS", "600/60"),
-}
 
 
 def default_hash_concurrency() -> int:
@@ -66,121 +60,142 @@ class Settings:
     # Rate limits and abuse resistance: see rate_limits.py, addresses.py, passwords.py.
     rate_limit_sync_seconds: float = 1.0
     trusted_proxies: tuple[IpNetwork, ...] = ()
-    address_limits: dict[str, AddressLimit] = field(default_factory=lambda: {
-        surface: AddressLimit.parse(default) for surface, (_, default) in ADDRESS_LIMITS.items()})
+    login_limit_per_address: AddressLimit = AddressLimit(300, 60)
+    leak_report_limit_per_address: AddressLimit = AddressLimit(120, 60)
+    failed_auth_limit_per_address: AddressLimit = AddressLimit(600, 60)
     password_hash_concurrency: int = field(default_factory=default_hash_concurrency)
+    # How often an idle event stream sends a keep-alive comment (so that proxies keep it
+    # open) and re-checks that its credential is still valid (stream_subscription.py).
+    stream_heartbeat_seconds: float = 15.0
     # Operations (metrics.py, logs.py): the metrics listener's HOST:PORT (None: none),
     # the worker processes sharing it (each takes the next free port), the log format.
     metrics_address: str | None = None
     workers: int = 1
     log_format: str = "text"
+    # Slow and dead clients (README "Slow and dead clients"), set by the CLI on the ASGI
+    # server. A client gets this long to send a request's headers, and an idle keep-alive
+    # connection is closed after it: 10 s is far above any real client on a WAN and far
+    # below granian's 30 s default, which held 350 slowloris connections open for the
+    # whole of it.
+    header_read_timeout_seconds: float = 10.0
+    # Connections one process serves at once (granian's backpressure: a connection past it
+    # waits in the listen backlog until one closes). 1,000 leaves room for long-lived event
+    # streams while bounding what idle or slow clients can hold.
+    max_connections: int = 1000
+
+    @property
+    def address_limits(self) -> dict[str, AddressLimit]:
+        """The per-address limits by surface, as addresses.AddressLimiter counts them."""
+        return {"login": self.login_limit_per_address,
+                "leak_report": self.leak_report_limit_per_address,
+                "failed_authentication": self.failed_auth_limit_per_address}
 
     @classmethod
     def from_env(cls) -> "Settings":
         url = os.environ.get("DATABASE_URL")
         if not url:
             raise SystemExit("DATABASE_URL is not set")
-        return cls(database_url=url, pepper=load_pepper(), **limits_from_env(),
-                   **operations_from_env(), **usage_retention_from_env(), **{
-            name: _positive_seconds(variable, getattr(cls, name))
-            for name, variable in _SECONDS_FROM_ENV.items()})
+        return cls(database_url=url, pepper=load_pepper(), **values_from_env())
 
 
-# Settings read from the environment, in seconds, each with the field's default.
-_SECONDS_FROM_ENV = {
-    "usage_flush_seconds": "VENTRYX_USAGE_FLUSH_SECONDS",
-    "traffic_quiet_seconds": "VENTRYX_TRAFFIC_QUIET_SECONDS",
-    "pool_timeout_seconds": "VENTRYX_POOL_TIMEOUT_SECONDS",
-    "body_read_timeout_seconds": "VENTRYX_BODY_READ_TIMEOUT_SECONDS",
-    "lock_timeout_seconds": "VENTRYX_LOCK_TIMEOUT_SECONDS",
-    "statement_timeout_seconds": "VENTRYX_STATEMENT_TIMEOUT_SECONDS",
-    "idle_in_transaction_timeout_seconds": "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",
+# Each parser turns a variable's text into the setting's value, or raises ValueError
+# saying what it expects.
+def _number(low: float, high: float, *, unit: float = 1) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:  # also refuses nan
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return value * unit
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 86400:
+        raise ValueError("must be a number of seconds above 0 and below 86400")
+    return value
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return text == "on"
+
+
+def _log_format(text: str) -> str:
+    from .logs import LOG_FORMATS
+
+    if text not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+    return text
+
+
+def _metrics_address(text: str) -> str:
+    from .metrics import parse_address
+
+    parse_address(text)
+    return text
+
+
+# Every setting an operator gives as an environment variable (README "Configuration"):
+# variable -> (Settings field, parser). A variable that is not set keeps the default.
+FROM_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "VENTRYX_USAGE_FLUSH_SECONDS": ("usage_flush_seconds", _seconds),
+    "VENTRYX_USAGE_COUNTING": ("usage_counting", _on_off),
+    "VENTRYX_USAGE_MINUTES_KEEP_HOURS": ("usage_minutes_keep_seconds",
+                                         _number(1, 24 * 90, unit=3600)),
+    "VENTRYX_USAGE_HOURS_KEEP_DAYS": ("usage_hours_keep_seconds", _number(1, 3660, unit=86400)),
+    "VENTRYX_TRAFFIC_QUIET_SECONDS": ("traffic_quiet_seconds", _seconds),
+    "VENTRYX_POOL_TIMEOUT_SECONDS": ("pool_timeout_seconds", _seconds),
+    "VENTRYX_BODY_READ_TIMEOUT_SECONDS": ("body_read_timeout_seconds", _seconds),
+    "VENTRYX_LOCK_TIMEOUT_SECONDS": ("lock_timeout_seconds", _seconds),
+    "VENTRYX_STATEMENT_TIMEOUT_SECONDS": ("statement_timeout_seconds", _seconds),
+    "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS": ("idle_in_transaction_timeout_seconds",
+                                                    _seconds),
+    "VENTRYX_RATE_LIMIT_SYNC_SECONDS": ("rate_limit_sync_seconds", _number(0.01, 60)),
+    "VENTRYX_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
+    "VENTRYX_LOGIN_LIMIT_PER_ADDRESS": ("login_limit_per_address", AddressLimit.parse),
+    "VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS": ("leak_report_limit_per_address",
+                                              AddressLimit.parse),
+    "VENTRYX_FAILED_AUTH_LIMIT_PER_ADDRESS": ("failed_auth_limit_per_address",
+                                              AddressLimit.parse),
+    "VENTRYX_PASSWORD_HASH_CONCURRENCY": ("password_hash_concurrency", _whole_number(1, 1024)),
+    "VENTRYX_STREAM_HEARTBEAT_SECONDS": ("stream_heartbeat_seconds", _seconds),
+    "VENTRYX_METRICS_ADDRESS": ("metrics_address", _metrics_address),
+    "VENTRYX_WORKERS": ("workers", _whole_number(1, 1024)),  # set by the CLI for its workers
+    "VENTRYX_LOG_FORMAT": ("log_format", _log_format),
+    "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": ("header_read_timeout_seconds", _number(0.1, 3600)),
+    "VENTRYX_MAX_CONNECTIONS": ("max_connections", _whole_number(1, 1_000_000)),
 }
 
 
-def _positive_seconds(variable: str, default: float) -> float:
-    text = os.environ.get(variable)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < 86400:
-        raise SystemExit(f"{variable} must be a number of seconds above 0, got {text!r}")
-    return value
-
-
-def usage_retention_from_env() -> dict:
-    """VENTRYX_USAGE_COUNTING, and VENTRYX_USAGE_MINUTES_KEEP_HOURS and
-    VENTRYX_USAGE_HOURS_KEEP_DAYS in seconds."""
+def values_from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The Settings fields the environment sets; SystemExit names a variable it cannot use."""
     found = {}
-    if (counting := os.environ.get("VENTRYX_USAGE_COUNTING")) is not None:
-        if counting not in ("on", "off"):
-            raise SystemExit(f"VENTRYX_USAGE_COUNTING must be on or off, got {counting!r}")
-        found["usage_counting"] = counting == "on"
-    for name, variable, unit, most in (
-            ("usage_minutes_keep_seconds", "VENTRYX_USAGE_MINUTES_KEEP_HOURS", 3600, 24 * 90),
-            ("usage_hours_keep_seconds", "VENTRYX_USAGE_HOURS_KEEP_DAYS", 86400, 3660)):
-        if (text := os.environ.get(variable)) is not None:
-            try:
-                found[name] = _within(float(text), 1, most) * unit
-            except ValueError:
-                raise SystemExit(f"{variable} must be a number from 1 to {most}, "
-                                 f"got {text!r}") from None
-    return found
-
-
-def limits_from_env() -> dict:
-    """The rate-limit settings of the VENTRYX_* variables; SystemExit names a bad one."""
-    env = os.environ
-    found: dict = {"address_limits": {}}
-
-    def read(variable: str, parse):
+    for variable, (name, parse) in FROM_ENV.items():
+        if (text := env.get(variable)) is None:
+            continue
         try:
-            return parse(env[variable])
-        except ValueError as exc:
-            raise SystemExit(f"Invalid rate-limit setting {variable}={env[variable]!r}: "
-                             f"{exc}") from None
-
-    for surface, (variable, default) in ADDRESS_LIMITS.items():
-        found["address_limits"][surface] = (read(variable, AddressLimit.parse)
-                                            if variable in env else AddressLimit.parse(default))
-    if "VENTRYX_RATE_LIMIT_SYNC_SECONDS" in env:
-        found["rate_limit_sync_seconds"] = read("VENTRYX_RATE_LIMIT_SYNC_SECONDS",
-                                                lambda v: _within(float(v), 0.01, 60))
-    if "VENTRYX_TRUSTED_PROXIES" in env:
-        found["trusted_proxies"] = read("VENTRYX_TRUSTED_PROXIES", parse_networks)
-    if "VENTRYX_PASSWORD_HASH_CONCURRENCY" in env:
-        found["password_hash_concurrency"] = read("VENTRYX_PASSWORD_HASH_CONCURRENCY",
-                                                  lambda v: _within(int(v), 1, 1024))
+            found[name] = parse(text)
+        except ValueError as problem:
+            raise SystemExit(f"{variable}={text!r}: {problem}") from None
     return found
 
 
-def operations_from_env() -> dict:
-    """VENTRYX_METRICS_ADDRESS, VENTRYX_LOG_FORMAT and the worker count the CLI passes."""
-    from .logs import LOG_FORMATS
-    from .metrics import parse_address
-
-    env = os.environ
-    found: dict = {"log_format": env.get("VENTRYX_LOG_FORMAT", "text"),
-                   "workers": int(env.get("VENTRYX_WORKERS", "1"))}
-    if found["log_format"] not in LOG_FORMATS:
-        raise SystemExit(f"VENTRYX_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
-                         f"got {found['log_format']!r}")
-    if address := env.get("VENTRYX_METRICS_ADDRESS"):
-        try:
-            parse_address(address)
-        except ValueError as exc:
-            raise SystemExit(f"VENTRYX_METRICS_ADDRESS={address!r}: {exc}") from None
-        found["metrics_address"] = address
-    return found
-
-
-def _within(value, low, high):
-    if not low <= value <= high:
-        raise ValueError(f"must be between {low} and {high}")
-    return value
+def dev_pepper_file(data_dir: Path) -> Path:
+    """Where the embedded database's pepper is generated, once, when no other is given."""
+    return data_dir / "pepper"
 
 
 def load_pepper(data_dir: Path | None = None) -> bytes:
@@ -194,7 +209,7 @@ def load_pepper(data_dir: Path | None = None) -> bytes:
             "No pepper: set VENTRYX_PEPPER (64 hex characters) or VENTRYX_PEPPER_FILE. "
             "Keep it outside the database; losing it invalidates every API key."
         )
-    path = data_dir / "pepper"
+    path = dev_pepper_file(data_dir)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -6,7 +6,6 @@ its Last-Event-ID (event_stream.EventHub.replay), in the feed's order, each even
 """
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,9 +16,6 @@ from .stream_messages import CONNECTED, HEARTBEAT, too_slow
 if TYPE_CHECKING:
     from .event_stream import EventHub
 
-# How often an idle stream sends a comment (keeps proxies from closing it) and re-checks
-# that its credential is still valid.
-HEARTBEAT_SECONDS = float(os.environ.get("VENTRYX_STREAM_HEARTBEAT_SECONDS", "15"))
 # A stream that falls this far behind (bytes of messages not yet sent) is closed; its
 # client reconnects and replays from the table.
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
@@ -110,13 +106,14 @@ class Subscription:
                     self.position = position
                     yield message
             loop = asyncio.get_running_loop()
-            next_check = loop.time() + HEARTBEAT_SECONDS
+            heartbeat = self.hub.heartbeat_seconds
+            next_check = loop.time() + heartbeat
             while self.follow:
                 if loop.time() >= next_check or self._deadline_passed():
                     if ended := await self.hub.check_access(self):
                         yield ended
                         return
-                    next_check = loop.time() + HEARTBEAT_SECONDS
+                    next_check = loop.time() + heartbeat
                 wait = next_check - loop.time()
                 if self.access_until is not None:
                     wait = min(wait, self.access_until - time.time())
