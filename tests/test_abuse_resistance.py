@@ -92,7 +92,7 @@ async def test_adding_a_member_hashes_only_for_an_authorized_caller(
 
 async def test_changing_a_password_hashes_only_for_a_members_session(
         app_client, hasher, client, org, ledger):
-    from test_sessions import owner_session
+    from helpers import owner_session
 
     hasher.calls = 0  # the organization's bootstrap hashed its owner's password
     for token in (generate_session_token(), generate_api_key("live")):

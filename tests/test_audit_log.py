@@ -6,17 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-
-# An autouse fixture: every test here starts with 127.0.0.1's login failures cleared.
-from test_sessions import (
+from helpers import (
     add_member,
-    forget_local_login_failures,  # noqa: F401
     login,
     member_session,
     owner_session,
 )
 
 from conftest import bearer, wait_for
+
+# Every test here starts with 127.0.0.1's login failures cleared.
+pytestmark = pytest.mark.usefixtures("forget_local_login_failures")
 
 
 async def _entry_ids(db, org_id: str) -> set[str]:

@@ -3,18 +3,18 @@
 import secrets
 
 import pytest
-
-# An autouse fixture: every test here starts with 127.0.0.1's login failures cleared.
-from test_sessions import (
+from helpers import (
     add_member,
     first_login,
-    forget_local_login_failures,  # noqa: F401
     login,
     member_session,
     owner_session,
 )
 
 from conftest import bearer
+
+# Every test here starts with 127.0.0.1's login failures cleared.
+pytestmark = pytest.mark.usefixtures("forget_local_login_failures")
 
 
 async def _counts(db, org_id: str) -> tuple[int, int]:

@@ -3,14 +3,12 @@
 import json
 
 import pytest
-
-# An autouse fixture: every test here starts with 127.0.0.1's login failures cleared.
-from test_sessions import (
-    forget_local_login_failures,  # noqa: F401
-    owner_session,
-)
+from helpers import owner_session
 
 from conftest import bearer
+
+# Every test here starts with 127.0.0.1's login failures cleared.
+pytestmark = pytest.mark.usefixtures("forget_local_login_failures")
 
 
 async def _state(db, org_id: str):

@@ -1,12 +1,20 @@
 """"Revocation is instantaneous. Any in-flight requests using the revoked key will return
 401 Unauthorized." — on every server process, and for writes still in flight."""
 
-import asyncio
-
 import httpx
+from helpers import member_session, open_transaction, queued_on_locks
 
 from conftest import TEST_PEPPER, bearer
 from ventryx_server.auth import hash_secret
+
+
+async def _hold_write(conn, function: str, token: str, prefix_length: int, scope: str,
+                      expected_id: str, column: str = "credential_id") -> None:
+    """A write in flight: its transaction has run the locked caller and not committed."""
+    caller = await conn.fetchrow(f"SELECT * FROM {function}($1, $2, 'live', $3)",
+                                 token[prefix_length:][:12], hash_secret(TEST_PEPPER, token),
+                                 scope)
+    assert caller[column] == expected_id
 
 
 async def test_next_request_after_delete_gets_401(client, org, make_key):
@@ -39,19 +47,15 @@ async def test_write_in_flight_when_revocation_commits_gets_401_and_writes_nothi
     revoked_at), start a write with the key, then commit the revocation."""
     key_id, key = await make_key(org, ["api-keys:write"])
     before = await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id)
-    async with db.acquire() as conn:
-        revocation = conn.transaction()
-        await revocation.start()
-        await conn.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                           org.id, key_id)
-        await conn.execute("UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2",
-                           org.id, key_id)
-        write = asyncio.create_task(client.post(
+    async with open_transaction(
+            db, ("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
+                 org.id, key_id),
+            ("UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2",
+             org.id, key_id)):
+        write = await queued_on_locks(db, client.post(
             "/v1/api-keys", headers=bearer(key),
-            json={"name": "in flight", "scopes": ["api-keys:write"]}))
-        done, _ = await asyncio.wait({write}, timeout=0.5)
-        assert not done, "the write did not wait for the revocation's lock"
-        await revocation.commit()
+            json={"name": "in flight", "scopes": ["api-keys:write"]}),
+            "the write did not wait for the revocation's lock")
     response = await write
     assert response.status_code == 401, response.text
     assert await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id) == before
@@ -61,18 +65,11 @@ async def test_revocation_waits_for_a_write_already_holding_the_key(client, org,
     """A write that locked its key before the revocation commits first; the revocation
     returns only after it, so nothing the key wrote commits after its revocation."""
     key_id, key = await make_key(org, ["api-keys:write"])
-    async with db.acquire() as conn:
-        write = conn.transaction()
-        await write.start()
-        locked = await conn.fetchrow(
-            "SELECT * FROM locked_api_key_caller($1, $2, 'live', 'api-keys:write')",
-            key[9:21], hash_secret(TEST_PEPPER, key))
-        assert locked["credential_id"] == key_id
-        revoke = asyncio.create_task(
-            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)))
-        done, _ = await asyncio.wait({revoke}, timeout=0.5)
-        assert not done, "the revocation did not wait for the write in flight"
-        await write.commit()
+    async with open_transaction(db) as write:
+        await _hold_write(write, "locked_api_key_caller", key, 9, "api-keys:write", key_id)
+        revoke = await queued_on_locks(db, client.delete(
+            f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
+            "the revocation did not wait for the write in flight")
     assert (await revoke).status_code == 200
     assert (await client.get("/v1/me", headers=bearer(key))).status_code == 401
 
@@ -104,32 +101,20 @@ async def test_the_kind_dispatching_caller_functions_agree_with_the_per_kind_one
                           *args) == []
 
 
-async def _held_write(conn, function: str, token: str, prefix_length: int, scope: str):
-    """A write in flight: its transaction has run the locked caller and not committed."""
-    write = conn.transaction()
-    await write.start()
-    caller = await conn.fetchrow(f"SELECT * FROM {function}($1, $2, 'live', $3)",
-                                 token[prefix_length:][:12], hash_secret(TEST_PEPPER, token),
-                                 scope)
-    assert caller is not None
-    return write
-
-
 async def test_a_new_write_cannot_overtake_a_waiting_revocation(client, org, make_key, db):
     """PostgreSQL lets a new FOR KEY SHARE overtake a waiting FOR UPDATE, which starved
     revocations under steady writes. A write that arrives while a revocation waits for
     the writes in flight now queues behind it, and is refused once it commits."""
     key_id, key = await make_key(org, ["events:write"])
-    async with db.acquire() as conn:
-        in_flight = await _held_write(conn, "locked_api_key_caller", key, 9, "events:write")
-        revoke = asyncio.create_task(
-            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)))
-        await asyncio.sleep(0.3)
-        newcomer = asyncio.create_task(client.post(
-            "/v1/events", headers=bearer(key), json={"type": "late.write", "payload": {}}))
-        done, _ = await asyncio.wait({revoke, newcomer}, timeout=0.7)
-        assert not done, "the revocation or the new write did not wait"
-        await in_flight.commit()
+    async with open_transaction(db) as in_flight:
+        await _hold_write(in_flight, "locked_api_key_caller", key, 9, "events:write", key_id)
+        revoke = await queued_on_locks(db, client.delete(
+            f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
+            "the revocation did not wait for the write in flight")
+        newcomer = await queued_on_locks(db, client.post(
+            "/v1/events", headers=bearer(key), json={"type": "late.write", "payload": {}}),
+            "the new write did not queue behind the revocation", waiting=2)
+        assert not revoke.done()
     assert (await revoke).status_code == 200
     late = await newcomer
     assert late.status_code == 401, late.text
@@ -142,34 +127,32 @@ async def test_a_new_write_of_another_key_does_not_wait_for_a_revocation(
     """The negative twin: only the revoked key's writes queue; another key's go through."""
     key_id, key = await make_key(org, ["events:write"])
     other_id, other = await make_key(org, ["events:write"])
-    async with db.acquire() as conn:
-        in_flight = await _held_write(conn, "locked_api_key_caller", key, 9, "events:write")
-        revoke = asyncio.create_task(
-            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)))
-        await asyncio.sleep(0.3)
+    async with open_transaction(db) as in_flight:
+        await _hold_write(in_flight, "locked_api_key_caller", key, 9, "events:write", key_id)
+        revoke = await queued_on_locks(db, client.delete(
+            f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
+            "the revocation did not wait for the write in flight")
         passing = await client.post("/v1/events", headers=bearer(other),
                                     json={"type": "other.write", "payload": {}})
         assert passing.status_code == 201
         assert not revoke.done()
-        await in_flight.commit()
     assert (await revoke).status_code == 200
 
 
 async def test_a_new_write_cannot_overtake_a_waiting_member_removal(
         client, org, ledger, db):
-    from test_sessions import member_session
 
     member, token, _ = await member_session(client, ledger, org, "developer")
-    async with db.acquire() as conn:
-        in_flight = await _held_write(conn, "locked_session_caller", token, 5, "events:write")
-        removal = asyncio.create_task(
-            client.delete(f"/v1/members/{member['id']}", headers=bearer(org.admin_key)))
-        await asyncio.sleep(0.3)
-        newcomer = asyncio.create_task(client.post(
-            "/v1/events", headers=bearer(token), json={"type": "late.write", "payload": {}}))
-        done, _ = await asyncio.wait({removal, newcomer}, timeout=0.7)
-        assert not done, "the removal or the new write did not wait"
-        await in_flight.commit()
+    async with open_transaction(db) as in_flight:
+        await _hold_write(in_flight, "locked_session_caller", token, 5, "events:write",
+                          member["id"], column="member_id")
+        removal = await queued_on_locks(db, client.delete(
+            f"/v1/members/{member['id']}", headers=bearer(org.admin_key)),
+            "the removal did not wait for the write in flight")
+        newcomer = await queued_on_locks(db, client.post(
+            "/v1/events", headers=bearer(token), json={"type": "late.write", "payload": {}}),
+            "the new write did not queue behind the removal", waiting=2)
+        assert not removal.done()
     assert (await removal).status_code == 200
     assert (await newcomer).status_code == 401
     assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
-from test_sessions import login, member_session
+from helpers import login, member_session
 
 from conftest import bearer, wait_for
 

@@ -190,7 +190,7 @@ async def list_audit_log(ctx):
 
 
 # A member's own password and logout: no key is a member, so every key gets 403
-# (tests/test_sessions.py covers them with sessions).
+# (tests/test_passwords.py and tests/test_sessions.py cover them with sessions).
 SESSION_ONLY = {"changeOwnPassword", "deleteCurrentSession"}
 
 

@@ -7,10 +7,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import login, member_session
 from test_event_stream import SseReader, emit, stream
-from test_sessions import forget_local_login_failures, login, member_session  # noqa: F401
 
 from conftest import bearer
+
+pytestmark = pytest.mark.usefixtures("forget_local_login_failures")
 
 LOSS_SECONDS = 1.0
 
