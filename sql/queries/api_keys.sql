@@ -4,47 +4,19 @@
 
 -- name: get-api-key^
 -- :quiet_seconds: how long a rotated key must go without a successful request for its
--- traffic to count as migrated (last_used_at is at most one usage flush old).
-SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*,
-       day.requests_last_24h, rotation.requests_since_rotation,
-       CASE WHEN k.rotated_to IS NOT NULL
-            THEN k.last_used_at IS NULL
-                 OR k.last_used_at < now() - make_interval(secs => :quiet_seconds)
-       END AS traffic_migrated
+-- traffic to count as migrated. Usage columns: api_key_usage (0019_api_key_usage).
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*, u.*
 FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN api_keys k
        ON k.org_id = c.org_id AND k.id = :id
       AND (c.environment = 'live' OR k.environment = c.environment)
--- Key usage (0017_key_usage, sql/queries/usage.sql): every request counted against the
--- key in the last 24 hours, and the successful ones since its rotation (from the minute
--- of rotation: the minute rows for the rest of that hour, the hour rows after).
-LEFT JOIN LATERAL (
-    SELECT coalesce(sum(m.success + m.denied_scope + m.rate_limited + m.revoked_or_expired),
-                    0)::bigint AS requests_last_24h
-    FROM credential_usage_minutes m
-    WHERE m.org_id = k.org_id AND m.credential_id = k.id
-      AND m.bucket_start >= now() - interval '24 hours'
-) day ON k.id IS NOT NULL
-LEFT JOIN LATERAL (
-    SELECT ((SELECT coalesce(sum(m.success), 0) FROM credential_usage_minutes m
-            WHERE m.org_id = k.org_id AND m.credential_id = k.id
-              AND m.bucket_start >= date_trunc('minute', k.rotated_at)
-              AND m.bucket_start < date_trunc('hour', k.rotated_at, 'UTC') + interval '1 hour')
-         + (SELECT coalesce(sum(h.success), 0) FROM credential_usage_hours h
-            WHERE h.org_id = k.org_id AND h.credential_id = k.id
-              AND h.bucket_start >= date_trunc('hour', k.rotated_at, 'UTC') + interval '1 hour')
-           )::bigint AS requests_since_rotation
-) rotation ON k.rotated_at IS NOT NULL;
+LEFT JOIN LATERAL api_key_usage(k.org_id, k.id, k.rotated_at, k.rotated_to, k.last_used_at,
+                                :quiet_seconds) u ON k.id IS NOT NULL;
 
 -- name: list-api-keys
 -- :unused_seconds: only keys without a successful request for that long (a key never
 -- used counts from its creation).
-SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*,
-       day.requests_last_24h, rotation.requests_since_rotation,
-       CASE WHEN k.rotated_to IS NOT NULL
-            THEN k.last_used_at IS NULL
-                 OR k.last_used_at < now() - make_interval(secs => :quiet_seconds)
-       END AS traffic_migrated
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, k.*, u.*
 FROM authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
 LEFT JOIN LATERAL (
     SELECT *
@@ -65,26 +37,8 @@ LEFT JOIN LATERAL (
     ORDER BY k.id DESC
     LIMIT :limit
 ) k ON true
--- Key usage (0017_key_usage, sql/queries/usage.sql): every request counted against the
--- key in the last 24 hours, and the successful ones since its rotation (from the minute
--- of rotation: the minute rows for the rest of that hour, the hour rows after).
-LEFT JOIN LATERAL (
-    SELECT coalesce(sum(m.success + m.denied_scope + m.rate_limited + m.revoked_or_expired),
-                    0)::bigint AS requests_last_24h
-    FROM credential_usage_minutes m
-    WHERE m.org_id = k.org_id AND m.credential_id = k.id
-      AND m.bucket_start >= now() - interval '24 hours'
-) day ON k.id IS NOT NULL
-LEFT JOIN LATERAL (
-    SELECT ((SELECT coalesce(sum(m.success), 0) FROM credential_usage_minutes m
-            WHERE m.org_id = k.org_id AND m.credential_id = k.id
-              AND m.bucket_start >= date_trunc('minute', k.rotated_at)
-              AND m.bucket_start < date_trunc('hour', k.rotated_at, 'UTC') + interval '1 hour')
-         + (SELECT coalesce(sum(h.success), 0) FROM credential_usage_hours h
-            WHERE h.org_id = k.org_id AND h.credential_id = k.id
-              AND h.bucket_start >= date_trunc('hour', k.rotated_at, 'UTC') + interval '1 hour')
-           )::bigint AS requests_since_rotation
-) rotation ON k.rotated_at IS NOT NULL
+LEFT JOIN LATERAL api_key_usage(k.org_id, k.id, k.rotated_at, k.rotated_to, k.last_used_at,
+                                :quiet_seconds) u ON k.id IS NOT NULL
 ORDER BY k.id DESC;
 
 -- name: stop-api-key-writes!
