@@ -133,7 +133,8 @@ def wait_until_ready(process: subprocess.Popen, url: str, timeout: float) -> boo
 class ServerProcess:
     """A real ``ventryx-server serve`` on a loopback port, logging to a file."""
 
-    def __init__(self, database_url: str, log_path: Path, extra_env: dict | None = None):
+    def __init__(self, database_url: str, log_path: Path, extra_env: dict | None = None,
+                 workers: int = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -141,7 +142,8 @@ class ServerProcess:
                "VENTRYX_USAGE_FLUSH_SECONDS": "0.2", **(extra_env or {})}
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ventryx_server", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "ventryx_server", "serve", "--port", str(self.port),
+             "--workers", str(workers)],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def wait_ready(self, timeout: float = 30) -> None:

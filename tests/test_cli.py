@@ -1,5 +1,6 @@
 """``ventryx-server`` as an operator runs it: real processes, real PostgreSQL."""
 
+import asyncio
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from conftest import (
     ROOT,
     SQL_DIR,
     TEST_PEPPER,
+    ServerProcess,
     bearer,
     create_scratch_database,
     drop_database,
@@ -230,3 +232,49 @@ async def test_serve_refuses_a_database_whose_applied_migration_differs_in_one_m
     assert result.returncode != 0
     assert first.filename in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("operator_gives", [None, "VENTRYX_PEPPER_FILE", "VENTRYX_PEPPER"])
+def test_workers_inherit_where_the_pepper_is_never_the_pepper(monkeypatch, tmp_path,
+                                                              operator_gives):
+    from ventryx_server.cli import _pepper, worker_environment
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for variable in ("VENTRYX_PEPPER", "VENTRYX_PEPPER_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    given = tmp_path / "given-pepper"
+    given.write_text(TEST_PEPPER.hex())
+    if operator_gives == "VENTRYX_PEPPER_FILE":
+        monkeypatch.setenv(operator_gives, str(given))
+    elif operator_gives == "VENTRYX_PEPPER":
+        monkeypatch.setenv(operator_gives, TEST_PEPPER.hex())
+    data_dir = tmp_path / "data"
+    pepper = _pepper(data_dir)  # as serve and dev read it (embedded: generated once)
+
+    environment = worker_environment("postgresql://db.example/ventryx", data_dir, 2)
+
+    assert not any(pepper.hex() in value for value in environment.values())
+    assert environment["VENTRYX_WORKERS"] == "2"
+    if operator_gives is None:  # the embedded database's own pepper file, by its path
+        assert environment["VENTRYX_PEPPER_FILE"] == str((data_dir / "pepper").resolve())
+        assert bytes.fromhex(Path(environment["VENTRYX_PEPPER_FILE"]).read_text()) == pepper
+    else:  # what the operator set is left as it is
+        assert "VENTRYX_PEPPER_FILE" not in environment and "VENTRYX_PEPPER" not in environment
+
+
+async def test_serve_workers_read_the_pepper_from_the_file_the_operator_names(
+        database_url, tmp_path, org):
+    pepper_file = tmp_path / "pepper"
+    pepper_file.write_text(TEST_PEPPER.hex() + "\n")
+    pepper_file.chmod(0o600)
+    server = ServerProcess(database_url, tmp_path / "serve.log", {
+        "VENTRYX_PEPPER": "", "VENTRYX_PEPPER_FILE": str(pepper_file)}, workers=2)
+    try:
+        await asyncio.to_thread(server.wait_ready, 60)
+        # Each worker found the pepper: a key hashed with it authenticates on every one.
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            for _ in range(4):
+                me = await http.get("/v1/me", headers=bearer(org.admin_key))
+                assert me.status_code == 200, me.text
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -106,6 +106,16 @@ def cmd_bootstrap(args) -> int:
     return 0
 
 
+def worker_environment(url: str, data_dir: Path, workers: int) -> dict[str, str]:
+    """What the workers build their Settings from, besides the operator's variables. Every
+    process they start inherits it too: it says where the pepper is, never what it is."""
+    environment = {"DATABASE_URL": url,
+                   "VENTRYX_WORKERS": str(workers)}  # each worker's metrics port (metrics.py)
+    if not os.environ.get("VENTRYX_PEPPER") and not os.environ.get("VENTRYX_PEPPER_FILE"):
+        environment["VENTRYX_PEPPER_FILE"] = str(dev_pepper_file(data_dir).resolve())
+    return environment
+
+
 def _serve(url: str, data_dir: Path, host: str, port: int, workers: int) -> int:
     from granian import Granian
     from granian.constants import Interfaces
@@ -124,12 +134,7 @@ def _serve(url: str, data_dir: Path, host: str, port: int, workers: int) -> int:
               + ". Apply them with `ventryx-server migrate` or psql (sql/README.md).",
               file=sys.stderr)
         return 2
-    # The workers build their Settings from the environment they inherit, as does every
-    # process they start: it may say where the pepper is, never hold the pepper itself.
-    os.environ["DATABASE_URL"] = url
-    if not os.environ.get("VENTRYX_PEPPER") and not os.environ.get("VENTRYX_PEPPER_FILE"):
-        os.environ["VENTRYX_PEPPER_FILE"] = str(dev_pepper_file(data_dir).resolve())
-    os.environ["VENTRYX_WORKERS"] = str(workers)  # each worker's metrics port (metrics.py)
+    os.environ.update(worker_environment(url, data_dir, workers))
     # On SIGTERM/SIGINT each worker ends its event streams (event_stream.lifespan) and
     # finishes the requests in flight; a worker still busy after this long is killed, so
     # that stopping never hangs.
