@@ -86,6 +86,14 @@ async def open_transaction(db: asyncpg.Pool, *statements: tuple[Any, ...],
         await transaction.commit()
 
 
+async def statements_waiting_for_locks(db: asyncpg.Pool) -> int:
+    """How many statements of the test database wait for a lock someone else holds."""
+    async with db.acquire() as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")
+
+
 async def queued_on_locks(db: asyncpg.Pool, request: Awaitable, what: str,
                           waiting: int = 1) -> asyncio.Task:
     """Starts ``request`` and returns it once ``waiting`` statements of this database wait
@@ -94,12 +102,7 @@ async def queued_on_locks(db: asyncpg.Pool, request: Awaitable, what: str,
     task = asyncio.ensure_future(request)
 
     async def queued() -> bool:
-        if task.done():
-            return True
-        async with db.acquire() as conn:
-            return await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'") >= waiting
+        return task.done() or await statements_waiting_for_locks(db) >= waiting
 
     await wait_for(queued, timeout=QUEUE_TIMEOUT_SECONDS)
     assert not task.done(), f"{what}: it finished without waiting ({task!r})"

@@ -8,11 +8,19 @@ import asyncio
 
 import httpx
 import pytest
+from helpers import QUEUE_TIMEOUT_SECONDS, queued_on_locks, statements_waiting_for_locks
 
-from conftest import ServerProcess, bearer
+from conftest import ServerProcess, bearer, wait_for
 from ventryx_server.db import ConnectionsPerCredential
+from ventryx_server.settings import Settings
 
 STUCK_WRITERS = 40
+# The pooled connections one credential's requests may hold at once.
+CREDENTIAL_SHARE = Settings.connections_per_credential
+
+
+async def _at_least_waiting(db, count: int) -> bool:
+    return await statements_waiting_for_locks(db) >= count
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,9 @@ async def test_writes_with_a_stuck_key_end_in_503_while_other_keys_are_served(
                            org.id, stuck_id)
         try:
             stuck = [asyncio.create_task(_emit(http, stuck_key)) for _ in range(STUCK_WRITERS)]
-            await asyncio.sleep(0.3)  # let them take what they can of the pool
+            # They take what they can of the pool: the credential's share, each waiting.
+            assert await wait_for(lambda: _at_least_waiting(db, CREDENTIAL_SHARE),
+                                  timeout=QUEUE_TIMEOUT_SECONDS)
             served = [await _emit(http, other_key, "order.other"),
                       await http.get("/v1/events?limit=1", headers=bearer(other_key)),
                       await _emit(http, other_key, "order.other")]
@@ -75,9 +85,7 @@ async def test_the_same_key_writes_again_once_the_row_is_released(
         await holder.start()
         await conn.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
                            org.id, key_id)
-        write = asyncio.create_task(_emit(http, key))
-        await asyncio.sleep(0.5)
-        assert not write.done()
+        write = await queued_on_locks(db, _emit(http, key), "the write did not wait for the row")
         await holder.rollback()
         assert (await write).status_code == 201
 
@@ -100,7 +108,8 @@ async def test_no_connection_in_time_is_503_and_other_keys_still_answer(
                 "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
                 org.id, stuck_id)
             stuck = [asyncio.create_task(_emit(http, stuck_key)) for _ in range(30)]
-            await asyncio.sleep(0.1)
+            assert await wait_for(lambda: _at_least_waiting(db, CREDENTIAL_SHARE),
+                                  timeout=QUEUE_TIMEOUT_SECONDS)
             read = await http.get("/v1/events", headers=bearer(other_key))
             turned_away = [r for r in await asyncio.gather(*stuck) if r.status_code == 503]
         assert read.status_code == 200
@@ -129,8 +138,9 @@ async def test_a_retry_of_an_abandoned_emit_with_its_idempotency_key_makes_one_e
         async with httpx.AsyncClient(base_url=client.base_url, timeout=0.5) as impatient:
             with pytest.raises(httpx.ReadTimeout):
                 await impatient.post("/v1/events", headers=headers, json=body)
-        retry = asyncio.create_task(client.post("/v1/events", headers=headers, json=body))
-        await asyncio.sleep(0.2)
+        # The abandoned attempt still waits for the row; the retry waits behind it.
+        retry = await queued_on_locks(db, client.post("/v1/events", headers=headers, json=body),
+                                      "the retry did not wait for the first attempt", waiting=2)
         await holder.rollback()
     retried = await retry
     assert retried.status_code == 201, retried.text

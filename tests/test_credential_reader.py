@@ -6,11 +6,11 @@ after a client stops sending it. That revocation still counts from the next requ
 tested end to end in test_revocation.py (the same key before and after, so a memo hit).
 """
 
-import asyncio
 import secrets
 
 import pytest
 
+from conftest import wait_for
 from ventryx_server.auth import CredentialReader, hash_secret
 from ventryx_server.errors import InvalidRequest, Unauthenticated
 from ventryx_shared.tokens import generate_api_key, generate_session_token
@@ -117,11 +117,15 @@ def test_a_header_not_seen_for_two_ttls_is_forgotten_and_one_in_use_is_kept():
     assert len(reader) == 0  # nothing outlives two ttls of quiet
 
 
+async def _is_empty(reader: CredentialReader) -> bool:
+    return len(reader) == 0
+
+
 async def test_the_server_task_forgets_without_any_request():
     reader = CredentialReader(secrets.token_bytes(32), ttl=0.04)
     reader.read(scope_for("Bearer " + generate_api_key("live")))
     async with reader.forgetting():
-        await asyncio.sleep(0.3)
+        assert await wait_for(lambda: _is_empty(reader))
     assert len(reader) == 0
 
 

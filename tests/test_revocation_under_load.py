@@ -162,7 +162,12 @@ async def test_end_of_a_rotations_grace_under_load(client, second_server, org, m
         rotated = await client.post(f"/v1/api-keys/{key_id}/rotate",
                                     headers=bearer(org.admin_key),
                                     json={"grace_period_seconds": 1})
-        await asyncio.sleep(1.2)
+
+        async def grace_over() -> bool:
+            return await db.fetchval("SELECT expires_at <= now() FROM api_keys "
+                                     "WHERE org_id = $1 AND id = $2", org.id, key_id)
+
+        assert await wait_for(grace_over)
         return rotated
 
     await check_loss_of_access(writers, grace_runs_out, db, org.id, key_id)
