@@ -87,14 +87,20 @@ async def drop_database(admin_url: str, url: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-async def database_url(admin_url):
-    url = await create_scratch_database(admin_url)
+async def create_migrated_database(admin_url: str, prefix: str = "vtx_test") -> str:
+    """A scratch database with every migration applied."""
+    url = await create_scratch_database(admin_url, prefix)
     conn = await asyncpg.connect(url)
     try:
         await migrations.migrate(conn, SQL_DIR)
     finally:
         await conn.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url):
+    url = await create_migrated_database(admin_url)
     yield url
     await drop_database(admin_url, url)
 

@@ -2,13 +2,10 @@
 
 import asyncio
 
-import asyncpg
 import httpx
 import pytest
 
-from conftest import ServerProcess, bearer, create_scratch_database, drop_database
-from ventryx_server import migrations
-from ventryx_server.settings import find_sql_dir
+from conftest import ServerProcess, bearer, create_migrated_database, drop_database
 from ventryx_shared.tokens import BASE62, generate_api_key
 
 
@@ -66,10 +63,7 @@ async def test_malformed_tokens_are_refused_without_touching_the_database(
     """With its database gone, the server still answers 401 to a malformed token (no query
     was needed) while a well-formed one gets 503: the database is only asked about keys
     that could be real."""
-    url = await create_scratch_database(admin_url)
-    conn = await asyncpg.connect(url)
-    await migrations.migrate(conn, find_sql_dir())
-    await conn.close()
+    url = await create_migrated_database(admin_url)
     process = ServerProcess(url, server_log_dir / "server-without-db.log")
     try:
         await asyncio.to_thread(process.wait_ready)

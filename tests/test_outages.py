@@ -13,15 +13,13 @@ import httpx
 import pytest
 
 from conftest import (
-    SQL_DIR,
     TEST_PEPPER,
     ServerProcess,
     bearer,
-    create_scratch_database,
+    create_migrated_database,
     drop_database,
     wait_for,
 )
-from ventryx_server import migrations
 from ventryx_server.bootstrap import bootstrap
 from ventryx_server.errors import is_outage
 from ventryx_server.usage import UsageRecorder
@@ -29,12 +27,7 @@ from ventryx_server.usage import UsageRecorder
 
 @pytest.fixture
 async def outage_database(admin_url):
-    url = await create_scratch_database(admin_url, "vtx_outage")
-    conn = await asyncpg.connect(url)
-    try:
-        await migrations.migrate(conn, SQL_DIR)
-    finally:
-        await conn.close()
+    url = await create_migrated_database(admin_url, "vtx_outage")
     yield url
     await drop_database(admin_url, url)
 
