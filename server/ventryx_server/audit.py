@@ -15,9 +15,17 @@ from .errors import request_id_of
 async def record(db: asyncpg.Connection, request: Request, *, org_id: str, actor_id: str,
                  action: str, target_type: str, target_id: str | None,
                  environment: str | None, details: dict[str, Any] | None = None) -> None:
-    client = client_address(request.scope) if request.client else None
     await request.app.state.queries.insert_audit_entry(
         db, org_id=org_id, id=new_id("aud"), actor_id=actor_id, action=action,
         target_type=target_type, target_id=target_id, environment=environment,
-        request_id=request_id_of(request), client_address=client,
-        details=msgspec.json.encode(details or {}).decode())
+        details=encode_details(details), **origin(request))
+
+
+def encode_details(details: dict[str, Any] | None) -> str:
+    return msgspec.json.encode(details or {}).decode()
+
+
+def origin(request: Request) -> dict[str, str | None]:
+    """Where a change came from, as every audit entry records it."""
+    return {"request_id": request_id_of(request),
+            "client_address": client_address(request.scope) if request.client else None}
