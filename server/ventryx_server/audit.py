@@ -9,6 +9,7 @@ from litestar import Request
 from ventryx_shared.ids import new_id
 
 from .addresses import client_address
+from .auth import Caller
 from .errors import request_id_of
 
 
@@ -19,6 +20,15 @@ async def record(db: asyncpg.Connection, request: Request, *, org_id: str, actor
         db, org_id=org_id, id=new_id("aud"), actor_id=actor_id, action=action,
         target_type=target_type, target_id=target_id, environment=environment,
         details=encode_details(details), **origin(request))
+
+
+async def record_change(db: asyncpg.Connection, request: Request, caller: Caller, action: str,
+                        target_id: str, environment: str | None, **details: Any) -> None:
+    """A caller's change to one resource; its type is the action's first word
+    (``workflow.updated``: a workflow)."""
+    await record(db, request, org_id=caller.org_id, actor_id=caller.actor_id, action=action,
+                 target_type=action.split(".", 1)[0], target_id=target_id,
+                 environment=environment, details=details or None)
 
 
 def encode_details(details: dict[str, Any] | None) -> str:

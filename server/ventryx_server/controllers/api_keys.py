@@ -31,12 +31,13 @@ from ..auth import (
     require_credential,
 )
 from ..db import Db
-from ..errors import Conflict, UnprocessableEntity
+from ..errors import Conflict, UnprocessableEntity, no_such
 from ..keys import to_api_key, to_created
 from ..openapi import NO_STORE
 from ..services import api_keys
 from ..services.api_keys import KeyFields
-from .pagination import Limit, StartingAfter, cursor, page
+from .pagination import Limit, StartingAfter, cursor
+from .reads import authorized_one, authorized_page
 
 READ = {"scope": "api-keys:read"}
 WRITE = {"scope": "api-keys:write"}
@@ -44,7 +45,7 @@ KeyId = Annotated[str, Parameter(description="The key's id, key_…", max_length
 
 
 class ApiKeysController(Controller):
-    path = "/v1/api-keys"
+    path = "/api-keys"
     tags = ["API keys"]
     before_request = require_credential
 
@@ -92,26 +93,19 @@ class ApiKeysController(Controller):
         """List keys, newest first; never the key itself."""
         unused_seconds = None if unused_for is None else usage.parse_duration(unused_for,
                                                                               "unused_for")
-        rows = await request.app.state.queries.list_api_keys(
-            db, **caller_params(request), key_environment=environment, status=status,
-            starting_after=cursor("key", starting_after), limit=limit + 1,
-            unused_seconds=unused_seconds,
+        return await authorized_page(
+            db, request, request.app.state.queries.list_api_keys, to_api_key, limit,
+            key_environment=environment, status=status,
+            starting_after=cursor("key", starting_after), unused_seconds=unused_seconds,
             quiet_seconds=request.app.state.settings.traffic_quiet_seconds)
-        await authorized(db, request, rows[0] if rows else None)
-        items, has_more = page([to_api_key(r) for r in rows if r["id"] is not None], limit)
-        return Page(items, has_more)
 
     @get("/{key_id:str}", operation_id="getApiKey", opt=READ)
     async def get_api_key(self, request: Request, db: Db,
                           key_id: KeyId) -> Data[ApiKey]:
         """Retrieve one key, redacted."""
-        row = await request.app.state.queries.get_api_key(
-            db, **caller_params(request), id=key_id,
+        return await authorized_one(
+            db, request, request.app.state.queries.get_api_key, to_api_key, "API key", key_id,
             quiet_seconds=request.app.state.settings.traffic_quiet_seconds)
-        row = await authorized(db, request, row)
-        if row["id"] is None:
-            raise api_keys.no_such_key(key_id)
-        return Data(to_api_key(row))
 
     @get("/{key_id:str}/usage", operation_id="getApiKeyUsage", opt=READ)
     async def get_api_key_usage(
@@ -132,7 +126,7 @@ class ApiKeysController(Controller):
             buckets=buckets)
         await authorized(db, request, rows[0] if rows else None)
         if rows[0]["id"] is None:
-            raise api_keys.no_such_key(key_id)
+            raise no_such("API key", key_id)
         return Data(KeyUsage(
             key_id=key_id, granularity=granularity,
             since=datetime.fromtimestamp(first, UTC),
@@ -146,7 +140,8 @@ class ApiKeysController(Controller):
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
         """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
         async with db.transaction():
-            await api_keys.stop_key_writes(db, request, key_id)  # removing a scope takes access away
+            # Removing a scope takes access away.
+            await api_keys.stop_key_writes(db, request, key_id)
             caller = await lock_caller(db, request)
             key = await api_keys.locked_key(db, request, caller, key_id)
             api_keys.check_may_act_on(caller.scopes, key)
@@ -164,7 +159,8 @@ class ApiKeysController(Controller):
             changes = {f: getattr(data, f) for f in ("name", "scopes") if getattr(data, f)}
             if data.rate_limit is not msgspec.UNSET:
                 changes["rate_limit"] = data.rate_limit
-            await api_keys.record(db, request, caller, "api_key.updated", row, **changes)
+            await audit.record_change(db, request, caller, "api_key.updated", key_id,
+                                      row["environment"], **changes)
         return Data(to_api_key(row))
 
     @delete("/{key_id:str}", operation_id="revokeApiKey", opt=WRITE, status_code=200)
@@ -179,7 +175,8 @@ class ApiKeysController(Controller):
             row = await request.app.state.queries.revoke_api_key(db, org_id=caller.org_id,
                                                                  id=key_id)
             if key["revoked_at"] is None:
-                await api_keys.record(db, request, caller, "api_key.revoked", row)
+                await audit.record_change(db, request, caller, "api_key.revoked", key_id,
+                                          row["environment"])
         return Data(to_api_key(row))
 
     @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201,
@@ -203,7 +200,7 @@ class ApiKeysController(Controller):
 
 
 class LeakedKeysController(Controller):
-    path = "/v1/api-keys/revoke-leaked"
+    path = "/api-keys/revoke-leaked"
     tags = ["API keys"]
 
     @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}],

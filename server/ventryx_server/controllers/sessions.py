@@ -122,7 +122,7 @@ async def _record_failure(request: Request, candidates: list[asyncpg.Record]) ->
 
 
 class SessionsController(Controller):
-    path = "/v1/sessions"
+    path = "/sessions"
     tags = ["Sessions"]
 
     # [{}], not []: Litestar drops an empty list, and the operation would then inherit the
@@ -191,8 +191,7 @@ class SessionsController(Controller):
             caller = await lock_caller(db, request)
             require_session(caller)
             row = await queries.end_session(db, org_id=caller.org_id, id=caller.credential_id)
-            await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
-                               action="session.ended", target_type="session",
-                               target_id=caller.credential_id, environment=caller.environment)
+            await audit.record_change(db, request, caller, "session.ended",
+                                      caller.credential_id, caller.environment)
         return Data(to_session(row))
 

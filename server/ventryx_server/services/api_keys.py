@@ -20,7 +20,7 @@ from ventryx_shared.scopes import grants_all
 from .. import audit, idempotency, quotas
 from ..auth import Caller, authorized, caller_params
 from ..db import Queries
-from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
+from ..errors import Conflict, PermissionDenied, UnprocessableEntity, no_such
 from ..keys import NewKey, mint, status_of, to_api_key, to_created
 
 
@@ -153,21 +153,8 @@ async def locked_key(db: asyncpg.Connection, request: Request, caller: Caller,
     row = await request.app.state.queries.lock_api_key(
         db, org_id=caller.org_id, id=key_id, caller_environment=caller.environment)
     if row is None:
-        raise no_such_key(key_id)
+        raise no_such("API key", key_id)
     return row
-
-
-def no_such_key(key_id: str) -> NotFound:
-    # The same words for a key of another organization, another environment, or none.
-    return NotFound(f"No such API key: '{key_id[:64]}'", param="id")
-
-
-async def record(db: asyncpg.Connection, request: Request, caller: Caller, action: str,
-                 key: asyncpg.Record, **details: Any) -> None:
-    """The audit entry of a change to a key."""
-    await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
-                       action=action, target_type="api_key", target_id=key["id"],
-                       environment=key["environment"], details=details or None)
 
 
 async def rotate_key(db: asyncpg.Connection, request: Request, caller: Caller,
@@ -201,7 +188,8 @@ async def rotate_key(db: asyncpg.Connection, request: Request, caller: Caller,
     retired = await state.queries.retire_rotated_api_key(
         db, org_id=caller.org_id, id=old["id"], grace_seconds=float(grace_seconds),
         successor_id=added.row["id"])
-    await record(db, request, caller, "api_key.rotated", retired, successor=added.row["id"],
-                 grace_period_seconds=grace_seconds)
+    await audit.record_change(db, request, caller, "api_key.rotated", old["id"],
+                              old["environment"], successor=added.row["id"],
+                              grace_period_seconds=grace_seconds)
     return ApiKeyRotated(**msgspec.structs.asdict(to_created(added.row, added.token)),
                          previous_key=to_api_key(retired))
