@@ -148,7 +148,7 @@ async def test_successful_login_is_audited_with_its_session(client, db, ledger, 
 
 async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right_password(
         client, db, org):
-    from ventryx_server.controllers.sessions import (
+    from ventryx_server.services.logins import (
         LOGIN_WINDOW_SECONDS,
         MAX_FAILURES_PER_EMAIL_AT_ADDRESS,
     )
@@ -177,7 +177,7 @@ async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right
 
 async def test_many_failures_from_one_address_are_throttled_across_emails(
         client, db, org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_ADDRESS
+    from ventryx_server.services.logins import MAX_FAILURES_PER_ADDRESS
 
     # All but the last failure are put in the table directly: the count, not argon2, is
     # what this test is about.
@@ -194,7 +194,7 @@ async def test_many_failures_from_one_address_are_throttled_across_emails(
 
 
 async def test_a_right_password_clears_the_emails_failures(client, ledger, org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
+    from ventryx_server.services.logins import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
     for _ in range(MAX_FAILURES_PER_EMAIL_AT_ADDRESS - 1):
         assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401
@@ -606,7 +606,7 @@ async def test_a_role_change_waits_for_a_write_already_holding_the_members_sessi
 
 async def test_guessing_the_current_password_through_a_session_is_throttled(client, ledger,
                                                                            org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
+    from ventryx_server.services.logins import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
     token = await owner_session(client, ledger, org)
     guess = {"current_password": "a wrong guess", "new_password": "n" * 20}

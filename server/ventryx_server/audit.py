@@ -9,7 +9,7 @@ from litestar import Request
 from ventryx_shared.ids import new_id
 
 from .addresses import client_address
-from .auth import Caller
+from .auth import AuthorizedCaller
 from .errors import request_id_of
 
 
@@ -22,7 +22,8 @@ async def record(db: asyncpg.Connection, request: Request, *, org_id: str, actor
         details=encode_details(details), **origin(request))
 
 
-async def record_change(db: asyncpg.Connection, request: Request, caller: Caller, action: str,
+async def record_change(db: asyncpg.Connection, request: Request,
+                        caller: AuthorizedCaller, action: str,
                         target_id: str, environment: str | None, **details: Any) -> None:
     """A caller's change to one resource; its type is the action's first word
     (``workflow.updated``: a workflow)."""

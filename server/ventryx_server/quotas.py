@@ -9,7 +9,7 @@ database (``organizations.max_active_api_keys``, ``max_workflows``; see the READ
 import asyncpg
 from litestar import Request
 
-from .auth import Caller
+from .auth import AuthorizedCaller
 from .errors import ApiError
 
 
@@ -26,7 +26,7 @@ _ADVICE = {
 }
 
 
-async def _check(db: asyncpg.Connection, request: Request, caller: Caller, quota: str,
+async def _check(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller, quota: str,
                  query: str, **params) -> None:
     queries = request.app.state.queries
     await queries.lock_quota(db, quota=quota, org_id=caller.org_id)
@@ -42,6 +42,7 @@ def exceeded(quota: str, size: int, used: int) -> QuotaExceeded:
         f"(quota {quota}) and holds {used}. {_ADVICE[quota]}", param=quota)
 
 
-async def check_workflows(db: asyncpg.Connection, request: Request, caller: Caller) -> None:
+async def check_workflows(db: asyncpg.Connection, request: Request,
+                          caller: AuthorizedCaller) -> None:
     """Inside a transaction, before a workflow is added: 403 quota_exceeded at the quota."""
     await _check(db, request, caller, "workflows", "workflows_quota")

@@ -4,7 +4,7 @@ Owner-only rules: only an owner (a member's session, never an API key) makes or
 unmakes owners or removes one, and the last owner can be neither demoted nor removed.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
@@ -14,7 +14,6 @@ from litestar.params import FromQuery, JSONBody, Parameter
 from ventryx_shared.common import Data, Page
 from ventryx_shared.ids import new_id
 from ventryx_shared.members import (
-    ROLE_SCOPES,
     Member,
     MemberCreate,
     MemberCreated,
@@ -26,11 +25,19 @@ from ventryx_shared.members import (
 )
 
 from .. import audit, idempotency
-from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
+from ..auth import (
+    AuthorizedCaller,
+    authorized,
+    caller_params,
+    lock_caller,
+    require_credential,
+)
 from ..db import Db
 from ..errors import Conflict, PermissionDenied, UnprocessableEntity, no_such
 from ..openapi import NO_STORE
 from ..passwords import hash_password, one_time_password, verify_password
+from ..services.logins import LoginThrottle
+from ..services.members import require_session, to_member
 from .pagination import Limit, StartingAfter, cursor
 from .reads import authorized_one, authorized_page
 
@@ -46,20 +53,7 @@ KEYS_KEEP_WORKING = (
     "until someone revokes them.")
 
 
-def to_member(row: Any) -> Member:
-    return Member(id=row["id"], email=row["email"], name=row["name"], role=row["role"],
-                  scopes=list(ROLE_SCOPES[row["role"]]),
-                  must_change_password=row["must_change_password"],
-                  created_at=row["created_at"], updated_at=row["updated_at"])
-
-
-def require_session(caller: Caller) -> None:
-    if caller.member_id is None:
-        raise PermissionDenied("Only a member's dashboard session can do this; an API key "
-                               "is not a member.", code="session_required")
-
-
-async def _require_owner(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _require_owner(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                          why: str) -> None:
     role = None
     if caller.member_id is not None:
@@ -70,7 +64,7 @@ async def _require_owner(db: asyncpg.Connection, request: Request, caller: Calle
                                code="owner_required")
 
 
-async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                              what: str) -> None:
     owners = await request.app.state.queries.count_locked_owners(db, org_id=caller.org_id)
     if owners <= 1:
@@ -86,7 +80,7 @@ async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_i
                                                        id=member_id)
 
 
-async def _locked_member(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _locked_member(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                          member_id: str) -> asyncpg.Record:
     row = await request.app.state.queries.lock_member(db, org_id=caller.org_id, id=member_id)
     if row is None:
@@ -203,8 +197,6 @@ class MembersController(Controller):
                                    "an API key is not a member.", code="session_required")
         # Guessing the current password with a stolen session counts against the same
         # per-email and per-address limits as guessing it at login.
-        from .sessions import LoginThrottle  # not at the top: sessions imports this module
-
         throttle = LoginThrottle.of(request, member["email"])
         attempt_ids = await throttle.claim_attempt(db, request)
         verified_hash = member["password_hash"]

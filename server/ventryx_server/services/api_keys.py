@@ -18,7 +18,7 @@ from ventryx_shared.ids import new_id
 from ventryx_shared.scopes import grants_all
 
 from .. import audit, idempotency, quotas
-from ..auth import Caller, authorized, caller_params
+from ..auth import AuthorizedCaller, authorized, caller_params
 from ..db import Queries
 from ..errors import Conflict, PermissionDenied, UnprocessableEntity, no_such
 from ..keys import NewKey, mint, status_of, to_api_key, to_created
@@ -146,7 +146,7 @@ async def stop_key_writes(db: asyncpg.Connection, request: Request, key_id: str)
     await request.app.state.queries.stop_api_key_writes(db, **caller_params(request), id=key_id)
 
 
-async def locked_key(db: asyncpg.Connection, request: Request, caller: Caller,
+async def locked_key(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                      key_id: str) -> asyncpg.Record:
     """The key, locked until commit; 404 for one of another organization or one a test
     caller may not see, with the words of one that never existed."""
@@ -157,7 +157,7 @@ async def locked_key(db: asyncpg.Connection, request: Request, caller: Caller,
     return row
 
 
-async def rotate_key(db: asyncpg.Connection, request: Request, caller: Caller,
+async def rotate_key(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                      old: asyncpg.Record, grace_seconds: int) -> ApiKeyRotated | Response:
     """Inside the transaction that locked the caller and the old key: the successor, with
     the old key's name, scopes, environment, rate limit and end; the old key expires after
