@@ -121,14 +121,14 @@ JOIN LATERAL add_api_key(
 
 -- name: add-api-key^
 -- add_api_key (0022) for a caller already known: a rotation's successor (inside the
--- rotation's transaction, after lock-caller) and an organization's first key.
-SELECT a.outcome, a.quota, a.used, a.replay_fingerprint, a.replay_status, a.replay_body,
-       (a.new_key).*
+-- rotation's transaction, after lock-caller and the Idempotency-Key's claim) and an
+-- organization's first key. The caller writes the audit entry.
+SELECT a.outcome, a.quota, a.used, (a.new_key).*
 FROM add_api_key(
     :org_id, :created_by, :caller_environment, :caller_scopes, :id, :key_lookup_id,
     :key_secret_hash, :key_suffix, :name, :key_environment, :scopes, :expires_at,
-    :rate_limit_requests, :rate_limit_window_seconds, :retiring_id, :idempotency_key,
-    :fingerprint, NULL, NULL, NULL, NULL
+    :rate_limit_requests, :rate_limit_window_seconds, :retiring_id, NULL, NULL, NULL, NULL,
+    NULL, NULL
 ) a;
 
 -- name: update-api-key^

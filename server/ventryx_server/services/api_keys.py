@@ -123,20 +123,17 @@ async def create_key(db: asyncpg.Connection, request: Request, fields: KeyFields
 
 async def add_key(db: asyncpg.Connection, queries: Queries, pepper: bytes, *, org_id: str,
                   created_by: str, caller_environment: str, caller_scopes: Sequence[str],
-                  fields: KeyFields, retiring_id: str | None = None,
-                  idempotency_claim: tuple[str, bytes] | None = None) -> AddedKey | Response:
+                  fields: KeyFields, retiring_id: str | None = None) -> AddedKey:
     """A key for a caller already authorized (a rotation's successor, inside its
     transaction) or for an organization being made. ``retiring_id``: a key this
-    transaction retires, which the quota does not count; ``idempotency_claim``: the
-    request's Idempotency-Key and fingerprint."""
+    transaction retires, which the quota does not count."""
     new_key = mint(fields.environment, pepper)
-    key, request_fingerprint = idempotency_claim or (None, None)
     row = await queries.add_api_key(
         db, org_id=org_id, created_by=created_by, caller_environment=caller_environment,
         caller_scopes=list(caller_scopes), **_key_params(new_id("key"), new_key, fields),
-        retiring_id=retiring_id, idempotency_key=key, fingerprint=request_fingerprint)
-    replay = _outcome(row, caller_scopes, fields, request_fingerprint)
-    return replay or AddedKey(row, new_key.token)
+        retiring_id=retiring_id)
+    _outcome(row, caller_scopes, fields, None)
+    return AddedKey(row, new_key.token)
 
 
 async def stop_key_writes(db: asyncpg.Connection, request: Request, key_id: str) -> None:
@@ -161,7 +158,10 @@ async def rotate_key(db: asyncpg.Connection, request: Request, caller: Authorize
                      old: asyncpg.Record, grace_seconds: int) -> ApiKeyRotated | Response:
     """Inside the transaction that locked the caller and the old key: the successor, with
     the old key's name, scopes, environment, rate limit and end; the old key expires after
-    the grace period. The response body as a replay shows it (no key), or the replay."""
+    the grace period; or, for a retry with the same Idempotency-Key, the first response
+    (before the checks below, which the first rotation itself makes fail)."""
+    if replay := await idempotency.claim(db, request, caller.org_id):
+        return replay
     if old["revoked_at"] is not None:
         raise Conflict("A revoked key cannot be rotated.", code="key_revoked")
     if old["rotated_to"] is not None:
@@ -169,13 +169,11 @@ async def rotate_key(db: asyncpg.Connection, request: Request, caller: Authorize
                        code="key_already_rotated")
     if status_of(old) == "expired":
         raise Conflict("An expired key cannot be rotated; create a new key.", code="key_expired")
-    key = idempotency.idempotency_key(request)
-    claim = None if key is None else (key, await idempotency.fingerprint(request))
     state = request.app.state
     added = await add_key(
         db, state.queries, state.settings.pepper, org_id=caller.org_id,
         created_by=caller.actor_id, caller_environment=caller.environment,
-        caller_scopes=caller.scopes, idempotency_claim=claim,
+        caller_scopes=caller.scopes,
         # Without a grace period the old key stops counting as it is replaced.
         retiring_id=old["id"] if grace_seconds == 0 else None,
         fields=KeyFields(
@@ -183,8 +181,6 @@ async def rotate_key(db: asyncpg.Connection, request: Request, caller: Authorize
             # A successor never outlives its predecessor's own end.
             expires_at=old["expires_at"], rate_limit_requests=old["rate_limit_requests"],
             rate_limit_window_seconds=old["rate_limit_window_seconds"]))
-    if isinstance(added, Response):
-        return added
     retired = await state.queries.retire_rotated_api_key(
         db, org_id=caller.org_id, id=old["id"], grace_seconds=float(grace_seconds),
         successor_id=added.row["id"])
