@@ -25,10 +25,9 @@ from run import prepare_database
 from ventryx_server import embedded
 from ventryx_server.auth import Credential, hash_secret
 from ventryx_server.db import Queries
-from ventryx_server.keys import mint
 from ventryx_server.rate_limits import CredentialWindow, RateLimiter
+from ventryx_server.services.api_keys import KeyFields, add_key
 from ventryx_server.settings import find_sql_dir
-from ventryx_shared.ids import new_id
 
 
 def per_call_ns(function, calls: int = 200_000, repeats: int = 7) -> float:
@@ -74,14 +73,13 @@ async def sync_cost(keys: int) -> None:
         credentials = []
         async with pool.acquire() as db:
             for n in range(keys):
-                key = mint("live", pepper)
-                await queries.insert_api_key(
-                    db, org_id=org.org_id, id=new_id("key"), lookup_id=key.lookup_id,
-                    secret_hash=key.secret_hash, key_suffix=key.key_suffix, name=f"k{n}",
-                    environment="live", scopes=["workflows:read"], created_by=org.owner_id,
-                    expires_at=None, rate_limit_requests=None, rate_limit_window_seconds=None)
-                credentials.append(Credential("api_key", key.lookup_id,
-                                              hash_secret(pepper, key.token), "live"))
+                added = await add_key(
+                    db, queries, pepper, org_id=org.org_id, created_by=org.owner_id,
+                    caller_environment="live", caller_scopes=["org:admin"],
+                    fields=KeyFields(name=f"k{n}", environment="live",
+                                     scopes=["workflows:read"]))
+                credentials.append(Credential("api_key", added.row["lookup_id"],
+                                              hash_secret(pepper, added.token), "live"))
         limiter = RateLimiter(pool, queries, 1.0)
         for credential in credentials:
             (await limiter.learn(credential)).admit(limiter.clock())

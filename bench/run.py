@@ -46,6 +46,11 @@ from ventryx_server.db import Queries
 from ventryx_server.settings import find_sql_dir
 
 ROOT = BENCH_DIR.parent
+# The key-create scenario adds thousands of keys; the operator's way to allow that.
+_OPERATOR = Queries("""
+-- name: set-active-api-keys-quota!
+UPDATE organizations SET max_active_api_keys = :quota WHERE org_id = :org_id;
+""")
 
 
 def free_port() -> int:
@@ -105,6 +110,7 @@ async def prepare_database(admin_url: str, pepper: bytes):
                                           rate_limit_requests=1_000_000_000,
                                           rate_limit_window_seconds=60,
                                           retention_days_live=None, retention_days_test=None)
+        await _OPERATOR.set_active_api_keys_quota(conn, org_id=org.org_id, quota=1_000_000)
     finally:
         await conn.close()
     return database_url, org
@@ -327,6 +333,7 @@ def main() -> int:
         f"granian --workers {args.workers} for server and baseline; PostgreSQL "
         f"{server_version} (embedded); {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; app, database and load generator share the machine.\n"))
+    report_cpu_comparisons(modules, scenarios, results)
     if uncounted:
         report_counting_cost(scenarios, results)
     for problem in problems:
@@ -335,6 +342,31 @@ def main() -> int:
 
 
 UNCOUNTED = " [usage counting off]"
+
+
+def report_cpu_comparisons(modules, scenarios: list[Scenario],
+                           results: dict[str, list[Measurement]]) -> None:
+    """The server CPU per request of one scenario over another's, for the pairs a module
+    lists in CPU_COMPARISONS (measured in the same rounds, so sharing the machine moves
+    both alike)."""
+    names = {scenario.name for scenario in scenarios}
+    pairs = [(one, other) for module in modules for one, other
+             in getattr(module, "CPU_COMPARISONS", []) if one in names and other in names]
+    if not pairs:
+        return
+    print("\nserver CPU per request (app µs, median of rounds), one scenario over another; "
+          "per round in brackets")
+    for one, other in pairs:
+        app_one, app_other = _median_of(results[one], "app_cpu_us"), _median_of(
+            results[other], "app_cpu_us")
+        if app_one is None or app_other is None:
+            print(f"  {one} / {other}: no CPU figures (/proc unreadable)")
+            continue
+        per_round = [mine.app_cpu_us / theirs.app_cpu_us
+                     for mine, theirs in zip(results[one], results[other], strict=True)
+                     if mine.app_cpu_us and theirs.app_cpu_us]
+        print(f"  {one} / {other}: {app_one:.0f} / {app_other:.0f} µs = "
+              f"{app_one / app_other:.2f}   [" + " ".join(f"{r:.2f}" for r in per_round) + "]")
 
 
 def report_counting_cost(scenarios: list[Scenario], results: dict[str, list[Measurement]]) -> None:

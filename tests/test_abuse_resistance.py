@@ -124,7 +124,7 @@ def behind_proxy(database_url, server_log_dir):
 async def test_failures_from_elsewhere_do_not_lock_the_owner_out(behind_proxy, db, org, ledger):
     import httpx
 
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
+    from ventryx_server.services.logins import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
     attacker = {"X-Forwarded-For": "198.51.100.7"}
     owner = {"X-Forwarded-For": "192.0.2.44"}

@@ -480,3 +480,28 @@ async def test_a_short_lived_key_cannot_rotate_itself_into_a_permanent_one(
     assert (await client.get("/v1/me", headers=bearer(key))).status_code == 401
     me = await client.get("/v1/me", headers=bearer(successor))
     assert me.status_code == 200
+
+
+async def test_idempotent_rotation_replays_without_the_key(client, org, ledger, db):
+    created = await client.post("/v1/api-keys", headers=bearer(org.admin_key),
+                                json={"name": "rotated once", "scopes": ["events:read"]})
+    ledger.add(created.json()["data"]["key"])
+    key_id = created.json()["data"]["id"]
+    headers = {**bearer(org.admin_key), "Idempotency-Key": "rotate-once-1"}
+    body = {"grace_period_seconds": 60}
+    first = await client.post(f"/v1/api-keys/{key_id}/rotate", headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    ledger.add(first.json()["data"]["key"])
+    # The retry replays the rotation; it is not refused as a second rotation of the key.
+    second = await client.post(f"/v1/api-keys/{key_id}/rotate", headers=headers, json=body)
+    assert second.status_code == 201, second.text
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.json()["data"]["id"] == first.json()["data"]["id"]
+    assert second.json()["data"]["key"] is None
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1 AND "
+                             "name = 'rotated once'", org.id) == 2
+    # Without the key, a second rotation is what it is.
+    again = await client.post(f"/v1/api-keys/{key_id}/rotate", headers=bearer(org.admin_key),
+                              json=body)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "key_already_rotated"

@@ -86,7 +86,7 @@ async def test_successful_login_is_audited_with_its_session(client, db, ledger, 
 
 async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right_password(
         client, db, ledger, org):
-    from ventryx_server.controllers.sessions import (
+    from ventryx_server.services.logins import (
         LOGIN_WINDOW_SECONDS,
         MAX_FAILURES_PER_EMAIL_AT_ADDRESS,
     )
@@ -123,7 +123,7 @@ async def test_repeated_failures_for_one_email_are_throttled_even_with_the_right
 
 async def test_many_failures_from_one_address_are_throttled_across_emails(
         client, db, org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_ADDRESS
+    from ventryx_server.services.logins import MAX_FAILURES_PER_ADDRESS
 
     # All but the last failure are put in the table directly: the count, not argon2, is
     # what this test is about.
@@ -140,7 +140,7 @@ async def test_many_failures_from_one_address_are_throttled_across_emails(
 
 
 async def test_a_right_password_clears_the_emails_failures(client, ledger, org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
+    from ventryx_server.services.logins import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
     for _ in range(MAX_FAILURES_PER_EMAIL_AT_ADDRESS - 1):
         assert (await login(client, org.owner_email, "a wrong guess")).status_code == 401

@@ -91,7 +91,7 @@ async def test_password_change_needs_the_current_password_and_writes_nothing_oth
 
 async def test_guessing_the_current_password_through_a_session_is_throttled(client, ledger,
                                                                            org):
-    from ventryx_server.controllers.sessions import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
+    from ventryx_server.services.logins import MAX_FAILURES_PER_EMAIL_AT_ADDRESS
 
     token = await owner_session(client, ledger, org)
     guess = {"current_password": "a wrong guess", "new_password": "n" * 20}

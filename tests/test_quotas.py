@@ -128,3 +128,31 @@ async def test_an_organization_cannot_raise_its_own_quota(client, db, org, field
     assert response.status_code in (400, 422)
     assert response.json()["error"]["param"] == field
     assert await _counts(db, org.id) == before
+
+
+async def test_a_refusal_at_the_quota_leaves_the_idempotency_key_unclaimed(
+        client, db, ledger, org):
+    # add_api_key claims the Idempotency-Key before it counts: the refusal must take the
+    # claim back, or the retry would replay nothing (or a 409) instead of creating.
+    await _set_quotas(db, org.id, keys=2)
+    first = await _create_key(client, org, "fills the quota")
+    assert first.status_code == 201
+    ledger.add(first.json()["data"]["key"])
+    headers = {**bearer(org.admin_key), "Idempotency-Key": f"quota-{secrets.token_hex(4)}"}
+    body = {"name": "retried", "scopes": ["workflows:read"]}
+    refused = await client.post("/v1/api-keys", headers=headers, json=body)
+    _assert_quota_refusal(refused, "active_api_keys", 2)
+    async with db.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM idempotency_keys WHERE org_id = $1 AND idempotency_key = $2",
+            org.id, headers["Idempotency-Key"]) == 0
+    await client.delete(f"/v1/api-keys/{first.json()['data']['id']}",
+                        headers=bearer(org.admin_key))
+    retried = await client.post("/v1/api-keys", headers=headers, json=body)
+    assert retried.status_code == 201, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+    ledger.add(retried.json()["data"]["key"])
+    replayed = await client.post("/v1/api-keys", headers=headers, json=body)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json()["data"]["id"] == retried.json()["data"]["id"]
+    assert replayed.json()["data"]["key"] is None

@@ -3,7 +3,7 @@
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -35,8 +35,8 @@ from .rate_limits import RateLimiter
 from .request_ids import request_id_middleware
 from .settings import Settings
 
-ROUTE_HANDLERS = [
-    HealthController,
+# Every endpoint of the API, mounted under /v1 by create_app.
+API_HANDLERS = [
     MeController,
     ApiKeysController,
     LeakedKeysController,
@@ -83,8 +83,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await pool.close()
 
     app = Litestar(
-        route_handlers=[*ROUTE_HANDLERS, create_static_files_router(
-            path=DOCS_ASSETS, directories=[swagger_ui_path], include_in_schema=False)],
+        route_handlers=[
+            HealthController, Router(path="/v1", route_handlers=API_HANDLERS),
+            create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path],
+                                       include_in_schema=False)],
         dependencies={"db": Provide(provide_db)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, options_allow_middleware],

@@ -1,12 +1,36 @@
 """Credentials: parsed and checked offline before the handler, authorized inside the SQL.
 
-The ``require_credential`` hook refuses a missing, malformed or bad-checksum credential
-with 401 before any database query. Each handler's statement then joins its kind's caller
-function (``api_key_caller`` or ``session_caller``, chosen by db.Queries) with the scope
-from the handler's ``opt``; only when that yields no caller does ``deny`` ask the
-database whether the answer is 401 (not a valid credential) or 403 (missing scope).
-"""
+How a request is authorized, followed through ``GET /v1/api-keys/{id}`` (scope
+``api-keys:read``):
 
+1. The hook. ``require_credential`` (this module; every guarded controller's
+   ``before_request``) reads ``Authorization: Bearer vtx_live_…`` with
+   ``CredentialReader``: format and checksum, then HMAC-SHA256 under the pepper, all
+   without the database; a malformed or mistyped key is 401 here. It counts the key's
+   rate limit (429 before any work) and leaves the statement parameters in the request
+   state: ``credential_kind``, ``lookup_id``, ``secret_hash``, ``environment`` and the
+   handler's ``opt["scope"]`` (``caller_params``).
+2. The statement. The handler runs ``get-api-key`` (sql/queries/api_keys.sql) with those
+   parameters. It starts ``FROM authorized_caller(:credential_kind, …) c`` and LEFT JOINs
+   the key onto the caller's organization and environment. ``db.Queries`` rewrote that
+   call when it loaded the file, once per kind, into ``api_key_caller(…)`` or
+   ``session_caller(…)``, and picks the variant by ``credential_kind`` on each call:
+   PostgreSQL plans a key's statement without a trace of sessions.
+3. The caller functions (sql/migrations/0013_caller_per_kind.up.sql) return the caller
+   only if the credential is valid at that moment (not revoked, not expired, the
+   environment it was made for) and holds the scope (``org:admin`` holds every scope).
+   Writes use the ``locked_`` forms inside their transaction (``lock_caller`` here, or
+   folded into the write itself as ``emit-event`` and ``create-api-key`` do): they take
+   the credential's shared advisory lock and ``FOR KEY SHARE`` on its row until commit,
+   so a revocation waits for the writes in flight and no later write overtakes it
+   (0014_fair_revocation.up.sql). Nothing is cached between requests, which is why
+   revocation is instant on every process.
+4. The answer. One row with ``caller_org_id`` set: ``authorized`` (or ``lock_caller``)
+   counts the request and the handler goes on; a NULL key id in it is a 404 with the
+   same words as an id that never existed (controllers/reads.py). No row: ``deny``
+   spends one more query (``authenticate``) only on this refusal, to say 401 (no valid
+   credential) or 403 (valid, but without the scope, or a one-time password to change).
+"""
 import asyncio
 import contextlib
 import hashlib
@@ -64,7 +88,7 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
+class AuthorizedCaller:
     org_id: str
     credential_id: str
     member_id: str | None
@@ -76,7 +100,7 @@ class Caller:
         return self.member_id or self.credential_id
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> "Caller":
+    def from_row(cls, row: asyncpg.Record) -> "AuthorizedCaller":
         return cls(row["org_id"], row["credential_id"], row["member_id"], row["environment"],
                    list(row["scopes"]))
 
@@ -307,12 +331,12 @@ async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Reco
     return row
 
 
-async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
+async def lock_caller(db: asyncpg.Connection, request: Request) -> AuthorizedCaller:
     """Inside a transaction: the caller, with its key row locked until commit, or a denial."""
     row = await request.app.state.queries.lock_caller(db, **caller_params(request))
     if row is None:
         await deny(db, request)
-    caller = Caller.from_row(row)
+    caller = AuthorizedCaller.from_row(row)
     _count_once(request, "success", caller.org_id, caller.credential_id)
     request.scope["state"]["credential_id"] = caller.credential_id  # for logs.py
     return caller

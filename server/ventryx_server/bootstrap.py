@@ -7,8 +7,8 @@ import asyncpg
 from ventryx_shared.ids import new_id
 
 from .db import Queries
-from .keys import mint
 from .passwords import hash_password, one_time_password
+from .services.api_keys import KeyFields, add_key
 
 
 @dataclass(frozen=True)
@@ -29,20 +29,20 @@ async def bootstrap(db: asyncpg.Connection, queries: Queries, pepper: bytes, *,
                     org_name: str, owner_email: str, owner_name: str = "Owner") -> Bootstrapped:
     password = one_time_password()
     password_hash = await hash_password(password)
-    org_id, owner_id, key_id = new_id("org"), new_id("mem"), new_id("key")
-    key = mint("live", pepper)
+    org_id, owner_id = new_id("org"), new_id("mem")
     async with db.transaction():
         await queries.insert_organization(db, org_id=org_id, name=org_name)
         await queries.insert_member(db, org_id=org_id, id=owner_id, email=owner_email,
                                     name=owner_name, role="owner", password_hash=password_hash,
                                     must_change_password=True)
-        await queries.insert_api_key(db, org_id=org_id, id=key_id, lookup_id=key.lookup_id,
-                                     secret_hash=key.secret_hash, key_suffix=key.key_suffix,
-                                     name="bootstrap admin key", environment="live",
-                                     scopes=["org:admin"], created_by=owner_id, expires_at=None,
-                                     rate_limit_requests=None, rate_limit_window_seconds=None)
+        added = await add_key(
+            db, queries, pepper, org_id=org_id, created_by=owner_id, caller_environment="live",
+            caller_scopes=["org:admin"],
+            fields=KeyFields(name="bootstrap admin key", environment="live",
+                             scopes=["org:admin"]))
         await queries.insert_audit_entry(
             db, org_id=org_id, id=new_id("aud"), actor_id=owner_id, action="organization.created",
             target_type="organization", target_id=org_id, environment=None, request_id=None,
             client_address=None, details="{}")
-    return Bootstrapped(org_id, org_name, owner_id, owner_email, password, key_id, key.token)
+    return Bootstrapped(org_id, org_name, owner_id, owner_email, password, added.row["id"],
+                        added.token)

@@ -65,6 +65,12 @@ class NotFound(ApiError):
     code = "resource_missing"
 
 
+def no_such(what: str, resource_id: str, param: str = "id") -> NotFound:
+    """404 for an id of another organization, another environment, or none at all: the
+    same words for each, so the answer confirms nothing."""
+    return NotFound(f"No such {what}: '{resource_id[:64]}'", param=param)
+
+
 class Conflict(ApiError):
     status = 409
     type = "conflict_error"

@@ -27,7 +27,8 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-async def _fingerprint(request: Request) -> bytes:
+async def fingerprint(request: Request) -> bytes:
+    """What a retry must repeat: the method, path, environment and body."""
     digest = hashlib.sha256()
     for part in (request.method, request.url.path, credential_of(request).environment):
         digest.update(part.encode() + b"\0")
@@ -41,16 +42,23 @@ async def claim(db: asyncpg.Connection, request: Request, org_id: str) -> Respon
     if key is None:
         return None
     queries = request.app.state.queries
-    fingerprint = await _fingerprint(request)
+    request_fingerprint = await fingerprint(request)
     if await queries.claim_idempotency_key(db, org_id=org_id, idempotency_key=key,
-                                           fingerprint=fingerprint):
+                                           fingerprint=request_fingerprint):
         return None
     stored = await queries.get_idempotent_response(db, org_id=org_id, idempotency_key=key)
-    if stored["request_fingerprint"] != fingerprint:
+    return replay(request_fingerprint, stored["request_fingerprint"], stored["response_status"],
+                  stored["response_body"])
+
+
+def replay(request_fingerprint: bytes, stored_fingerprint: bytes, status: int,
+           body: bytes) -> Response:
+    """The stored response of a claimed key, or 409 for a different request with it."""
+    if stored_fingerprint != request_fingerprint:
         raise Conflict("This Idempotency-Key was already used with a different request.",
                        code="idempotency_key_reused", param="Idempotency-Key")
-    return Response(content=bytes(stored["response_body"]), status_code=stored["response_status"],
-                    media_type="application/json", headers={REPLAY_HEADER: "true"})
+    return Response(content=bytes(body), status_code=status, media_type="application/json",
+                    headers={REPLAY_HEADER: "true"})
 
 
 async def remember(db: asyncpg.Connection, request: Request, org_id: str, status: int,

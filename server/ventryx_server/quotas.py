@@ -9,7 +9,7 @@ database (``organizations.max_active_api_keys``, ``max_workflows``; see the READ
 import asyncpg
 from litestar import Request
 
-from .auth import Caller
+from .auth import AuthorizedCaller
 from .errors import ApiError
 
 
@@ -26,24 +26,23 @@ _ADVICE = {
 }
 
 
-async def _check(db: asyncpg.Connection, request: Request, caller: Caller, quota: str,
+async def _check(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller, quota: str,
                  query: str, **params) -> None:
     queries = request.app.state.queries
     await queries.lock_quota(db, quota=quota, org_id=caller.org_id)
     row = await getattr(queries, query)(db, org_id=caller.org_id, **params)
     if row["used"] >= row["quota"]:
-        raise QuotaExceeded(
-            f"Quota exceeded: this organization may hold {row['quota']} {quota.replace('_', ' ')} "
-            f"(quota {quota}) and holds {row['used']}. {_ADVICE[quota]}", param=quota)
+        raise exceeded(quota, row["quota"], row["used"])
 
 
-async def check_api_keys(db: asyncpg.Connection, request: Request, caller: Caller, *,
-                         retiring_id: str | None = None) -> None:
-    """Inside a transaction, before a key is added: 403 quota_exceeded at the quota."""
-    await _check(db, request, caller, "active_api_keys", "active_api_keys_quota",
-                 retiring_id=retiring_id)
+def exceeded(quota: str, size: int, used: int) -> QuotaExceeded:
+    """The refusal of a creation at the quota (API keys: add_api_key checks it in SQL)."""
+    return QuotaExceeded(
+        f"Quota exceeded: this organization may hold {size} {quota.replace('_', ' ')} "
+        f"(quota {quota}) and holds {used}. {_ADVICE[quota]}", param=quota)
 
 
-async def check_workflows(db: asyncpg.Connection, request: Request, caller: Caller) -> None:
+async def check_workflows(db: asyncpg.Connection, request: Request,
+                          caller: AuthorizedCaller) -> None:
     """Inside a transaction, before a workflow is added: 403 quota_exceeded at the quota."""
     await _check(db, request, caller, "workflows", "workflows_quota")

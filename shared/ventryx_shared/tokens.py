@@ -35,7 +35,9 @@ def _base62(value: int, width: int) -> str:
 
 
 def _random_base62(length: int) -> str:
-    return "".join(secrets.choice(BASE62) for _ in range(length))
+    # One draw from the OS for the whole string (secrets.choice per character made one
+    # getrandom call each, 44 per key): uniform below 62**length, so each digit is too.
+    return _base62(secrets.randbelow(62**length), length)
 
 
 def _checksum(text: str) -> str:

@@ -58,13 +58,32 @@ WHERE k.org_id = :org_id AND k.id = :id
   AND (:caller_environment = 'live' OR k.environment = :caller_environment)
 FOR UPDATE;
 
--- name: insert-api-key^
-INSERT INTO api_keys (org_id, id, lookup_id, secret_hash, key_suffix, name, environment,
-                      scopes, created_by, expires_at, rate_limit_requests,
-                      rate_limit_window_seconds)
-VALUES (:org_id, :id, :lookup_id, :secret_hash, :key_suffix, :name, :environment,
-        :scopes, :created_by, :expires_at, :rate_limit_requests, :rate_limit_window_seconds)
-RETURNING *;
+-- name: create-api-key^
+-- POST /v1/api-keys in one round trip: the caller's lock, then add_api_key (0022) with
+-- the caller's organization, scopes and environment. No row: the credential is not
+-- valid or lacks the scope (deny() tells which).
+SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id,
+       c.scopes AS caller_scopes, a.outcome, a.quota, a.used, a.replay_fingerprint,
+       a.replay_status, a.replay_body, (a.new_key).*
+FROM locked_authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope) c
+JOIN LATERAL add_api_key(
+    c.org_id, coalesce(c.member_id, c.credential_id), c.environment, c.scopes, :id,
+    :key_lookup_id, :key_secret_hash, :key_suffix, :name, :key_environment, :scopes,
+    :expires_at, :rate_limit_requests, :rate_limit_window_seconds, NULL, :idempotency_key,
+    :fingerprint, :audit_id, :audit_details::jsonb, :request_id, :client_address
+) a ON a.org_id = c.org_id;
+
+-- name: add-api-key^
+-- add_api_key (0022) for a caller already known: a rotation's successor (inside the
+-- rotation's transaction, after lock-caller and the Idempotency-Key's claim) and an
+-- organization's first key. The caller writes the audit entry.
+SELECT a.outcome, a.quota, a.used, (a.new_key).*
+FROM add_api_key(
+    :org_id, :created_by, :caller_environment, :caller_scopes, :id, :key_lookup_id,
+    :key_secret_hash, :key_suffix, :name, :key_environment, :scopes, :expires_at,
+    :rate_limit_requests, :rate_limit_window_seconds, :retiring_id, NULL, NULL, NULL, NULL,
+    NULL, NULL
+) a;
 
 -- name: update-api-key^
 -- :set_rate_limit says whether the rate limit changes (NULLs: the organization's default).
@@ -115,14 +134,3 @@ FROM (
 ) leaked
 WHERE k.org_id = leaked.org_id AND k.id = leaked.id
 RETURNING k.org_id, k.id, k.environment;
-
--- name: active-api-keys-quota^
--- After lock-quota: the organization's quota and its active keys, leaving out a key that
--- this very transaction retires (:retiring_id, a rotation without grace period).
-SELECT o.max_active_api_keys AS quota,
-       (SELECT count(*) FROM api_keys k
-        WHERE k.org_id = o.org_id AND k.revoked_at IS NULL
-          AND (k.expires_at IS NULL OR k.expires_at > now())
-          AND k.id IS DISTINCT FROM :retiring_id::text) AS used
-FROM organizations o
-WHERE o.org_id = :org_id;

@@ -11,10 +11,11 @@ from litestar.params import Parameter
 from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Page
 
-from ..auth import authorized, caller_params, require_credential
+from ..auth import require_credential
 from ..db import Db
 from ..errors import InvalidRequest
-from .pagination import Limit, StartingAfter, cursor, page
+from .pagination import Limit, StartingAfter, cursor
+from .reads import authorized_page
 
 ADMIN = {"scope": "org:admin"}
 Filter = Annotated[str | None, Parameter(max_length=100)]
@@ -33,7 +34,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 
 
 class AuditLogController(Controller):
-    path = "/v1/audit-log"
+    path = "/audit-log"
     tags = ["Audit log"]
     before_request = require_credential
 
@@ -52,11 +53,8 @@ class AuditLogController(Controller):
         action_prefix = None
         if action is not None and action.endswith(".*"):
             action, action_prefix = None, action[:-1]
-        rows = await request.app.state.queries.list_audit_entries(
-            db, **caller_params(request), actor=actor, action=action,
-            action_prefix=action_prefix, target=target, since=_aware("since", since),
-            until=_aware("until", until), starting_after=cursor("aud", starting_after),
-            limit=limit + 1)
-        await authorized(db, request, rows[0] if rows else None)
-        items, has_more = page([to_audit_entry(r) for r in rows if r["id"] is not None], limit)
-        return Page(items, has_more)
+        return await authorized_page(
+            db, request, request.app.state.queries.list_audit_entries, to_audit_entry, limit,
+            actor=actor, action=action, action_prefix=action_prefix, target=target,
+            since=_aware("since", since), until=_aware("until", until),
+            starting_after=cursor("aud", starting_after))

@@ -49,13 +49,14 @@ from ..auth import authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import (
     InvalidRequest,
-    NotFound,
     UnprocessableEntity,
+    no_such,
     request_id_of,
 )
 from ..stream_messages import event_from_row
 from ..stream_subscription import TypeFilter, type_filter_params
 from .pagination import Limit, StartingAfter, cursor, page
+from .reads import authorized_one, authorized_page
 
 READ = {"scope": "events:read"}
 WRITE = {"scope": "events:write"}
@@ -93,11 +94,6 @@ class _BatchOperation(Operation):
                 type=OpenAPIType.OBJECT, required=["events"], properties={"events": Schema(
                     type=OpenAPIType.ARRAY, min_items=1, max_items=MAX_BATCH,
                     items=Reference(ref="#/components/schemas/EventCreate"))})))})
-
-
-def _no_such_event(event_id: str, param: str = "id") -> NotFound:
-    # The same words for an event of another organization, another environment, or none.
-    return NotFound(f"No such event: '{event_id[:64]}'", param=param)
 
 
 def payload_json(item: EventCreate) -> str:
@@ -224,7 +220,7 @@ def _time_filter(value: datetime | None, name: str) -> datetime | None:
 
 
 class EventsController(Controller):
-    path = "/v1/events"
+    path = "/events"
     tags = ["Events"]
     before_request = require_credential
 
@@ -285,14 +281,10 @@ class EventsController(Controller):
             description="Only events received before this time")] = None,
     ) -> Page[Event]:
         """List the environment's events, newest first."""
-        rows = await request.app.state.queries.list_events(
-            db, **caller_params(request), **type_filter_params(_type_filter(type)),
-            since=_time_filter(since, "since"), until=_time_filter(until, "until"),
-            starting_after=cursor("evt", starting_after),
-            limit=limit + 1)
-        await authorized(db, request, rows[0] if rows else None)
-        items, has_more = page([event_from_row(r) for r in rows if r["id"] is not None], limit)
-        return Page(items, has_more)
+        return await authorized_page(
+            db, request, request.app.state.queries.list_events, event_from_row, limit,
+            **type_filter_params(_type_filter(type)), since=_time_filter(since, "since"),
+            until=_time_filter(until, "until"), starting_after=cursor("evt", starting_after))
 
     @get("/feed", operation_id="feedEvents", opt=READ, responses=_CURSOR_REFUSALS)
     async def feed_events(
@@ -311,7 +303,7 @@ class EventsController(Controller):
             **type_filter_params(type_filter))
         await authorized(db, request, rows[0] if rows else None)
         if after is not None and rows[0]["cursor_id"] is None:
-            raise _no_such_event(after, "after")
+            raise no_such("event", after, "after")
         items, has_more = page([event_from_row(r) for r in rows if r["id"] is not None], limit)
         return Page(items, has_more)
 
@@ -334,7 +326,7 @@ class EventsController(Controller):
         caller = await authorized(db, request, await request.app.state.queries.authorize_stream(
             db, **params, after=after))
         if after is not None and caller["after_id"] is None:
-            raise _no_such_event(after, "Last-Event-ID")
+            raise no_such("event", after, "Last-Event-ID")
         access_until = caller["access_until"]
         subscription = await event_stream.subscribe(
             request.app, caller_params=params, org_id=caller["caller_org_id"],
@@ -348,12 +340,8 @@ class EventsController(Controller):
     @get("/{event_id:str}", operation_id="getEvent", opt=READ)
     async def get_event(self, request: Request, db: Db, event_id: EventId) -> Data[Event]:
         """Retrieve one event."""
-        row = await request.app.state.queries.get_event(db, **caller_params(request),
-                                                        id=event_id)
-        row = await authorized(db, request, row)
-        if row["id"] is None:
-            raise _no_such_event(event_id)
-        return Data(event_from_row(row))
+        return await authorized_one(db, request, request.app.state.queries.get_event,
+                                    event_from_row, "event", event_id)
 
 
 _decode_matches = msgspec.json.Decoder(dict[str, list[str]]).decode

@@ -10,7 +10,7 @@ from ..db import Db
 
 
 class MeController(Controller):
-    path = "/v1/me"
+    path = "/me"
     tags = ["Identity"]
     before_request = require_credential
 

@@ -4,7 +4,7 @@ Owner-only rules: only an owner (a member's session, never an API key) makes or
 unmakes owners or removes one, and the last owner can be neither demoted nor removed.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
@@ -14,7 +14,6 @@ from litestar.params import FromQuery, JSONBody, Parameter
 from ventryx_shared.common import Data, Page
 from ventryx_shared.ids import new_id
 from ventryx_shared.members import (
-    ROLE_SCOPES,
     Member,
     MemberCreate,
     MemberCreated,
@@ -26,12 +25,21 @@ from ventryx_shared.members import (
 )
 
 from .. import audit, idempotency
-from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
+from ..auth import (
+    AuthorizedCaller,
+    authorized,
+    caller_params,
+    lock_caller,
+    require_credential,
+)
 from ..db import Db
-from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
+from ..errors import Conflict, PermissionDenied, UnprocessableEntity, no_such
 from ..openapi import NO_STORE
 from ..passwords import hash_password, one_time_password, verify_password
-from .pagination import Limit, StartingAfter, cursor, page
+from ..services.logins import LoginThrottle
+from ..services.members import require_session, to_member
+from .pagination import Limit, StartingAfter, cursor
+from .reads import authorized_one, authorized_page
 
 ADMIN = {"scope": "org:admin"}
 # Routes that hash a password authorize their caller in the database before the body is
@@ -45,25 +53,7 @@ KEYS_KEEP_WORKING = (
     "until someone revokes them.")
 
 
-def to_member(row: Any) -> Member:
-    return Member(id=row["id"], email=row["email"], name=row["name"], role=row["role"],
-                  scopes=list(ROLE_SCOPES[row["role"]]),
-                  must_change_password=row["must_change_password"],
-                  created_at=row["created_at"], updated_at=row["updated_at"])
-
-
-def _no_such_member(member_id: str) -> NotFound:
-    # The same words for a member of another organization or none at all.
-    return NotFound(f"No such member: '{member_id[:64]}'", param="id")
-
-
-def require_session(caller: Caller) -> None:
-    if caller.member_id is None:
-        raise PermissionDenied("Only a member's dashboard session can do this; an API key "
-                               "is not a member.", code="session_required")
-
-
-async def _require_owner(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _require_owner(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                          why: str) -> None:
     role = None
     if caller.member_id is not None:
@@ -74,7 +64,7 @@ async def _require_owner(db: asyncpg.Connection, request: Request, caller: Calle
                                code="owner_required")
 
 
-async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                              what: str) -> None:
     owners = await request.app.state.queries.count_locked_owners(db, org_id=caller.org_id)
     if owners <= 1:
@@ -90,23 +80,16 @@ async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_i
                                                        id=member_id)
 
 
-async def _locked_member(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _locked_member(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
                          member_id: str) -> asyncpg.Record:
     row = await request.app.state.queries.lock_member(db, org_id=caller.org_id, id=member_id)
     if row is None:
-        raise _no_such_member(member_id)
+        raise no_such("member", member_id)
     return row
 
 
-async def _audit(db: asyncpg.Connection, request: Request, caller: Caller, action: str,
-                 member_id: str, **details: Any) -> None:
-    await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
-                       action=action, target_type="member", target_id=member_id,
-                       environment=caller.environment, details=details or None)
-
-
 class MembersController(Controller):
-    path = "/v1/members"
+    path = "/members"
     tags = ["Members"]
     before_request = require_credential
 
@@ -115,23 +98,16 @@ class MembersController(Controller):
                            starting_after: StartingAfter = None,
                            role: FromQuery[Role | None] = None) -> Page[Member]:
         """List members, newest first; never a password."""
-        rows = await request.app.state.queries.list_members(
-            db, **caller_params(request), role=role,
-            starting_after=cursor("mem", starting_after), limit=limit + 1)
-        await authorized(db, request, rows[0] if rows else None)
-        items, has_more = page([to_member(r) for r in rows if r["id"] is not None], limit)
-        return Page(items, has_more)
+        return await authorized_page(
+            db, request, request.app.state.queries.list_members, to_member, limit, role=role,
+            starting_after=cursor("mem", starting_after))
 
     @get("/{member_id:str}", operation_id="getMember", opt=ADMIN)
     async def get_member(self, request: Request, db: Db,
                          member_id: MemberId) -> Data[Member]:
         """Retrieve one member."""
-        row = await request.app.state.queries.get_member(db, **caller_params(request),
-                                                         id=member_id)
-        row = await authorized(db, request, row)
-        if row["id"] is None:
-            raise _no_such_member(member_id)
-        return Data(to_member(row))
+        return await authorized_one(db, request, request.app.state.queries.get_member,
+                                    to_member, "member", member_id)
 
     @post("/", operation_id="createMember", opt=ADMIN_BEFORE_HASHING, status_code=201,
           cache_control=NO_STORE)
@@ -152,8 +128,8 @@ class MembersController(Controller):
             if row is None:
                 raise Conflict(f"{data.email} is already a member of this organization.",
                                code="member_exists", param="email")
-            await _audit(db, request, caller, "member.created", row["id"], email=row["email"],
-                         role=row["role"])
+            await audit.record_change(db, request, caller, "member.created", row["id"],
+                                      caller.environment, email=row["email"], role=row["role"])
             shown = to_member(row)
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(
                 Data(MemberCreated(**msgspec.structs.asdict(shown), one_time_password=None))))
@@ -179,7 +155,8 @@ class MembersController(Controller):
                 db, org_id=caller.org_id, id=member_id, role=data.role, name=data.name)
             changes = {field: {"from": member[field], "to": row[field]}
                        for field in ("role", "name") if member[field] != row[field]}
-            await _audit(db, request, caller, "member.updated", member_id, **changes)
+            await audit.record_change(db, request, caller, "member.updated", member_id,
+                                      caller.environment, **changes)
         return Data(to_member(row))
 
     @delete("/{member_id:str}", operation_id="removeMember", opt=ADMIN, status_code=200)
@@ -199,9 +176,9 @@ class MembersController(Controller):
             await queries.delete_member(db, org_id=caller.org_id, id=member_id)
             keys = await queries.list_active_keys_created_by(
                 db, org_id=caller.org_id, member_id=member_id)
-            await _audit(db, request, caller, "member.removed", member_id,
-                         email=member["email"], role=member["role"],
-                         sessions_ended=sessions_ended)
+            await audit.record_change(db, request, caller, "member.removed", member_id,
+                                      caller.environment, email=member["email"],
+                                      role=member["role"], sessions_ended=sessions_ended)
         return Data(MemberRemoved(**msgspec.structs.asdict(to_member(member)),
                                   sessions_ended=sessions_ended,
                                   api_keys_still_active=[k["id"] for k in keys],
@@ -220,8 +197,6 @@ class MembersController(Controller):
                                    "an API key is not a member.", code="session_required")
         # Guessing the current password with a stolen session counts against the same
         # per-email and per-address limits as guessing it at login.
-        from .sessions import LoginThrottle  # not at the top: sessions imports this module
-
         throttle = LoginThrottle.of(request, member["email"])
         attempt_ids = await throttle.claim_attempt(db, request)
         verified_hash = member["password_hash"]
@@ -248,6 +223,7 @@ class MembersController(Controller):
             ended = await queries.end_member_sessions(
                 db, org_id=caller.org_id, member_id=caller.member_id,
                 keep_id=caller.credential_id)
-            await _audit(db, request, caller, "member.password_changed", caller.member_id,
-                         other_sessions_ended=ended)
+            await audit.record_change(db, request, caller, "member.password_changed",
+                                      caller.member_id, caller.environment,
+                                      other_sessions_ended=ended)
         return Data(PasswordChanged(member=to_member(row), other_sessions_ended=ended))

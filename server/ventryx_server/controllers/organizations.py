@@ -55,7 +55,7 @@ def _changes(row: asyncpg.Record) -> dict:
 
 
 class OrganizationController(Controller):
-    path = "/v1/org"
+    path = "/org"
     tags = ["Organization"]
     before_request = require_credential
 
@@ -87,8 +87,6 @@ class OrganizationController(Controller):
                 rate_limit_window_seconds=limit and limit.window_seconds,
                 retention_days_live=retention and retention.live,
                 retention_days_test=retention and retention.test)
-            await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
-                               action="organization.updated", target_type="organization",
-                               target_id=caller.org_id, environment=caller.environment,
-                               details=_changes(row))
+            await audit.record_change(db, request, caller, "organization.updated",
+                                      caller.org_id, caller.environment, **_changes(row))
         return Data(to_organization(row))

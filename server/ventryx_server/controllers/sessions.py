@@ -6,7 +6,6 @@ every request, and it picks its environment per request (``Ventryx-Environment``
 """
 
 import secrets
-from dataclasses import dataclass
 
 import asyncpg
 import msgspec
@@ -24,23 +23,14 @@ from .. import addresses, audit
 from ..addresses import limit_by_address
 from ..auth import caller_params, hash_secret, lock_caller, require_credential
 from ..db import Db
-from ..errors import RateLimited, Unauthenticated, UnprocessableEntity, error_response
+from ..errors import Unauthenticated, UnprocessableEntity, error_response
 from ..openapi import NO_STORE
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
-from .members import require_session, to_member
+from ..services.logins import LoginThrottle
+from ..services.members import require_session, to_member
 
 SESSION_IDLE_SECONDS = 12 * 3600
 SESSION_LIFETIME_SECONDS = 7 * 24 * 3600
-
-# Failed logins allowed per window before 429: per email from one address (an account
-# being guessed from there) and per address (one source guessing many accounts). There
-# is no per-email count across addresses: it would let anyone lock the owner of an
-# email out by failing from elsewhere. Guessing one account from many addresses is
-# bounded by the number of addresses times MAX_FAILURES_PER_EMAIL_AT_ADDRESS, and slowed
-# by argon2 and the bounded hashing concurrency (passwords.py).
-LOGIN_WINDOW_SECONDS = 15 * 60
-MAX_FAILURES_PER_EMAIL_AT_ADDRESS = 10
-MAX_FAILURES_PER_ADDRESS = 100
 
 # Checked when the email matches no member, so that answer costs the same argon2 work
 # as a wrong password. Made with the live parameters, so it follows any change to them.
@@ -51,53 +41,6 @@ _WRONG_LOGIN = "Incorrect email or password."
 
 def to_session(row: asyncpg.Record) -> Session:
     return msgspec.convert({f: row[f] for f in Session.__struct_fields__}, Session)
-
-
-def client_address(request: Request) -> str:
-    """The client's address, behind proxies listed in VENTRYX_TRUSTED_PROXIES too."""
-    return addresses.client_address(request.scope)
-
-
-@dataclass(frozen=True, slots=True)
-class LoginThrottle:
-    email_key: str  # the email at this address
-    address_key: str
-
-    @classmethod
-    def of(cls, request: Request, email: str) -> "LoginThrottle":
-        # The email is kept only as an HMAC: the table is no address book.
-        address = client_address(request)
-        digest = hash_secret(request.app.state.settings.pepper,
-                             f"{email.lower()} {address}").hex()
-        return cls(f"email:{digest}", f"address:{address}")
-
-    @property
-    def keys(self) -> list[str]:
-        return [self.email_key, self.address_key]
-
-    async def claim_attempt(self, db: asyncpg.Connection, request: Request) -> list[int]:
-        """Counts this attempt as a failure until proven otherwise, or raises 429."""
-        queries = request.app.state.queries
-        async with db.transaction():
-            await queries.lock_throttle_keys(db, throttle_keys=self.keys)
-            limits = await queries.login_throttle(
-                db, throttle_keys=self.keys,
-                max_failures=[MAX_FAILURES_PER_EMAIL_AT_ADDRESS, MAX_FAILURES_PER_ADDRESS],
-                window_seconds=float(LOGIN_WINDOW_SECONDS))
-            blocked = [r for r in limits if r["failures"] >= r["max_failures"]]
-            if blocked:
-                retry_after = max(r["retry_after_seconds"] for r in blocked)
-                raise RateLimited(
-                    f"Too many failed logins; try again in {retry_after} seconds.",
-                    code="too_many_login_attempts", headers={"Retry-After": str(retry_after)})
-            rows = await queries.record_login_attempt(
-                db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS))
-        return [row["id"] for row in rows]
-
-    async def succeeded(self, db: asyncpg.Connection, request: Request,
-                        attempt_ids: list[int]) -> None:
-        await request.app.state.queries.forget_login_failures(
-            db, email_key=self.email_key, attempt_ids=attempt_ids)
 
 
 async def _matching_members(candidates: list[asyncpg.Record],
@@ -122,7 +65,7 @@ async def _record_failure(request: Request, candidates: list[asyncpg.Record]) ->
 
 
 class SessionsController(Controller):
-    path = "/v1/sessions"
+    path = "/sessions"
     tags = ["Sessions"]
 
     # [{}], not []: Litestar drops an empty list, and the operation would then inherit the
@@ -164,7 +107,7 @@ class SessionsController(Controller):
                 secret_hash=hash_secret(request.app.state.settings.pepper, token),
                 idle_seconds=float(SESSION_IDLE_SECONDS),
                 lifetime_seconds=float(SESSION_LIFETIME_SECONDS),
-                verified_hash=verified_hash, client_address=client_address(request))
+                verified_hash=verified_hash, client_address=addresses.client_address(request.scope))
             if row is None:  # the password changed, or the member left, a moment ago
                 raise Unauthenticated(_WRONG_LOGIN, code="invalid_login")
             if fresh_hash is not None:
@@ -191,8 +134,7 @@ class SessionsController(Controller):
             caller = await lock_caller(db, request)
             require_session(caller)
             row = await queries.end_session(db, org_id=caller.org_id, id=caller.credential_id)
-            await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
-                               action="session.ended", target_type="session",
-                               target_id=caller.credential_id, environment=caller.environment)
+            await audit.record_change(db, request, caller, "session.ended",
+                                      caller.credential_id, caller.environment)
         return Data(to_session(row))
 

@@ -28,20 +28,16 @@ from ventryx_shared.workflows import (
 )
 
 from .. import audit, idempotency, quotas
-from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
+from ..auth import lock_caller, require_credential
 from ..db import Db
-from ..errors import Conflict, InvalidRequest, NotFound, UnprocessableEntity
-from .pagination import Limit, StartingAfter, cursor, page
+from ..errors import Conflict, InvalidRequest, UnprocessableEntity, no_such
+from .pagination import Limit, StartingAfter, cursor
+from .reads import authorized_one, authorized_page
 
 READ = {"scope": "workflows:read"}
 WRITE = {"scope": "workflows:write"}
 WorkflowId = Annotated[str, Parameter(description="The workflow's id, wf_…", max_length=64)]
 _decode_steps = msgspec.json.Decoder(list[Step]).decode
-
-
-def _no_such_workflow(workflow_id: str) -> NotFound:
-    # The same words for a workflow of another organization, another environment, or none.
-    return NotFound(f"No such workflow: '{workflow_id[:64]}'", param="id")
 
 
 def _name_taken(name: str) -> Conflict:
@@ -64,15 +60,8 @@ def to_workflow(row: Any) -> Workflow:
         updated_at=row["updated_at"], created_by=row["created_by"])
 
 
-async def _audit(db: Db, request: Request, caller: Caller, action: str, workflow_id: str,
-                 **details: Any) -> None:
-    await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
-                       action=action, target_type="workflow", target_id=workflow_id,
-                       environment=caller.environment, details=details or None)
-
-
 class WorkflowsController(Controller):
-    path = "/v1/workflows"
+    path = "/workflows"
     tags = ["Workflows"]
     before_request = require_credential
 
@@ -92,8 +81,9 @@ class WorkflowsController(Controller):
                 enabled=data.enabled, steps=steps, created_by=caller.actor_id)
             if row is None:
                 raise _name_taken(data.name)
-            await _audit(db, request, caller, "workflow.created", row["id"], name=row["name"],
-                         trigger=row["trigger"], version=row["version"])
+            await audit.record_change(db, request, caller, "workflow.created", row["id"],
+                                      caller.environment, name=row["name"],
+                                      trigger=row["trigger"], version=row["version"])
             body = Data(to_workflow(row))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
         return Response(body, status_code=201)
@@ -124,24 +114,17 @@ class WorkflowsController(Controller):
         if name is not None and ("\x00" in name or not name):
             raise InvalidRequest("name must be text without NUL characters.",
                                  code="invalid_parameter", param="name")
-        rows = await request.app.state.queries.list_workflows(
-            db, **caller_params(request), enabled=enabled, trigger=trigger,
-            event_type=event_type, name_contains=name,
-            starting_after=cursor("wf", starting_after), limit=limit + 1)
-        await authorized(db, request, rows[0] if rows else None)
-        items, has_more = page([to_workflow(r) for r in rows if r["id"] is not None], limit)
-        return Page(items, has_more)
+        return await authorized_page(
+            db, request, request.app.state.queries.list_workflows, to_workflow, limit,
+            enabled=enabled, trigger=trigger, event_type=event_type, name_contains=name,
+            starting_after=cursor("wf", starting_after))
 
     @get("/{workflow_id:str}", operation_id="getWorkflow", opt=READ)
     async def get_workflow(self, request: Request, db: Db,
                            workflow_id: WorkflowId) -> Data[Workflow]:
         """Retrieve one workflow."""
-        row = await request.app.state.queries.get_workflow(db, **caller_params(request),
-                                                           id=workflow_id)
-        row = await authorized(db, request, row)
-        if row["id"] is None:
-            raise _no_such_workflow(workflow_id)
-        return Data(to_workflow(row))
+        return await authorized_one(db, request, request.app.state.queries.get_workflow,
+                                    to_workflow, "workflow", workflow_id)
 
     @patch("/{workflow_id:str}", operation_id="updateWorkflow", opt=WRITE)
     async def update_workflow(self, request: Request, db: Db, workflow_id: WorkflowId,
@@ -166,13 +149,14 @@ class WorkflowsController(Controller):
                 current = await queries.workflow_version(
                     db, org_id=caller.org_id, environment=caller.environment, id=workflow_id)
                 if current is None:
-                    raise _no_such_workflow(workflow_id)
+                    raise no_such("workflow", workflow_id)
                 raise Conflict(
                     f"This workflow changed since version {data.version}: it is at version "
                     f"{current}. Fetch it again and reapply your edit.",
                     code="stale_version", param="version")
-            await _audit(db, request, caller, "workflow.updated", workflow_id,
-                         changed=changed, version=row["version"])
+            await audit.record_change(db, request, caller, "workflow.updated", workflow_id,
+                                      caller.environment, changed=changed,
+                                      version=row["version"])
         return Data(to_workflow(row))
 
     @delete("/{workflow_id:str}", operation_id="deleteWorkflow", opt=WRITE, status_code=200)
@@ -193,10 +177,11 @@ class WorkflowsController(Controller):
                 current = await queries.workflow_version(
                     db, org_id=caller.org_id, environment=caller.environment, id=workflow_id)
                 if current is None:
-                    raise _no_such_workflow(workflow_id)
+                    raise no_such("workflow", workflow_id)
                 raise Conflict(f"This workflow changed since version {version}: it is at "
                                f"version {current}.", code="stale_version", param="version")
-            await _audit(db, request, caller, "workflow.deleted", workflow_id,
-                         name=row["name"], version=row["version"])
+            await audit.record_change(db, request, caller, "workflow.deleted", workflow_id,
+                                      caller.environment, name=row["name"],
+                                      version=row["version"])
         return Data(WorkflowDeleted(id=workflow_id))
 
