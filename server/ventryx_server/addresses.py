@@ -15,11 +15,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from litestar import Request
 from litestar.types import Scope
 
 from .errors import RateLimited
 from .json_body import check_input
+from .request_type import AppRequest
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNKNOWN = "unknown"
@@ -137,7 +137,7 @@ def _refusal(surface: str, limit: AddressLimit, reset: int) -> RateLimited:
 
 def limit_by_address(surface: str):
     """A before-request hook for a public route: counts the request against its address."""
-    async def hook(request: Request) -> None:
+    async def hook(request: AppRequest) -> None:
         request.app.state.address_limits.count(surface, client_address(request.scope))
         await check_input(request)
 

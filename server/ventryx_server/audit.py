@@ -4,15 +4,15 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import Request
 
 from ventryx_shared.ids import new_id
 
 from .addresses import client_address
 from .errors import request_id_of
+from .request_type import AppRequest
 
 
-async def record(db: asyncpg.Connection, request: Request, *, org_id: str, actor_id: str,
+async def record(db: asyncpg.Connection, request: AppRequest, *, org_id: str, actor_id: str,
                  action: str, target_type: str, target_id: str | None,
                  environment: str | None, details: dict[str, Any] | None = None) -> None:
     client = client_address(request.scope) if request.client else None

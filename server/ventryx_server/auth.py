@@ -18,7 +18,6 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import asyncpg
-from litestar import Request
 from litestar.types import Scope
 
 from ventryx_shared.scopes import grants_all
@@ -27,6 +26,7 @@ from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_t
 from .addresses import client_address
 from .errors import InvalidRequest, PermissionDenied, RateLimited, Unauthenticated
 from .json_body import check_input
+from .request_type import AppRequest
 
 log = logging.getLogger("ventryx.auth")
 
@@ -199,7 +199,7 @@ def _session_environment(scope: Scope) -> str:
     return environment
 
 
-async def require_credential(request: Request) -> None:
+async def require_credential(request: AppRequest) -> None:
     """The before-request hook of every guarded controller (``before_request =
     require_credential``): the request's credential, checked offline, or 401 before the
     body is read; its rate limit (429 before any work, rate_limits.py); then the input
@@ -244,7 +244,7 @@ async def _unknown_credential(app_state, scope: Scope, credential: Credential, w
     return window or await app_state.rate_limiter.learn(credential)
 
 
-async def _authorize_before_body(request: Request) -> None:
+async def _authorize_before_body(request: AppRequest) -> None:
     """For routes whose work is expensive (argon2): the credential and scope are checked
     in the database before the body is read and before that work."""
     async with request.app.state.pool.acquire() as db:
@@ -254,20 +254,20 @@ async def _authorize_before_body(request: Request) -> None:
             await deny(db, request)
 
 
-def credential_of(request: Request) -> Credential:
+def credential_of(request: AppRequest) -> Credential:
     return request.scope["state"][CREDENTIAL_STATE]
 
 
-def required_scope(request: Request) -> str | None:
+def required_scope(request: AppRequest) -> str | None:
     return request.route_handler.opt.get("scope")
 
 
-def caller_params(request: Request) -> dict[str, Any]:
+def caller_params(request: AppRequest) -> dict[str, Any]:
     """The parameters every authorized statement takes, with this handler's scope."""
     return request.scope["state"][_CALLER_PARAMS]
 
 
-async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
+async def deny(db: asyncpg.Connection, request: AppRequest) -> NoReturn:
     """Raises the right refusal for a credential that an authorized statement turned away."""
     queries = request.app.state.queries
     is_session = credential_of(request).kind == "session"
@@ -297,7 +297,7 @@ def _invalid_session() -> Unauthenticated:
     return Unauthenticated("Invalid or expired session: log in again.", code="invalid_session")
 
 
-async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Record | None,
+async def authorized(db: asyncpg.Connection, request: AppRequest, row: asyncpg.Record | None,
                      ) -> asyncpg.Record:
     """Passes through a row of an authorized read (``caller_org_id`` set), else denies."""
     if row is None or row["caller_org_id"] is None:
@@ -307,7 +307,7 @@ async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Reco
     return row
 
 
-async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
+async def lock_caller(db: asyncpg.Connection, request: AppRequest) -> Caller:
     """Inside a transaction: the caller, with its key row locked until commit, or a denial."""
     row = await request.app.state.queries.lock_caller(db, **caller_params(request))
     if row is None:
@@ -318,7 +318,7 @@ async def lock_caller(db: asyncpg.Connection, request: Request) -> Caller:
     return caller
 
 
-def _count_once(request: Request, outcome: str, org_id: str | None = None,
+def _count_once(request: AppRequest, outcome: str, org_id: str | None = None,
                 credential_id: str | None = None) -> None:
     """Counts the request against its credential (usage.py), once; a success also keeps
     its last_used_at fresh. A refusal of a credential that does not exist is counted too

@@ -11,11 +11,12 @@ from typing import Any
 import aiosql
 import asyncpg
 from aiosql.types import SQLOperationType
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.di import NamedDependency
 
 from . import migrations
 from .auth import CREDENTIAL_STATE, Credential
+from .request_type import AppRequest
 from .settings import Settings
 
 # The asyncpg call that runs each kind of aiosql statement (the suffix after its name).
@@ -228,7 +229,7 @@ class ConnectionsPerCredential:
             del self._in_use[credential]
 
 
-async def provide_db(request: Request) -> AsyncGenerator[asyncpg.Connection, None]:
+async def provide_db(request: AppRequest) -> AsyncGenerator[asyncpg.Connection, None]:
     state = request.app.state
     pool: asyncpg.Pool = state.pool
     shares: ConnectionsPerCredential = state.connections_per_credential

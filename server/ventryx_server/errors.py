@@ -5,7 +5,7 @@ import re
 
 import asyncpg
 import msgspec
-from litestar import Request, Response
+from litestar import Response
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -17,6 +17,8 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from ventryx_shared.common import ErrorBody, ErrorDetail
 from ventryx_shared.ids import new_id
+
+from .request_type import AppRequest
 
 log = logging.getLogger("ventryx.errors")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]{0,100})")
@@ -83,7 +85,7 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
-def request_id_of(request: Request) -> str:
+def request_id_of(request: AppRequest) -> str:
     """The request's id; requests that match no route get theirs here."""
     state = request.scope.setdefault("state", {})
     if "request_id" not in state:
@@ -102,7 +104,7 @@ def _challenge(error: ApiError) -> str:
     return f'Bearer realm="ventryx", error="{kind}"'
 
 
-def error_response(request: Request, error: ApiError) -> Response:
+def error_response(request: AppRequest, error: ApiError) -> Response:
     body = ErrorBody(ErrorDetail(type=error.type, code=error.code, message=error.message,
                                  request_id=request_id_of(request), param=error.param))
     headers = {"Request-Id": body.error.request_id, **error.headers}
@@ -112,11 +114,11 @@ def error_response(request: Request, error: ApiError) -> Response:
                     media_type="application/json", headers=headers)
 
 
-def _api_error(request: Request, exc: ApiError) -> Response:
+def _api_error(request: AppRequest, exc: ApiError) -> Response:
     return error_response(request, exc)
 
 
-def _validation_error(request: Request, exc: ValidationException) -> Response:
+def _validation_error(request: AppRequest, exc: ValidationException) -> Response:
     extra = exc.extra if isinstance(exc.extra, list) else []
     first = extra[0] if extra and isinstance(extra[0], dict) else {}
     param = first.get("key") or None
@@ -144,7 +146,7 @@ _HTTP_ERRORS: dict[int, tuple[type[ApiError], str, str]] = {
 }
 
 
-def _http_error(request: Request, exc: HTTPException) -> Response:
+def _http_error(request: AppRequest, exc: HTTPException) -> Response:
     if exc.detail == _BODY_CUT_SHORT:
         # The ASGI server ends the body early when its framing is broken (a chunk size
         # that is not hexadecimal, a body shorter than Content-Length): the client's fault.
@@ -200,7 +202,7 @@ def is_outage(exc: BaseException) -> bool:
     return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_SQLSTATE_CLASSES)
 
 
-def _unexpected(request: Request, exc: Exception) -> Response:
+def _unexpected(request: AppRequest, exc: Exception) -> Response:
     if is_outage(exc):
         log.warning("database unavailable request_id=%s: %s", request_id_of(request),
                     type(exc).__name__)
@@ -222,7 +224,7 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request, error)
 
 
-def _nested_too_deeply(request: Request, _: RecursionError) -> Response:
+def _nested_too_deeply(request: AppRequest, _: RecursionError) -> Response:
     """JSON nested deeper than the decoder recurses is bad input, not a server error."""
     return error_response(request, InvalidRequest("The body is nested too deeply to be read.",
                                                   code="invalid_json"))

@@ -8,16 +8,17 @@ the first try failed (rolled back), the retry runs the work itself.
 import hashlib
 
 import asyncpg
-from litestar import Request, Response
+from litestar import Response
 
 from .auth import credential_of
 from .errors import Conflict, InvalidRequest
+from .request_type import AppRequest
 
 HEADER = "idempotency-key"
 REPLAY_HEADER = "Idempotent-Replayed"
 
 
-def idempotency_key(request: Request) -> str | None:
+def idempotency_key(request: AppRequest) -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
@@ -27,7 +28,7 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-async def _fingerprint(request: Request) -> bytes:
+async def _fingerprint(request: AppRequest) -> bytes:
     digest = hashlib.sha256()
     for part in (request.method, request.url.path, credential_of(request).environment):
         digest.update(part.encode() + b"\0")
@@ -35,7 +36,7 @@ async def _fingerprint(request: Request) -> bytes:
     return digest.digest()
 
 
-async def claim(db: asyncpg.Connection, request: Request, org_id: str) -> Response | None:
+async def claim(db: asyncpg.Connection, request: AppRequest, org_id: str) -> Response | None:
     """Inside the work's transaction: None to go ahead, or the response to replay."""
     key = idempotency_key(request)
     if key is None:
@@ -53,7 +54,7 @@ async def claim(db: asyncpg.Connection, request: Request, org_id: str) -> Respon
                     media_type="application/json", headers={REPLAY_HEADER: "true"})
 
 
-async def remember(db: asyncpg.Connection, request: Request, org_id: str, status: int,
+async def remember(db: asyncpg.Connection, request: AppRequest, org_id: str, status: int,
                    body: bytes) -> None:
     """Stores what a replay returns (for a new key: without the key itself)."""
     key = idempotency_key(request)

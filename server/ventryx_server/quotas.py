@@ -7,10 +7,10 @@ database (``organizations.max_active_api_keys``, ``max_workflows``; see the READ
 """
 
 import asyncpg
-from litestar import Request
 
 from .auth import Caller
 from .errors import ApiError
+from .request_type import AppRequest
 
 
 class QuotaExceeded(ApiError):
@@ -26,7 +26,7 @@ _ADVICE = {
 }
 
 
-async def _check(db: asyncpg.Connection, request: Request, caller: Caller, quota: str,
+async def _check(db: asyncpg.Connection, request: AppRequest, caller: Caller, quota: str,
                  query: str, **params) -> None:
     queries = request.app.state.queries
     await queries.lock_quota(db, quota=quota, org_id=caller.org_id)
@@ -37,13 +37,13 @@ async def _check(db: asyncpg.Connection, request: Request, caller: Caller, quota
             f"(quota {quota}) and holds {row['used']}. {_ADVICE[quota]}", param=quota)
 
 
-async def check_api_keys(db: asyncpg.Connection, request: Request, caller: Caller, *,
+async def check_api_keys(db: asyncpg.Connection, request: AppRequest, caller: Caller, *,
                          retiring_id: str | None = None) -> None:
     """Inside a transaction, before a key is added: 403 quota_exceeded at the quota."""
     await _check(db, request, caller, "active_api_keys", "active_api_keys_quota",
                  retiring_id=retiring_id)
 
 
-async def check_workflows(db: asyncpg.Connection, request: Request, caller: Caller) -> None:
+async def check_workflows(db: asyncpg.Connection, request: AppRequest, caller: Caller) -> None:
     """Inside a transaction, before a workflow is added: 403 quota_exceeded at the quota."""
     await _check(db, request, caller, "workflows", "workflows_quota")

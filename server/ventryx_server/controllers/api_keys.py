@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
 
 from ventryx_shared.api_keys import (
@@ -30,6 +30,7 @@ from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..keys import mint, status_of, to_api_key, to_created
 from ..openapi import NO_STORE
+from ..request_type import AppRequest
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "api-keys:read"}
@@ -69,14 +70,14 @@ def _check_environment(caller: Caller, environment: str) -> None:
                                code="environment_escalation", param="environment")
 
 
-async def _stop_key_writes(db: Db, request: Request, key_id: str) -> None:
+async def _stop_key_writes(db: Db, request: AppRequest, key_id: str) -> None:
     """Inside the transaction, before lock_caller: waits for the writes in flight with the
     key and holds back new ones until commit, which no stream of them can overtake (see
     sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of _locked_key follows."""
     await request.app.state.queries.stop_api_key_writes(db, **caller_params(request), id=key_id)
 
 
-async def _locked_key(db: Db, request: Request, caller: Caller,
+async def _locked_key(db: Db, request: AppRequest, caller: Caller,
                       key_id: str) -> asyncpg.Record:
     row = await request.app.state.queries.lock_api_key(
         db, org_id=caller.org_id, id=key_id, caller_environment=caller.environment)
@@ -98,7 +99,7 @@ class ApiKeysController(Controller):
 
     @post("/", operation_id="createApiKey", opt=WRITE, status_code=201,
           cache_control=NO_STORE)
-    async def create_api_key(self, request: Request, db: Db,
+    async def create_api_key(self, request: AppRequest, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
         if data.expires_at is not None and (
@@ -130,7 +131,7 @@ class ApiKeysController(Controller):
 
     @get("/", operation_id="listApiKeys", opt=READ)
     async def list_api_keys(
-        self, request: Request, db: Db, limit: Limit = 20,
+        self, request: AppRequest, db: Db, limit: Limit = 20,
         starting_after: StartingAfter = None,
         status: FromQuery[Literal["active", "expired", "revoked"] | None] = None,
         environment: FromQuery[Environment | None] = None,
@@ -152,7 +153,7 @@ class ApiKeysController(Controller):
         return Page(items, has_more)
 
     @get("/{key_id:str}", operation_id="getApiKey", opt=READ)
-    async def get_api_key(self, request: Request, db: Db,
+    async def get_api_key(self, request: AppRequest, db: Db,
                           key_id: KeyId) -> Data[ApiKey]:
         """Retrieve one key, redacted."""
         row = await request.app.state.queries.get_api_key(
@@ -165,7 +166,7 @@ class ApiKeysController(Controller):
 
     @get("/{key_id:str}/usage", operation_id="getApiKeyUsage", opt=READ)
     async def get_api_key_usage(
-        self, request: Request, db: Db, key_id: KeyId,
+        self, request: AppRequest, db: Db, key_id: KeyId,
         since: Annotated[datetime | None, Parameter(
             description="Start (RFC 3339 with a time zone), rounded down to a bucket; "
                         "before until, at most 1,440 buckets earlier; default: an hour, a "
@@ -192,7 +193,7 @@ class ApiKeysController(Controller):
                                  revoked_or_expired=r["revoked_or_expired"]) for r in rows]))
 
     @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
-    async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
+    async def update_api_key(self, request: AppRequest, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
         """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
         async with db.transaction():
@@ -217,7 +218,7 @@ class ApiKeysController(Controller):
         return Data(to_api_key(row))
 
     @delete("/{key_id:str}", operation_id="revokeApiKey", opt=WRITE, status_code=200)
-    async def revoke_api_key(self, request: Request, db: Db,
+    async def revoke_api_key(self, request: AppRequest, db: Db,
                              key_id: KeyId) -> Data[ApiKey]:
         """Revoke a key. Instantaneous: once this returns, every request with it gets 401."""
         async with db.transaction():
@@ -233,7 +234,7 @@ class ApiKeysController(Controller):
 
     @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201,
           cache_control=NO_STORE)
-    async def rotate_api_key(self, request: Request, db: Db, key_id: KeyId,
+    async def rotate_api_key(self, request: AppRequest, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyRotate | None] = None) -> Response[Data[ApiKeyRotated]]:
         """A successor with the same name, scopes and environment; the old key expires after
         the grace period (0: now)."""
@@ -286,7 +287,7 @@ class LeakedKeysController(Controller):
 
     @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}],
           before_request=limit_by_address("leak_report"))
-    async def revoke_leaked(self, request: Request, db: Db,
+    async def revoke_leaked(self, request: AppRequest, db: Db,
                             data: JSONBody[LeakedKeyReport]) -> Data[Accepted]:
         """Report a key found in public; a real one is revoked. Always 202, no credential."""
         parsed = parse_token(data.key.strip())

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import Parameter
 
 from ventryx_shared.audit_log import AuditEntry
@@ -14,6 +14,7 @@ from ventryx_shared.common import Page
 from ..auth import authorized, caller_params, require_credential
 from ..db import Db
 from ..errors import InvalidRequest
+from ..request_type import AppRequest
 from .pagination import Limit, StartingAfter, cursor, page
 
 ADMIN = {"scope": "org:admin"}
@@ -39,7 +40,7 @@ class AuditLogController(Controller):
 
     @get("/", operation_id="listAuditLog", opt=ADMIN)
     async def list_audit_log(
-        self, request: Request, db: Db, limit: Limit = 20,
+        self, request: AppRequest, db: Db, limit: Limit = 20,
         starting_after: StartingAfter = None,
         actor: Annotated[Filter, Parameter(description="An actor id: mem_… or key_…")] = None,
         action: Annotated[Filter, Parameter(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
 
 from ventryx_shared.common import Data, Page
@@ -31,6 +31,7 @@ from ..db import Db
 from ..errors import Conflict, NotFound, PermissionDenied, UnprocessableEntity
 from ..openapi import NO_STORE
 from ..passwords import hash_password, one_time_password, verify_password
+from ..request_type import AppRequest
 from .pagination import Limit, StartingAfter, cursor, page
 
 ADMIN = {"scope": "org:admin"}
@@ -63,7 +64,7 @@ def require_session(caller: Caller) -> None:
                                "is not a member.", code="session_required")
 
 
-async def _require_owner(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _require_owner(db: asyncpg.Connection, request: AppRequest, caller: Caller,
                          why: str) -> None:
     role = None
     if caller.member_id is not None:
@@ -74,7 +75,7 @@ async def _require_owner(db: asyncpg.Connection, request: Request, caller: Calle
                                code="owner_required")
 
 
-async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _refuse_last_owner(db: asyncpg.Connection, request: AppRequest, caller: Caller,
                              what: str) -> None:
     owners = await request.app.state.queries.count_locked_owners(db, org_id=caller.org_id)
     if owners <= 1:
@@ -82,7 +83,7 @@ async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: C
                        code="last_owner")
 
 
-async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_id: str) -> None:
+async def _stop_member_writes(db: asyncpg.Connection, request: AppRequest, member_id: str) -> None:
     """Before lock_caller: waits for the writes in flight with the member's sessions and
     holds back new ones until commit, which no stream of them can overtake (see
     sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of _locked_member follows."""
@@ -90,7 +91,7 @@ async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_i
                                                        id=member_id)
 
 
-async def _locked_member(db: asyncpg.Connection, request: Request, caller: Caller,
+async def _locked_member(db: asyncpg.Connection, request: AppRequest, caller: Caller,
                          member_id: str) -> asyncpg.Record:
     row = await request.app.state.queries.lock_member(db, org_id=caller.org_id, id=member_id)
     if row is None:
@@ -98,7 +99,7 @@ async def _locked_member(db: asyncpg.Connection, request: Request, caller: Calle
     return row
 
 
-async def _audit(db: asyncpg.Connection, request: Request, caller: Caller, action: str,
+async def _audit(db: asyncpg.Connection, request: AppRequest, caller: Caller, action: str,
                  member_id: str, **details: Any) -> None:
     await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                        action=action, target_type="member", target_id=member_id,
@@ -111,7 +112,7 @@ class MembersController(Controller):
     before_request = require_credential
 
     @get("/", operation_id="listMembers", opt=ADMIN)
-    async def list_members(self, request: Request, db: Db, limit: Limit = 20,
+    async def list_members(self, request: AppRequest, db: Db, limit: Limit = 20,
                            starting_after: StartingAfter = None,
                            role: FromQuery[Role | None] = None) -> Page[Member]:
         """List members, newest first; never a password."""
@@ -123,7 +124,7 @@ class MembersController(Controller):
         return Page(items, has_more)
 
     @get("/{member_id:str}", operation_id="getMember", opt=ADMIN)
-    async def get_member(self, request: Request, db: Db,
+    async def get_member(self, request: AppRequest, db: Db,
                          member_id: MemberId) -> Data[Member]:
         """Retrieve one member."""
         row = await request.app.state.queries.get_member(db, **caller_params(request),
@@ -135,7 +136,7 @@ class MembersController(Controller):
 
     @post("/", operation_id="createMember", opt=ADMIN_BEFORE_HASHING, status_code=201,
           cache_control=NO_STORE)
-    async def create_member(self, request: Request, db: Db,
+    async def create_member(self, request: AppRequest, db: Db,
                             data: JSONBody[MemberCreate]) -> Response[Data[MemberCreated]]:
         """Add a member; the response is the only one that carries their one-time password."""
         password = one_time_password()
@@ -161,7 +162,7 @@ class MembersController(Controller):
         return Response(Data(created), status_code=201)
 
     @patch("/{member_id:str}", operation_id="updateMember", opt=ADMIN)
-    async def update_member(self, request: Request, db: Db,
+    async def update_member(self, request: AppRequest, db: Db,
                             member_id: MemberId, data: JSONBody[MemberUpdate]) -> Data[Member]:
         """Change a member's role or name; the role applies to their next request."""
         if data.role is None and data.name is None:
@@ -183,7 +184,7 @@ class MembersController(Controller):
         return Data(to_member(row))
 
     @delete("/{member_id:str}", operation_id="removeMember", opt=ADMIN, status_code=200)
-    async def remove_member(self, request: Request, db: Db,
+    async def remove_member(self, request: AppRequest, db: Db,
                             member_id: MemberId) -> Data[MemberRemoved]:
         """Remove a member: their sessions end at once; API keys they created keep working."""
         queries = request.app.state.queries
@@ -209,7 +210,7 @@ class MembersController(Controller):
 
     @post("/me/password", operation_id="changeOwnPassword",
           opt={"scope": None, "authorize_before_body": True}, status_code=200)
-    async def change_own_password(self, request: Request, db: Db,
+    async def change_own_password(self, request: AppRequest, db: Db,
                                   data: JSONBody[PasswordChange]) -> Data[PasswordChanged]:
         """Change the logged-in member's password; every other session of theirs ends."""
         queries = request.app.state.queries

@@ -2,7 +2,7 @@
 how long its events are kept."""
 
 import asyncpg
-from litestar import Controller, Request, get, patch
+from litestar import Controller, get, patch
 from litestar.params import JSONBody
 
 from ventryx_shared.common import Data
@@ -18,6 +18,7 @@ from .. import audit
 from ..auth import authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import UnprocessableEntity
+from ..request_type import AppRequest
 
 ADMIN = {"scope": "org:admin"}
 
@@ -61,14 +62,14 @@ class OrganizationController(Controller):
 
     # Any valid credential may read its own organization's name, as GET /v1/me shows it.
     @get("/", operation_id="getOrganization", opt={"scope": None})
-    async def get_organization(self, request: Request,
+    async def get_organization(self, request: AppRequest,
                                db: Db) -> Data[OrganizationDetails]:
         """The caller's organization, its default rate limit and its quotas."""
         row = await request.app.state.queries.get_organization(db, **caller_params(request))
         return Data(to_organization(await authorized(db, request, row)))
 
     @patch("/", operation_id="updateOrganization", opt=ADMIN)
-    async def update_organization(self, request: Request, db: Db,
+    async def update_organization(self, request: AppRequest, db: Db,
                                   data: JSONBody[OrganizationUpdate]) -> Data[OrganizationDetails]:
         """Rename the organization, change its default rate limit or how many days each
         environment's events are kept."""

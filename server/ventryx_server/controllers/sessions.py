@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, post
+from litestar import Controller, Response, delete, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import JSONBody
 
@@ -27,6 +27,7 @@ from ..db import Db
 from ..errors import RateLimited, Unauthenticated, UnprocessableEntity, error_response
 from ..openapi import NO_STORE
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
+from ..request_type import AppRequest
 from .members import require_session, to_member
 
 SESSION_IDLE_SECONDS = 12 * 3600
@@ -53,7 +54,7 @@ def to_session(row: asyncpg.Record) -> Session:
     return msgspec.convert({f: row[f] for f in Session.__struct_fields__}, Session)
 
 
-def client_address(request: Request) -> str:
+def client_address(request: AppRequest) -> str:
     """The client's address, behind proxies listed in VENTRYX_TRUSTED_PROXIES too."""
     return addresses.client_address(request.scope)
 
@@ -64,7 +65,7 @@ class LoginThrottle:
     address_key: str
 
     @classmethod
-    def of(cls, request: Request, email: str) -> "LoginThrottle":
+    def of(cls, request: AppRequest, email: str) -> "LoginThrottle":
         # The email is kept only as an HMAC: the table is no address book.
         address = client_address(request)
         digest = hash_secret(request.app.state.settings.pepper,
@@ -75,7 +76,7 @@ class LoginThrottle:
     def keys(self) -> list[str]:
         return [self.email_key, self.address_key]
 
-    async def claim_attempt(self, db: asyncpg.Connection, request: Request) -> list[int]:
+    async def claim_attempt(self, db: asyncpg.Connection, request: AppRequest) -> list[int]:
         """Counts this attempt as a failure until proven otherwise, or raises 429."""
         queries = request.app.state.queries
         async with db.transaction():
@@ -94,7 +95,7 @@ class LoginThrottle:
                 db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS))
         return [row["id"] for row in rows]
 
-    async def succeeded(self, db: asyncpg.Connection, request: Request,
+    async def succeeded(self, db: asyncpg.Connection, request: AppRequest,
                         attempt_ids: list[int]) -> None:
         await request.app.state.queries.forget_login_failures(
             db, email_key=self.email_key, attempt_ids=attempt_ids)
@@ -112,7 +113,7 @@ async def _matching_members(candidates: list[asyncpg.Record],
     return matched
 
 
-async def _record_failure(request: Request, candidates: list[asyncpg.Record]) -> None:
+async def _record_failure(request: AppRequest, candidates: list[asyncpg.Record]) -> None:
     async with request.app.state.pool.acquire() as db, db.transaction():
         for member in candidates:
             await audit.record(db, request, org_id=member["org_id"], actor_id=member["id"],
@@ -129,7 +130,7 @@ class SessionsController(Controller):
     # document's bearer requirement; {} is OpenAPI's "no credential needed".
     @post("/", operation_id="createSession", status_code=201, security=[{}],
           before_request=limit_by_address("login"), cache_control=NO_STORE)
-    async def create_session(self, request: Request, db: Db,
+    async def create_session(self, request: AppRequest, db: Db,
                              data: JSONBody[SessionCreate]) -> Response[Data[SessionCreated]]:
         """Log a member in: a dashboard session token, shown once. No credential needed."""
         queries = request.app.state.queries
@@ -181,7 +182,7 @@ class SessionsController(Controller):
 
     @delete("/current", operation_id="deleteCurrentSession", before_request=require_credential,
             opt={"scope": None}, status_code=200)
-    async def delete_current_session(self, request: Request,
+    async def delete_current_session(self, request: AppRequest,
                                      db: Db) -> Data[Session]:
         """Log out: the session used for this request ends at once."""
         queries = request.app.state.queries

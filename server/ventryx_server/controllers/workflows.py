@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
 
 from ventryx_shared.common import NO_FINAL_NEWLINE, Data, Page
@@ -31,6 +31,7 @@ from .. import audit, idempotency, quotas
 from ..auth import Caller, authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, InvalidRequest, NotFound, UnprocessableEntity
+from ..request_type import AppRequest
 from .pagination import Limit, StartingAfter, cursor, page
 
 READ = {"scope": "workflows:read"}
@@ -64,7 +65,7 @@ def to_workflow(row: Any) -> Workflow:
         updated_at=row["updated_at"], created_by=row["created_by"])
 
 
-async def _audit(db: Db, request: Request, caller: Caller, action: str, workflow_id: str,
+async def _audit(db: Db, request: AppRequest, caller: Caller, action: str, workflow_id: str,
                  **details: Any) -> None:
     await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                        action=action, target_type="workflow", target_id=workflow_id,
@@ -77,7 +78,7 @@ class WorkflowsController(Controller):
     before_request = require_credential
 
     @post("/", operation_id="createWorkflow", opt=WRITE, status_code=201)
-    async def create_workflow(self, request: Request, db: Db,
+    async def create_workflow(self, request: AppRequest, db: Db,
                               data: JSONBody[WorkflowCreate]) -> Response[Data[Workflow]]:
         """Create a workflow in the caller's environment; its name must be new there."""
         steps = _steps_json(data.steps)
@@ -100,7 +101,7 @@ class WorkflowsController(Controller):
 
     @get("/", operation_id="listWorkflows", opt=READ)
     async def list_workflows(
-        self, request: Request, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
+        self, request: AppRequest, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
         enabled: FromQuery[bool | None] = None,
         trigger: Annotated[str | None, Parameter(
             max_length=128, description="Only workflows with exactly this trigger",
@@ -133,7 +134,7 @@ class WorkflowsController(Controller):
         return Page(items, has_more)
 
     @get("/{workflow_id:str}", operation_id="getWorkflow", opt=READ)
-    async def get_workflow(self, request: Request, db: Db,
+    async def get_workflow(self, request: AppRequest, db: Db,
                            workflow_id: WorkflowId) -> Data[Workflow]:
         """Retrieve one workflow."""
         row = await request.app.state.queries.get_workflow(db, **caller_params(request),
@@ -144,7 +145,7 @@ class WorkflowsController(Controller):
         return Data(to_workflow(row))
 
     @patch("/{workflow_id:str}", operation_id="updateWorkflow", opt=WRITE)
-    async def update_workflow(self, request: Request, db: Db, workflow_id: WorkflowId,
+    async def update_workflow(self, request: AppRequest, db: Db, workflow_id: WorkflowId,
                               data: JSONBody[WorkflowUpdate]) -> Data[Workflow]:
         """Change a workflow from the version the editor saw; a stale version is 409."""
         changed = data.changed_fields()
@@ -177,7 +178,7 @@ class WorkflowsController(Controller):
 
     @delete("/{workflow_id:str}", operation_id="deleteWorkflow", opt=WRITE, status_code=200)
     async def delete_workflow(
-        self, request: Request, db: Db, workflow_id: WorkflowId,
+        self, request: AppRequest, db: Db, workflow_id: WorkflowId,
         version: Annotated[Version | None, Parameter(
             ge=1, le=2**31 - 1,
             description="Delete only if the workflow is still at this version")] = None,
