@@ -7,6 +7,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.api_keys import (
     ApiKey,
@@ -95,7 +96,7 @@ async def _audit(db, request, caller: Caller, action: str, key: asyncpg.Record, 
 class ApiKeysController(Controller):
     path = "/v1/api-keys"
     tags = ["API keys"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @post("/", operation_id="createApiKey", opt=WRITE, status_code=201,
           cache_control=NO_STORE)

@@ -7,6 +7,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Page
@@ -36,7 +37,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 class AuditLogController(Controller):
     path = "/v1/audit-log"
     tags = ["Audit log"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @get("/", operation_id="listAuditLog", opt=ADMIN)
     async def list_audit_log(

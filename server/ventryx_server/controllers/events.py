@@ -26,6 +26,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import HeaderParameter, JSONBody, Parameter
 from litestar.response import Stream
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import Data, ErrorBody, Page
 from ventryx_shared.events import (
@@ -227,7 +228,7 @@ def _time_filter(value: datetime | None, name: str) -> datetime | None:
 class EventsController(Controller):
     path = "/v1/events"
     tags = ["Events"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @post("/", operation_id="createEvent", opt=WRITE, status_code=201)
     async def create_event(self, request: AppRequest, db: Db,

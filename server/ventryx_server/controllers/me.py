@@ -1,6 +1,7 @@
 """``GET /v1/me``: the caller's organization, environment, scopes and credential."""
 
 from litestar import Controller, get
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import Data
 from ventryx_shared.me import Caller, Organization
@@ -13,7 +14,7 @@ from ..request_type import AppRequest
 class MeController(Controller):
     path = "/v1/me"
     tags = ["Identity"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @get("/", operation_id="getMe", opt={"scope": None})
     async def get_me(self, request: AppRequest, db: Db) -> Data[Caller]:

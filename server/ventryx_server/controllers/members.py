@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import Data, Page
 from ventryx_shared.ids import new_id
@@ -109,7 +110,7 @@ async def _audit(db: asyncpg.Connection, request: AppRequest, caller: Caller, ac
 class MembersController(Controller):
     path = "/v1/members"
     tags = ["Members"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @get("/", operation_id="listMembers", opt=ADMIN)
     async def list_members(self, request: AppRequest, db: Db, limit: Limit = 20,

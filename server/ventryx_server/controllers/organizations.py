@@ -4,6 +4,7 @@ how long its events are kept."""
 import asyncpg
 from litestar import Controller, get, patch
 from litestar.params import JSONBody
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import Data
 from ventryx_shared.organizations import (
@@ -58,7 +59,7 @@ def _changes(row: asyncpg.Record) -> dict:
 class OrganizationController(Controller):
     path = "/v1/org"
     tags = ["Organization"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     # Any valid credential may read its own organization's name, as GET /v1/me shows it.
     @get("/", operation_id="getOrganization", opt={"scope": None})

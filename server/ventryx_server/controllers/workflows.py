@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import NO_FINAL_NEWLINE, Data, Page
 from ventryx_shared.events import EVENT_TYPE_PATTERN, encode_bounded_json, is_event_type
@@ -75,7 +76,7 @@ async def _audit(db: Db, request: AppRequest, caller: Caller, action: str, workf
 class WorkflowsController(Controller):
     path = "/v1/workflows"
     tags = ["Workflows"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @post("/", operation_id="createWorkflow", opt=WRITE, status_code=201)
     async def create_workflow(self, request: AppRequest, db: Db,
