@@ -6,6 +6,7 @@ the first try failed (rolled back), the retry runs the work itself.
 """
 
 import hashlib
+from typing import Any
 
 import asyncpg
 from litestar import Response
@@ -30,14 +31,15 @@ def idempotency_key(request: AppRequest) -> str | None:
 
 async def _fingerprint(request: AppRequest) -> bytes:
     digest = hashlib.sha256()
-    for part in (request.method, request.url.path, credential_of(request).environment):
+    for part in (request.method, request.url.path, credential_of(request).environment or ""):
         digest.update(part.encode() + b"\0")
     digest.update(await request.body())
     return digest.digest()
 
 
-async def claim(db: asyncpg.Connection, request: AppRequest, org_id: str) -> Response | None:
-    """Inside the work's transaction: None to go ahead, or the response to replay."""
+async def claim(db: asyncpg.Connection, request: AppRequest, org_id: str) -> Response[Any] | None:
+    """Inside the work's transaction: None to go ahead, or the response to replay (the
+    stored JSON of the handler's own response type, hence Any)."""
     key = idempotency_key(request)
     if key is None:
         return None

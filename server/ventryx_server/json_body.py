@@ -35,7 +35,7 @@ def _without_none(annotation: Any) -> Any:
 
 
 @cache
-def _body_decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder, bool] | None:
+def _body_decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any], bool] | None:
     """The strict decoder of the handler's body and whether the body may be left out."""
     field = handler.parsed_fn_signature.parameters.get("data")
     if field is None:

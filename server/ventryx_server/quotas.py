@@ -6,6 +6,8 @@ cannot exceed a quota together. The operator sets an organization's quotas in th
 database (``organizations.max_active_api_keys``, ``max_workflows``; see the README).
 """
 
+from typing import Any
+
 import asyncpg
 
 from .auth import Caller
@@ -27,7 +29,7 @@ _ADVICE = {
 
 
 async def _check(db: asyncpg.Connection, request: AppRequest, caller: Caller, quota: str,
-                 query: str, **params) -> None:
+                 query: str, **params: Any) -> None:
     queries = request.app.state.queries
     await queries.lock_quota(db, quota=quota, org_id=caller.org_id)
     row = await getattr(queries, query)(db, org_id=caller.org_id, **params)
