@@ -13,11 +13,13 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl
 
 import asyncpg
+from litestar.datastructures import State
 from litestar.types import Scope
 
 from ventryx_shared.scopes import grants_all
@@ -27,6 +29,9 @@ from .addresses import client_address
 from .errors import InvalidRequest, PermissionDenied, RateLimited, Unauthenticated
 from .json_body import check_input
 from .request_type import AppRequest
+
+if TYPE_CHECKING:  # rate_limits.py imports this module
+    from .rate_limits import CredentialWindow
 
 log = logging.getLogger("ventryx.auth")
 
@@ -118,7 +123,7 @@ class CredentialReader:
     """
 
     def __init__(self, pepper: bytes, *, capacity: int = 4096, ttl: float = 60.0,
-                 clock=time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._pepper = pepper
         self._capacity = capacity
         self._ttl = ttl
@@ -163,7 +168,7 @@ class CredentialReader:
             self._rotate_at = now + self._ttl
 
     @contextlib.asynccontextmanager
-    async def forgetting(self):
+    async def forgetting(self) -> AsyncIterator["CredentialReader"]:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(self._ttl / 4)
@@ -237,7 +242,8 @@ async def require_credential(request: AppRequest) -> None:
     await check_input(request)
 
 
-async def _unknown_credential(app_state, scope: Scope, credential: Credential, window):
+async def _unknown_credential(app_state: State, scope: Scope, credential: Credential,
+                              window: "CredentialWindow | None") -> "CredentialWindow":
     """A credential this process does not know to be real: refused (429) from an address
     that failed authentication too often, else looked up once (rate_limits.py)."""
     app_state.address_limits.check("failed_authentication", client_address(scope))
@@ -255,7 +261,8 @@ async def _authorize_before_body(request: AppRequest) -> None:
 
 
 def credential_of(request: AppRequest) -> Credential:
-    return request.scope["state"][CREDENTIAL_STATE]
+    credential: Credential = request.scope["state"][CREDENTIAL_STATE]
+    return credential
 
 
 def required_scope(request: AppRequest) -> str | None:
@@ -264,7 +271,8 @@ def required_scope(request: AppRequest) -> str | None:
 
 def caller_params(request: AppRequest) -> dict[str, Any]:
     """The parameters every authorized statement takes, with this handler's scope."""
-    return request.scope["state"][_CALLER_PARAMS]
+    params: dict[str, Any] = request.scope["state"][_CALLER_PARAMS]
+    return params
 
 
 async def deny(db: asyncpg.Connection, request: AppRequest) -> NoReturn:
@@ -334,7 +342,8 @@ def _count_once(request: AppRequest, outcome: str, org_id: str | None = None,
 
 
 @contextlib.asynccontextmanager
-async def _in_background(coroutine):
+async def _in_background(coroutine: Coroutine[Any, Any, None],
+                         ) -> AsyncIterator[asyncio.Task[None]]:
     """Runs a never-ending coroutine as a task for the length of the block."""
     task = asyncio.create_task(coroutine)
     try:

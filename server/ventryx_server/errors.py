@@ -2,6 +2,7 @@
 
 import logging
 import re
+from typing import cast
 
 import asyncpg
 import msgspec
@@ -14,8 +15,9 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
-from ventryx_shared.common import ErrorBody, ErrorDetail
+from ventryx_shared.common import ErrorBody, ErrorDetail, ErrorType
 from ventryx_shared.ids import new_id
 
 from .request_type import AppRequest
@@ -28,7 +30,7 @@ _BODY_CUT_SHORT = "client disconnected prematurely"  # Litestar's words, see _ht
 
 class ApiError(Exception):
     status = 400
-    type = "invalid_request_error"
+    type: ErrorType = "invalid_request_error"
     code = "invalid_request"
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
@@ -90,7 +92,7 @@ def request_id_of(request: AppRequest) -> str:
     state = request.scope.setdefault("state", {})
     if "request_id" not in state:
         state["request_id"] = new_id("req")
-    return state["request_id"]
+    return cast(str, state["request_id"])
 
 
 # RFC 6750: a request without a usable Bearer credential is invalid_request; one whose
@@ -104,7 +106,7 @@ def _challenge(error: ApiError) -> str:
     return f'Bearer realm="ventryx", error="{kind}"'
 
 
-def error_response(request: AppRequest, error: ApiError) -> Response:
+def error_response(request: AppRequest, error: ApiError) -> Response[bytes]:
     body = ErrorBody(ErrorDetail(type=error.type, code=error.code, message=error.message,
                                  request_id=request_id_of(request), param=error.param))
     headers = {"Request-Id": body.error.request_id, **error.headers}
@@ -114,11 +116,11 @@ def error_response(request: AppRequest, error: ApiError) -> Response:
                     media_type="application/json", headers=headers)
 
 
-def _api_error(request: AppRequest, exc: ApiError) -> Response:
+def _api_error(request: AppRequest, exc: ApiError) -> Response[bytes]:
     return error_response(request, exc)
 
 
-def _validation_error(request: AppRequest, exc: ValidationException) -> Response:
+def _validation_error(request: AppRequest, exc: ValidationException) -> Response[bytes]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     first = extra[0] if extra and isinstance(extra[0], dict) else {}
     param = first.get("key") or None
@@ -146,7 +148,7 @@ _HTTP_ERRORS: dict[int, tuple[type[ApiError], str, str]] = {
 }
 
 
-def _http_error(request: AppRequest, exc: HTTPException) -> Response:
+def _http_error(request: AppRequest, exc: HTTPException) -> Response[bytes]:
     if exc.detail == _BODY_CUT_SHORT:
         # The ASGI server ends the body early when its framing is broken (a chunk size
         # that is not hexadecimal, a body shorter than Content-Length): the client's fault.
@@ -202,7 +204,7 @@ def is_outage(exc: BaseException) -> bool:
     return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_SQLSTATE_CLASSES)
 
 
-def _unexpected(request: AppRequest, exc: Exception) -> Response:
+def _unexpected(request: AppRequest, exc: Exception) -> Response[bytes]:
     if is_outage(exc):
         log.warning("database unavailable request_id=%s: %s", request_id_of(request),
                     type(exc).__name__)
@@ -224,13 +226,13 @@ def _unexpected(request: AppRequest, exc: Exception) -> Response:
     return error_response(request, error)
 
 
-def _nested_too_deeply(request: AppRequest, _: RecursionError) -> Response:
+def _nested_too_deeply(request: AppRequest, _: RecursionError) -> Response[bytes]:
     """JSON nested deeper than the decoder recurses is bad input, not a server error."""
     return error_response(request, InvalidRequest("The body is nested too deeply to be read.",
                                                   code="invalid_json"))
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error,
     RecursionError: _nested_too_deeply,
     ValidationException: _validation_error,

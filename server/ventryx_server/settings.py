@@ -2,10 +2,15 @@
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .addresses import AddressLimit, IpNetwork, parse_networks
+
+_Parsed = TypeVar("_Parsed")
+_Number = TypeVar("_Number", int, float)
 
 
 def find_sql_dir() -> Path:
@@ -80,10 +85,10 @@ class Settings:
         url = os.environ.get("DATABASE_URL")
         if not url:
             raise SystemExit("DATABASE_URL is not set")
+        seconds: dict[str, Any] = {name: _positive_seconds(variable, getattr(cls, name))
+                                   for name, variable in _SECONDS_FROM_ENV.items()}
         return cls(database_url=url, pepper=load_pepper(), **limits_from_env(),
-                   **operations_from_env(), **usage_retention_from_env(), **{
-            name: _positive_seconds(variable, getattr(cls, name))
-            for name, variable in _SECONDS_FROM_ENV.items()})
+                   **operations_from_env(), **usage_retention_from_env(), **seconds)
 
 
 # Settings read from the environment, in seconds, each with the field's default.
@@ -111,10 +116,10 @@ def _positive_seconds(variable: str, default: float) -> float:
     return value
 
 
-def usage_retention_from_env() -> dict:
+def usage_retention_from_env() -> dict[str, Any]:
     """VENTRYX_USAGE_COUNTING, and VENTRYX_USAGE_MINUTES_KEEP_HOURS and
     VENTRYX_USAGE_HOURS_KEEP_DAYS in seconds."""
-    found = {}
+    found: dict[str, Any] = {}
     if (counting := os.environ.get("VENTRYX_USAGE_COUNTING")) is not None:
         if counting not in ("on", "off"):
             raise SystemExit(f"VENTRYX_USAGE_COUNTING must be on or off, got {counting!r}")
@@ -131,12 +136,12 @@ def usage_retention_from_env() -> dict:
     return found
 
 
-def limits_from_env() -> dict:
+def limits_from_env() -> dict[str, Any]:
     """The rate-limit settings of the VENTRYX_* variables; SystemExit names a bad one."""
     env = os.environ
-    found: dict = {"address_limits": {}}
+    found: dict[str, Any] = {"address_limits": {}}
 
-    def read(variable: str, parse):
+    def read(variable: str, parse: Callable[[str], _Parsed]) -> _Parsed:
         try:
             return parse(env[variable])
         except ValueError as exc:
@@ -157,13 +162,13 @@ def limits_from_env() -> dict:
     return found
 
 
-def operations_from_env() -> dict:
+def operations_from_env() -> dict[str, Any]:
     """VENTRYX_METRICS_ADDRESS, VENTRYX_LOG_FORMAT and the worker count the CLI passes."""
     from .logs import LOG_FORMATS
     from .metrics import parse_address
 
     env = os.environ
-    found: dict = {"log_format": env.get("VENTRYX_LOG_FORMAT", "text"),
+    found: dict[str, Any] = {"log_format": env.get("VENTRYX_LOG_FORMAT", "text"),
                    "workers": int(env.get("VENTRYX_WORKERS", "1"))}
     if found["log_format"] not in LOG_FORMATS:
         raise SystemExit(f"VENTRYX_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
@@ -177,7 +182,7 @@ def operations_from_env() -> dict:
     return found
 
 
-def _within(value, low, high):
+def _within(value: _Number, low: float, high: float) -> _Number:
     if not low <= value <= high:
         raise ValueError(f"must be between {low} and {high}")
     return value
@@ -187,8 +192,8 @@ def load_pepper(data_dir: Path | None = None) -> bytes:
     """VENTRYX_PEPPER (hex), else VENTRYX_PEPPER_FILE, else ``pepper`` in the dev data folder."""
     if value := os.environ.get("VENTRYX_PEPPER"):
         return _decode_pepper(value, "VENTRYX_PEPPER")
-    if path := os.environ.get("VENTRYX_PEPPER_FILE"):
-        return _decode_pepper(Path(path).read_text().strip(), path)
+    if pepper_file := os.environ.get("VENTRYX_PEPPER_FILE"):
+        return _decode_pepper(Path(pepper_file).read_text().strip(), pepper_file)
     if data_dir is None:
         raise SystemExit(
             "No pepper: set VENTRYX_PEPPER (64 hex characters) or VENTRYX_PEPPER_FILE. "
