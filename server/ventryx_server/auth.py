@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -51,7 +51,7 @@ def hash_secret(pepper: bytes, token: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    kind: str
+    kind: Literal["api_key", "session"]
     lookup_id: str
     secret_hash: bytes
     environment: str | None  # None only inside CredentialReader, for sessions

@@ -2,7 +2,7 @@
 
 import logging
 import re
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import msgspec
@@ -106,7 +106,8 @@ def _challenge(error: ApiError) -> str:
     return f'Bearer realm="ventryx", error="{kind}"'
 
 
-def error_response(request: AppRequest, error: ApiError) -> Response[bytes]:
+def error_response(request: AppRequest, error: ApiError) -> Response[Any]:
+    """The error envelope; Any, since a handler may return it in place of its own response."""
     body = ErrorBody(ErrorDetail(type=error.type, code=error.code, message=error.message,
                                  request_id=request_id_of(request), param=error.param))
     headers = {"Request-Id": body.error.request_id, **error.headers}

@@ -1,7 +1,8 @@
 """API keys: create, list, get, update, revoke, rotate, and the leaked-key kill switch."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -44,7 +45,7 @@ def _no_such_key(key_id: str) -> NotFound:
     return NotFound(f"No such API key: '{key_id[:64]}'", param="id")
 
 
-def _check_scopes(caller: Caller, scopes: list[str]) -> None:
+def _check_scopes(caller: Caller, scopes: Sequence[str]) -> None:
     if len(set(scopes)) != len(scopes):
         raise UnprocessableEntity("scopes lists a scope more than once.", code="duplicate_scope",
                                   param="scopes")
@@ -80,14 +81,15 @@ async def _stop_key_writes(db: Db, request: AppRequest, key_id: str) -> None:
 
 async def _locked_key(db: Db, request: AppRequest, caller: Caller,
                       key_id: str) -> asyncpg.Record:
-    row = await request.app.state.queries.lock_api_key(
+    row: asyncpg.Record | None = await request.app.state.queries.lock_api_key(
         db, org_id=caller.org_id, id=key_id, caller_environment=caller.environment)
     if row is None:
         raise _no_such_key(key_id)
     return row
 
 
-async def _audit(db, request, caller: Caller, action: str, key: asyncpg.Record, **details):
+async def _audit(db: asyncpg.Connection, request: AppRequest, caller: Caller, action: str,
+                 key: asyncpg.Record, **details: Any) -> None:
     await audit.record(db, request, org_id=caller.org_id, actor_id=caller.actor_id,
                        action=action, target_type="api_key", target_id=key["id"],
                        environment=key["environment"], details=details or None)

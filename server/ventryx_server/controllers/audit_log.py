@@ -51,9 +51,9 @@ class AuditLogController(Controller):
         until: Annotated[datetime | None, Parameter(description="Before this time")] = None,
     ) -> Page[AuditEntry]:
         """List audit entries, newest first, filtered by actor, action, target and time."""
-        action_prefix = None
+        action_prefix: str | None = None
         if action is not None and action.endswith(".*"):
-            action, action_prefix = None, action[:-1]
+            action_prefix, action = action[:-1], None
         rows = await request.app.state.queries.list_audit_entries(
             db, **caller_params(request), actor=actor, action=action,
             action_prefix=action_prefix, target=target, since=_aware("since", since),

@@ -142,7 +142,9 @@ def _item_error(index: int, exc: Exception) -> BatchItemError:
     return BatchItemError(index=index, code=code, message=message, param=param)
 
 
-def _batch_refused(request: AppRequest, errors: list[BatchItemError], total: int) -> Response:
+# Response[Any]: the events handler returns it in place of its own response type.
+def _batch_refused(request: AppRequest, errors: list[BatchItemError],
+                   total: int) -> Response[Any]:
     detail = BatchErrorDetail(
         type="invalid_request_error", code="invalid_batch", param="events",
         message=f"{len(errors)} of {total} events are invalid; none was written.",

@@ -94,7 +94,8 @@ async def _stop_member_writes(db: asyncpg.Connection, request: AppRequest, membe
 
 async def _locked_member(db: asyncpg.Connection, request: AppRequest, caller: Caller,
                          member_id: str) -> asyncpg.Record:
-    row = await request.app.state.queries.lock_member(db, org_id=caller.org_id, id=member_id)
+    row: asyncpg.Record | None = await request.app.state.queries.lock_member(
+        db, org_id=caller.org_id, id=member_id)
     if row is None:
         raise _no_such_member(member_id)
     return row
@@ -241,6 +242,7 @@ class MembersController(Controller):
             await queries.stop_own_member_writes(db, **caller_params(request))
             caller = await lock_caller(db, request)
             require_session(caller)
+            assert caller.member_id is not None  # require_session refused anything else
             row = await queries.set_member_password(
                 db, org_id=caller.org_id, id=caller.member_id, new_hash=new_hash,
                 verified_hash=verified_hash)

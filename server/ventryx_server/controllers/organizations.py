@@ -36,13 +36,13 @@ def to_organization(row: asyncpg.Record) -> OrganizationDetails:
         created_at=row["created_at"], updated_at=row["updated_at"])
 
 
-def _changes(row: asyncpg.Record) -> dict:
+def _changes(row: asyncpg.Record) -> dict[str, object]:
     """What an update changed, from/to, for the audit log."""
     before_limit = rate_limit_of(row["previous_rate_limit_requests"],
                                  row["previous_rate_limit_window_seconds"])
     after_limit = rate_limit_of(row["default_rate_limit_requests"],
                                 row["default_rate_limit_window_seconds"])
-    changes = {}
+    changes: dict[str, object] = {}
     if row["previous_name"] != row["name"]:
         changes["name"] = {"from": row["previous_name"], "to": row["name"]}
     if before_limit != after_limit:
