@@ -6,13 +6,14 @@ said ``OPTIONS, POST`` although GET is there too. The app's final route map is c
 so ``Allow`` is taken from it.
 """
 
-from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from .request_type import HTTP_SCOPE
 
 
 def options_allow_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["method"] != "OPTIONS":
+        if scope["type"] != HTTP_SCOPE or scope["method"] != "OPTIONS":
             await app(scope, receive, send)
             return
         path = next(iter(scope["route_handler"].paths))

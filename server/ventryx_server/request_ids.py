@@ -7,13 +7,13 @@ import asyncio
 from time import perf_counter
 from typing import Any
 
-from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 
 from ventryx_shared.ids import new_id
 
 from . import logs
 from .errors import ApiError
+from .request_type import HTTP_SCOPE
 
 HEADER = b"request-id"
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -42,7 +42,7 @@ def within_body_timeout(receive: Receive, seconds: float) -> Receive:
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
+        if scope["type"] != HTTP_SCOPE:
             await app(scope, receive, send)
             return
         started = perf_counter()
@@ -74,7 +74,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _record(scope: HTTPScope, state: dict[str, Any], request_id: str, status: int, seconds: float) -> None:
+def _record(scope: HTTPScope, state: dict[str, Any], request_id: str, status: int,
+            seconds: float) -> None:
     # The template, never the path a client typed. A path no route matches is answered
     # by the router before any middleware, so it is neither counted nor logged.
     route = scope["path_template"]
