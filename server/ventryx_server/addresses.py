@@ -12,14 +12,14 @@ address gets at most N times the limit.
 
 import ipaddress
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from litestar import Request
 from litestar.types import Scope
 
 from .errors import RateLimited
 from .json_body import check_input
+from .request_type import AppRequest
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNKNOWN = "unknown"
@@ -87,7 +87,7 @@ class AddressLimiter:
     """Fixed-window counters per (surface, address), in this process's memory."""
 
     def __init__(self, limits: dict[str, AddressLimit], *, capacity: int = 100_000,
-                 clock=time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._limits = limits
         self._capacity = capacity
         self._clock = clock
@@ -135,9 +135,9 @@ def _refusal(surface: str, limit: AddressLimit, reset: int) -> RateLimited:
         code="rate_limit_exceeded", headers={"Retry-After": str(reset)})
 
 
-def limit_by_address(surface: str):
+def limit_by_address(surface: str) -> Callable[[AppRequest], Awaitable[None]]:
     """A before-request hook for a public route: counts the request against its address."""
-    async def hook(request: Request) -> None:
+    async def hook(request: AppRequest) -> None:
         request.app.state.address_limits.count(surface, client_address(request.scope))
         await check_input(request)
 

@@ -4,16 +4,16 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import Request
 
 from ventryx_shared.ids import new_id
 
 from .addresses import client_address
 from .auth import AuthorizedCaller
 from .errors import request_id_of
+from .request_type import AppRequest
 
 
-async def record(db: asyncpg.Connection, request: Request, *, org_id: str, actor_id: str,
+async def record(db: asyncpg.Connection, request: AppRequest, *, org_id: str, actor_id: str,
                  action: str, target_type: str, target_id: str | None,
                  environment: str | None, details: dict[str, Any] | None = None) -> None:
     await request.app.state.queries.insert_audit_entry(
@@ -22,7 +22,7 @@ async def record(db: asyncpg.Connection, request: Request, *, org_id: str, actor
         details=encode_details(details), **origin(request))
 
 
-async def record_change(db: asyncpg.Connection, request: Request,
+async def record_change(db: asyncpg.Connection, request: AppRequest,
                         caller: AuthorizedCaller, action: str,
                         target_id: str, environment: str | None, **details: Any) -> None:
     """A caller's change to one resource; its type is the action's first word
@@ -36,7 +36,7 @@ def encode_details(details: dict[str, Any] | None) -> str:
     return msgspec.json.encode(details or {}).decode()
 
 
-def origin(request: Request) -> dict[str, str | None]:
+def origin(request: AppRequest) -> dict[str, str | None]:
     """Where a change came from, as every audit entry records it."""
     return {"request_id": request_id_of(request),
             "client_address": client_address(request.scope) if request.client else None}

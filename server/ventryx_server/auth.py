@@ -37,12 +37,13 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import parse_qsl
 
 import asyncpg
-from litestar import Request
+from litestar.datastructures import State
 from litestar.types import Scope
 
 from ventryx_shared.scopes import grants_all
@@ -51,6 +52,10 @@ from ventryx_shared.tokens import SESSION_PREFIX, looks_like_credential, parse_t
 from .addresses import client_address
 from .errors import InvalidRequest, PermissionDenied, RateLimited, Unauthenticated
 from .json_body import check_input
+from .request_type import AppRequest
+
+if TYPE_CHECKING:  # rate_limits.py imports this module
+    from .rate_limits import CredentialWindow
 
 log = logging.getLogger("ventryx.auth")
 
@@ -70,7 +75,7 @@ def hash_secret(pepper: bytes, token: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    kind: str
+    kind: Literal["api_key", "session"]
     lookup_id: str
     secret_hash: bytes
     environment: str | None  # None only inside CredentialReader, for sessions
@@ -142,7 +147,7 @@ class CredentialReader:
     """
 
     def __init__(self, pepper: bytes, *, capacity: int = 4096, ttl: float = 60.0,
-                 clock=time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._pepper = pepper
         self._capacity = capacity
         self._ttl = ttl
@@ -187,7 +192,7 @@ class CredentialReader:
             self._rotate_at = now + self._ttl
 
     @contextlib.asynccontextmanager
-    async def forgetting(self):
+    async def forgetting(self) -> AsyncIterator["CredentialReader"]:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(self._ttl / 4)
@@ -223,7 +228,7 @@ def _session_environment(scope: Scope) -> str:
     return environment
 
 
-async def require_credential(request: Request) -> None:
+async def require_credential(request: AppRequest) -> None:
     """The before-request hook of every guarded controller (``before_request =
     require_credential``): the request's credential, checked offline, or 401 before the
     body is read; its rate limit (429 before any work, rate_limits.py); then the input
@@ -261,14 +266,15 @@ async def require_credential(request: Request) -> None:
     await check_input(request)
 
 
-async def _unknown_credential(app_state, scope: Scope, credential: Credential, window):
+async def _unknown_credential(app_state: State, scope: Scope, credential: Credential,
+                              window: "CredentialWindow | None") -> "CredentialWindow":
     """A credential this process does not know to be real: refused (429) from an address
     that failed authentication too often, else looked up once (rate_limits.py)."""
     app_state.address_limits.check("failed_authentication", client_address(scope))
     return window or await app_state.rate_limiter.learn(credential)
 
 
-async def _authorize_before_body(request: Request) -> None:
+async def _authorize_before_body(request: AppRequest) -> None:
     """For routes whose work is expensive (argon2): the credential and scope are checked
     in the database before the body is read and before that work."""
     async with request.app.state.pool.acquire() as db:
@@ -278,20 +284,22 @@ async def _authorize_before_body(request: Request) -> None:
             await deny(db, request)
 
 
-def credential_of(request: Request) -> Credential:
-    return request.scope["state"][CREDENTIAL_STATE]
+def credential_of(request: AppRequest) -> Credential:
+    credential: Credential = request.scope["state"][CREDENTIAL_STATE]
+    return credential
 
 
-def required_scope(request: Request) -> str | None:
+def required_scope(request: AppRequest) -> str | None:
     return request.route_handler.opt.get("scope")
 
 
-def caller_params(request: Request) -> dict[str, Any]:
+def caller_params(request: AppRequest) -> dict[str, Any]:
     """The parameters every authorized statement takes, with this handler's scope."""
-    return request.scope["state"][_CALLER_PARAMS]
+    params: dict[str, Any] = request.scope["state"][_CALLER_PARAMS]
+    return params
 
 
-async def deny(db: asyncpg.Connection, request: Request) -> NoReturn:
+async def deny(db: asyncpg.Connection, request: AppRequest) -> NoReturn:
     """Raises the right refusal for a credential that an authorized statement turned away."""
     queries = request.app.state.queries
     is_session = credential_of(request).kind == "session"
@@ -321,7 +329,7 @@ def _invalid_session() -> Unauthenticated:
     return Unauthenticated("Invalid or expired session: log in again.", code="invalid_session")
 
 
-async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Record | None,
+async def authorized(db: asyncpg.Connection, request: AppRequest, row: asyncpg.Record | None,
                      ) -> asyncpg.Record:
     """Passes through a row of an authorized read (``caller_org_id`` set), else denies."""
     if row is None or row["caller_org_id"] is None:
@@ -331,7 +339,7 @@ async def authorized(db: asyncpg.Connection, request: Request, row: asyncpg.Reco
     return row
 
 
-async def lock_caller(db: asyncpg.Connection, request: Request) -> AuthorizedCaller:
+async def lock_caller(db: asyncpg.Connection, request: AppRequest) -> AuthorizedCaller:
     """Inside a transaction: the caller, with its key row locked until commit, or a denial."""
     row = await request.app.state.queries.lock_caller(db, **caller_params(request))
     if row is None:
@@ -342,7 +350,7 @@ async def lock_caller(db: asyncpg.Connection, request: Request) -> AuthorizedCal
     return caller
 
 
-def _count_once(request: Request, outcome: str, org_id: str | None = None,
+def _count_once(request: AppRequest, outcome: str, org_id: str | None = None,
                 credential_id: str | None = None) -> None:
     """Counts the request against its credential (usage.py), once; a success also keeps
     its last_used_at fresh. A refusal of a credential that does not exist is counted too
@@ -358,7 +366,8 @@ def _count_once(request: Request, outcome: str, org_id: str | None = None,
 
 
 @contextlib.asynccontextmanager
-async def _in_background(coroutine):
+async def _in_background(coroutine: Coroutine[Any, Any, None],
+                         ) -> AsyncIterator[asyncio.Task[None]]:
     """Runs a never-ending coroutine as a task for the length of the block."""
     task = asyncio.create_task(coroutine)
     try:

@@ -9,7 +9,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -19,10 +21,13 @@ from . import embedded, migrations
 from .bootstrap import Bootstrapped, bootstrap
 from .db import Queries
 from .logs import granian_config
+from .migrations import Migration
 from .settings import Settings, dev_pepper_file, find_sql_dir, load_pepper, values_from_env
 
 DEFAULT_DATA_DIR = Path(".ventryx")
 STOP_TIMEOUT_SECONDS = 4
+
+_Result = TypeVar("_Result")
 
 
 def _database_url(data_dir: Path) -> str:
@@ -37,7 +42,8 @@ def _pepper(data_dir: Path) -> bytes:
     return load_pepper(None if os.environ.get("DATABASE_URL") else data_dir)
 
 
-async def _with_connection(url: str, work):
+async def _with_connection(url: str,
+                           work: Callable[[asyncpg.Connection], Awaitable[_Result]]) -> _Result:
     conn = await asyncpg.connect(url)
     try:
         return await work(conn)
@@ -65,7 +71,7 @@ This key and password are shown once. Store them in your secrets manager now.
 """)
 
 
-def cmd_migrate(args) -> int:
+def cmd_migrate(args: argparse.Namespace) -> int:
     sql_dir = find_sql_dir()
     if args.stamp:
         for name in migrations.stamp(sql_dir):
@@ -73,7 +79,7 @@ def cmd_migrate(args) -> int:
         return 0
     url = _database_url(args.data_dir)
 
-    async def run(conn):
+    async def run(conn: asyncpg.Connection) -> int:
         if args.print:
             for migration in await migrations.pending(conn, sql_dir):
                 print(f"-- {migration.filename}\n-- psql -v ON_ERROR_STOP=1 "
@@ -90,12 +96,12 @@ def cmd_migrate(args) -> int:
     return asyncio.run(_with_connection(url, run))
 
 
-def cmd_bootstrap(args) -> int:
+def cmd_bootstrap(args: argparse.Namespace) -> int:
     url = _database_url(args.data_dir)
     pepper = _pepper(args.data_dir)
     queries = Queries.from_dir(find_sql_dir())
 
-    async def run(conn):
+    async def run(conn: asyncpg.Connection) -> Bootstrapped:
         todo = await migrations.pending(conn, find_sql_dir())
         if todo:
             raise SystemExit("The schema is behind; run `ventryx-server migrate` first.")
@@ -124,7 +130,7 @@ def _serve(url: str, data_dir: Path, host: str, port: int, workers: int) -> int:
     # Every setting is checked here, once, before any worker starts with it.
     settings = Settings(database_url=url, pepper=_pepper(data_dir), **values_from_env())
 
-    async def check(conn):
+    async def check(conn: asyncpg.Connection) -> list[Migration]:
         return await migrations.pending(conn, find_sql_dir())
 
     todo = asyncio.run(_with_connection(url, check))
@@ -148,18 +154,18 @@ def _serve(url: str, data_dir: Path, host: str, port: int, workers: int) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     return _serve(_database_url(args.data_dir), args.data_dir, args.host, args.port,
                   args.workers)
 
 
-def cmd_dev(args) -> int:
+def cmd_dev(args: argparse.Namespace) -> int:
     url = _database_url(args.data_dir)
     pepper = _pepper(args.data_dir)
     sql_dir = find_sql_dir()
     queries = Queries.from_dir(sql_dir)
 
-    async def prepare(conn):
+    async def prepare(conn: asyncpg.Connection) -> Bootstrapped | None:
         for migration in await migrations.migrate(conn, sql_dir):
             print(f"applied {migration.filename}", file=sys.stderr)
         if await conn.fetchval("SELECT count(*) FROM organizations"):
@@ -188,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name, handler, help_text):
+    def command(name: str, handler: Callable[[argparse.Namespace], int],
+                help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                          help="where the embedded PostgreSQL keeps its data (default .ventryx)")

@@ -2,10 +2,11 @@
 
 import logging
 import re
+from typing import Any, cast
 
 import asyncpg
 import msgspec
-from litestar import Request, Response
+from litestar import Response
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -14,9 +15,12 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
-from ventryx_shared.common import ErrorBody, ErrorDetail
+from ventryx_shared.common import ErrorBody, ErrorDetail, ErrorType
 from ventryx_shared.ids import new_id
+
+from .request_type import AppRequest
 
 log = logging.getLogger("ventryx.errors")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]{0,100})")
@@ -26,7 +30,7 @@ _BODY_CUT_SHORT = "client disconnected prematurely"  # Litestar's words, see _ht
 
 class ApiError(Exception):
     status = 400
-    type = "invalid_request_error"
+    type: ErrorType = "invalid_request_error"
     code = "invalid_request"
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
@@ -89,12 +93,12 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
-def request_id_of(request: Request) -> str:
+def request_id_of(request: AppRequest) -> str:
     """The request's id; requests that match no route get theirs here."""
     state = request.scope.setdefault("state", {})
     if "request_id" not in state:
         state["request_id"] = new_id("req")
-    return state["request_id"]
+    return cast(str, state["request_id"])
 
 
 # RFC 6750: a request without a usable Bearer credential is invalid_request; one whose
@@ -108,7 +112,8 @@ def _challenge(error: ApiError) -> str:
     return f'Bearer realm="ventryx", error="{kind}"'
 
 
-def error_response(request: Request, error: ApiError) -> Response:
+def error_response(request: AppRequest, error: ApiError) -> Response[Any]:
+    """The error envelope; Any, since a handler may return it in place of its own response."""
     body = ErrorBody(ErrorDetail(type=error.type, code=error.code, message=error.message,
                                  request_id=request_id_of(request), param=error.param))
     headers = {"Request-Id": body.error.request_id, **error.headers}
@@ -118,11 +123,11 @@ def error_response(request: Request, error: ApiError) -> Response:
                     media_type="application/json", headers=headers)
 
 
-def _api_error(request: Request, exc: ApiError) -> Response:
+def _api_error(request: AppRequest, exc: ApiError) -> Response[bytes]:
     return error_response(request, exc)
 
 
-def _validation_error(request: Request, exc: ValidationException) -> Response:
+def _validation_error(request: AppRequest, exc: ValidationException) -> Response[bytes]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     first = extra[0] if extra and isinstance(extra[0], dict) else {}
     param = first.get("key") or None
@@ -150,7 +155,7 @@ _HTTP_ERRORS: dict[int, tuple[type[ApiError], str, str]] = {
 }
 
 
-def _http_error(request: Request, exc: HTTPException) -> Response:
+def _http_error(request: AppRequest, exc: HTTPException) -> Response[bytes]:
     if exc.detail == _BODY_CUT_SHORT:
         # The ASGI server ends the body early when its framing is broken (a chunk size
         # that is not hexadecimal, a body shorter than Content-Length): the client's fault.
@@ -206,7 +211,7 @@ def is_outage(exc: BaseException) -> bool:
     return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_SQLSTATE_CLASSES)
 
 
-def _unexpected(request: Request, exc: Exception) -> Response:
+def _unexpected(request: AppRequest, exc: Exception) -> Response[bytes]:
     if is_outage(exc):
         log.warning("database unavailable request_id=%s: %s", request_id_of(request),
                     type(exc).__name__)
@@ -228,13 +233,13 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request, error)
 
 
-def _nested_too_deeply(request: Request, _: RecursionError) -> Response:
+def _nested_too_deeply(request: AppRequest, _: RecursionError) -> Response[bytes]:
     """JSON nested deeper than the decoder recurses is bad input, not a server error."""
     return error_response(request, InvalidRequest("The body is nested too deeply to be read.",
                                                   code="invalid_json"))
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error,
     RecursionError: _nested_too_deeply,
     ValidationException: _validation_error,

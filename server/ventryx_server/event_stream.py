@@ -81,15 +81,16 @@ class EventHub:
         self._connecting = asyncio.Lock()
         self._feeds: dict[tuple[str, str], Feed] = {}
         self._by_credential: dict[str, set[Subscription]] = {}  # key, session or member id
-        self._tasks: set[asyncio.Task] = set()
-        self._watcher: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
         self._announced: set[tuple[str, str]] = set()
-        self._announcing: asyncio.Task | None = None
+        self._announcing: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
     def _pool(self) -> asyncpg.Pool:
-        return self._app.state.pool
+        pool: asyncpg.Pool = self._app.state.pool
+        return pool
 
     @property
     def _queries(self) -> Any:
@@ -100,7 +101,7 @@ class EventHub:
         """How often an idle stream sends a keep-alive and re-checks its credential."""
         return self._app.state.settings.stream_heartbeat_seconds
 
-    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task:
+    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
         """A task whose failure is logged (never "Task exception was never retrieved")."""
         async def logged() -> None:
             try:
@@ -122,9 +123,11 @@ class EventHub:
                 # So that pg_stat_activity tells a DBA what this long-lived session is.
                 server_settings={"application_name": LISTENER_APPLICATION_NAME})
             connection.add_termination_listener(self._connection_lost)
-            await connection.add_listener(EVENTS_CHANNEL, self._on_events)
-            await connection.add_listener(REVOKED_CHANNEL, self._on_revoked)
-            await connection.add_listener(ACCESS_CHANGED_CHANNEL, self._on_access_changed)
+            # The stubs type a notification's payload as object; asyncpg passes a str.
+            await connection.add_listener(EVENTS_CHANNEL, self._on_events)  # type: ignore[arg-type]
+            await connection.add_listener(REVOKED_CHANNEL, self._on_revoked)  # type: ignore[arg-type]
+            await connection.add_listener(ACCESS_CHANGED_CHANNEL,
+                                          self._on_access_changed)  # type: ignore[arg-type]
             self._connection = connection
             if self._watcher is None or self._watcher.done():
                 self._watcher = asyncio.create_task(self._watch_listener())
@@ -201,7 +204,7 @@ class EventHub:
                     feed.task.cancel()
         for credential in (subscription.credential_id, subscription.member_id):
             streams = self._by_credential.get(credential) if credential else None
-            if streams is not None:
+            if credential and streams is not None:
                 streams.discard(subscription)
                 if not streams:
                     del self._by_credential[credential]
@@ -422,7 +425,8 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
 
 
 async def subscribe(app: Litestar, **kwargs: Any) -> Subscription:
-    return await app.state.event_hub.subscribe(**kwargs)
+    hub: EventHub = app.state.event_hub
+    return await hub.subscribe(**kwargs)
 
 
 def announce(app: Litestar, org_id: str, environment: str) -> None:

@@ -8,10 +8,12 @@ so ``Allow`` is taken from it.
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from .request_type import HTTP_SCOPE
+
 
 def options_allow_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+        if scope["type"] != HTTP_SCOPE or scope["method"] != "OPTIONS":
             await app(scope, receive, send)
             return
         path = next(iter(scope["route_handler"].paths))

@@ -6,18 +6,20 @@ the first try failed (rolled back), the retry runs the work itself.
 """
 
 import hashlib
+from typing import Any
 
 import asyncpg
-from litestar import Request, Response
+from litestar import Response
 
 from .auth import credential_of
 from .errors import Conflict, InvalidRequest
+from .request_type import AppRequest
 
 HEADER = "idempotency-key"
 REPLAY_HEADER = "Idempotent-Replayed"
 
 
-def idempotency_key(request: Request) -> str | None:
+def idempotency_key(request: AppRequest) -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
@@ -27,17 +29,18 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-async def fingerprint(request: Request) -> bytes:
+async def fingerprint(request: AppRequest) -> bytes:
     """What a retry must repeat: the method, path, environment and body."""
     digest = hashlib.sha256()
-    for part in (request.method, request.url.path, credential_of(request).environment):
+    for part in (request.method, request.url.path, credential_of(request).environment or ""):
         digest.update(part.encode() + b"\0")
     digest.update(await request.body())
     return digest.digest()
 
 
-async def claim(db: asyncpg.Connection, request: Request, org_id: str) -> Response | None:
-    """Inside the work's transaction: None to go ahead, or the response to replay."""
+async def claim(db: asyncpg.Connection, request: AppRequest, org_id: str) -> Response[Any] | None:
+    """Inside the work's transaction: None to go ahead, or the response to replay (the
+    stored JSON of the handler's own response type, hence Any)."""
     key = idempotency_key(request)
     if key is None:
         return None
@@ -61,7 +64,7 @@ def replay(request_fingerprint: bytes, stored_fingerprint: bytes, status: int,
                     headers={REPLAY_HEADER: "true"})
 
 
-async def remember(db: asyncpg.Connection, request: Request, org_id: str, status: int,
+async def remember(db: asyncpg.Connection, request: AppRequest, org_id: str, status: int,
                    body: bytes) -> None:
     """Stores what a replay returns (for a new key: without the key itself)."""
     key = idempotency_key(request)

@@ -15,13 +15,13 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
-from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 
 from ventryx_shared.common import describe_validation_error
 from ventryx_shared.events import check_time
 
 from .errors import ApiError, InvalidRequest, UnprocessableEntity
+from .request_type import AppRequest
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -35,7 +35,7 @@ def _without_none(annotation: Any) -> Any:
 
 
 @cache
-def _body_decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder, bool] | None:
+def _body_decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any], bool] | None:
     """The strict decoder of the handler's body and whether the body may be left out."""
     field = handler.parsed_fn_signature.parameters.get("data")
     if field is None:
@@ -72,7 +72,7 @@ def _check_timestamps(value: Any) -> None:
                 raise UnprocessableEntity(f"{exc}.", param=name) from None
 
 
-async def _check_body(request: Request) -> None:
+async def _check_body(request: AppRequest) -> None:
     has_body = request.headers.get("content-length", "0") != "0" or (
         "transfer-encoding" in request.headers)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -117,7 +117,7 @@ def _integral_floats_as_ints(value: Any) -> Any:
     return value
 
 
-def _check_query(request: Request) -> None:
+def _check_query(request: AppRequest) -> None:
     if not request.scope.get("query_string"):
         return
     for name, value in request.query_params.multi_items():
@@ -140,7 +140,7 @@ def _check_query(request: Request) -> None:
             raise InvalidRequest(f"{reason}.", code="invalid_parameter", param=name) from None
 
 
-async def check_input(request: Request) -> None:
+async def check_input(request: AppRequest) -> None:
     """Refuses, before the handler runs, input the OpenAPI document does not allow."""
     _check_query(request)
     if request.method in _BODY_METHODS:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ventryx_shared.api_keys import ApiKey, ApiKeyCreated
+from ventryx_shared.api_keys import ApiKey, ApiKeyCreated, KeyStatus
 from ventryx_shared.rate_limits import rate_limit_of
 from ventryx_shared.tokens import LOOKUP_LENGTH, REDACTION_TAIL, generate_api_key, redact
 
@@ -28,7 +28,7 @@ def mint(environment: str, pepper: bytes) -> NewKey:
     return NewKey(token, lookup_id, hash_secret(pepper, token), token[-REDACTION_TAIL:])
 
 
-def status_of(row: Any, now: datetime | None = None) -> str:
+def status_of(row: Any, now: datetime | None = None) -> KeyStatus:
     if row["revoked_at"] is not None:
         return "revoked"
     if row["expires_at"] is not None and row["expires_at"] <= (now or datetime.now(UTC)):

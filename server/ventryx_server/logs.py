@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 LOG_FORMATS = ("text", "json")
 access_log = logging.getLogger("ventryx.access")
@@ -52,7 +53,7 @@ def log_request(request_id: str, method: str, route: str, status: int, seconds: 
         "duration_ms": round(seconds * 1000, 3), "credential_id": credential_id})
 
 
-def granian_config(log_format: str) -> dict | None:
+def granian_config(log_format: str) -> dict[str, Any] | None:
     """Granian's own lines (start, workers, stop) in the same format; None: its default."""
     if log_format != "json":
         return None

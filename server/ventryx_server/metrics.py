@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from litestar import Litestar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -74,7 +75,7 @@ class Metrics:
         self.migrations_pending = Gauge(
             "ventryx_migrations_pending", "Migrations in sql/migrations the database lacks.",
             registry=self.registry)
-        self._children: dict[tuple, Any] = {}  # labels() costs µs: each child once
+        self._children: dict[tuple[str | int, ...], Any] = {}  # labels() costs µs: each child once
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         child = self._children.get((method, route, status))
@@ -119,7 +120,7 @@ def pool_waiters(pool: Any) -> int:
     return sum(1 for waiter in getters if not waiter.done()) if getters else 0
 
 
-def _listen(metrics: Metrics, address: str, workers: int):
+def _listen(metrics: Metrics, address: str, workers: int) -> WSGIServer | None:
     host, port = parse_address(address)
     for candidate in range(port, port + max(1, workers)):
         try:

@@ -130,7 +130,7 @@ async def pending(conn: asyncpg.Connection, sql_dir: Path) -> list[Migration]:
 async def migrate(conn: asyncpg.Connection, sql_dir: Path) -> list[Migration]:
     """Applies every pending migration, each in its own transaction; safe to run concurrently."""
     migrations = load(sql_dir)
-    done = []
+    done: list[Migration] = []
     while True:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK)

@@ -296,7 +296,7 @@ def _stream_as_event_stream(operation: dict[str, Any]) -> None:
 
 def complete_document(app: Litestar) -> None:
     """Builds the app's OpenAPI document now and completes it (it is served as built)."""
-    document = app.plugins.get("OpenAPIPlugin").provide_openapi_schema()
+    document: dict[str, Any] = app.plugins.get("OpenAPIPlugin").provide_openapi_schema()
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(_error_schemas())

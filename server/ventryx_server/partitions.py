@@ -16,6 +16,7 @@ import asyncpg
 from litestar import Litestar
 
 from .auth import _in_background as in_background
+from .db import Queries
 
 log = logging.getLogger("ventryx.partitions")
 
@@ -26,7 +27,7 @@ BATCH_ROWS = 5000
 MAX_BATCHES = 50
 
 
-async def maintain(pool: asyncpg.Pool, queries) -> int:
+async def maintain(pool: asyncpg.Pool, queries: Queries) -> int:
     """One round: partitions ahead, expired ones dropped, expired rows deleted in batches.
     Returns how many rows were deleted."""
     deleted = 0

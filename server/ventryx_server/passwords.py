@@ -14,7 +14,9 @@ of logins must not be able to take the CPU the rest of the API needs:
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar, TypeVarTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -28,6 +30,8 @@ HASH_QUEUE_SECONDS = 10.0
 _concurrency = 1
 _executor: ThreadPoolExecutor | None = None
 _turns: asyncio.Semaphore | None = None
+_Args = TypeVarTuple("_Args")
+_Result = TypeVar("_Result")
 
 
 def limit_hashing(concurrency: int) -> None:
@@ -37,7 +41,7 @@ def limit_hashing(concurrency: int) -> None:
     _executor = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
 
 
-async def _in_turn(work, *args):
+async def _in_turn(work: Callable[[*_Args], _Result], *args: *_Args) -> _Result:
     global _turns, _executor
     if _executor is None:
         limit_hashing(_concurrency)

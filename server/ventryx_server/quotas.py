@@ -6,11 +6,13 @@ cannot exceed a quota together. The operator sets an organization's quotas in th
 database (``organizations.max_active_api_keys``, ``max_workflows``; see the README).
 """
 
+from typing import Any
+
 import asyncpg
-from litestar import Request
 
 from .auth import AuthorizedCaller
 from .errors import ApiError
+from .request_type import AppRequest
 
 
 class QuotaExceeded(ApiError):
@@ -26,8 +28,8 @@ _ADVICE = {
 }
 
 
-async def _check(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller, quota: str,
-                 query: str, **params) -> None:
+async def _check(db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller,
+                 quota: str, query: str, **params: Any) -> None:
     queries = request.app.state.queries
     await queries.lock_quota(db, quota=quota, org_id=caller.org_id)
     row = await getattr(queries, query)(db, org_id=caller.org_id, **params)
@@ -42,7 +44,7 @@ def exceeded(quota: str, size: int, used: int) -> QuotaExceeded:
         f"(quota {quota}) and holds {used}. {_ADVICE[quota]}", param=quota)
 
 
-async def check_workflows(db: asyncpg.Connection, request: Request,
+async def check_workflows(db: asyncpg.Connection, request: AppRequest,
                           caller: AuthorizedCaller) -> None:
     """Inside a transaction, before a workflow is added: 403 quota_exceeded at the quota."""
     await _check(db, request, caller, "workflows", "workflows_quota")

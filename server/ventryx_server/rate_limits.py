@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -62,7 +63,7 @@ class CredentialWindow:
         if row is not None:
             self.learn(row)
 
-    def learn(self, row) -> None:
+    def learn(self, row: asyncpg.Record | Mapping[str, Any]) -> None:
         """Takes a sync's (or the first read's) limit and total for the current window."""
         if (row["requests"], row["window_seconds"]) != (self.limit, self.window):
             self.limit, self.window = row["requests"], row["window_seconds"]
@@ -100,7 +101,7 @@ class RateLimiter:
 
     def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float, *,
                  idle_seconds: float = 60.0, capacity: int = 100_000,
-                 clock=time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self._pool = pool
         self._queries = queries
         self.interval = interval
@@ -108,7 +109,7 @@ class RateLimiter:
         self._capacity = capacity
         self.clock = clock
         self._windows: dict[bytes, CredentialWindow] = {}
-        self._learning: dict[bytes, asyncio.Future] = {}
+        self._learning: dict[bytes, asyncio.Future[CredentialWindow]] = {}
         self.flushed_at = time.monotonic()  # the flush lag metric (metrics.py)
 
     def known(self, credential: Credential) -> CredentialWindow | None:
@@ -198,7 +199,7 @@ class RateLimiter:
                 log.error("could not sync rate limits", exc_info=exc)
 
     @contextlib.asynccontextmanager
-    async def running(self):
+    async def running(self) -> AsyncIterator["RateLimiter"]:
         try:
             async with in_background(self.run()):
                 yield self

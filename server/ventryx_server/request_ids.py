@@ -5,13 +5,15 @@ read at each end, no second middleware frame on every resumption of the request.
 
 import asyncio
 from time import perf_counter
+from typing import Any
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 
 from ventryx_shared.ids import new_id
 
 from . import logs
 from .errors import ApiError
+from .request_type import HTTP_SCOPE
 
 HEADER = b"request-id"
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -27,7 +29,7 @@ def within_body_timeout(receive: Receive, seconds: float) -> Receive:
     """Each chunk of a request body must arrive within ``seconds`` of asking for it:
     granian bounds the wait for headers, not for a body a client trickles or abandons."""
 
-    async def receive_in_time() -> Message:
+    async def receive_in_time() -> ReceiveMessage:
         try:
             async with asyncio.timeout(seconds):
                 return await receive()
@@ -40,7 +42,7 @@ def within_body_timeout(receive: Receive, seconds: float) -> Receive:
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != HTTP_SCOPE:
             await app(scope, receive, send)
             return
         started = perf_counter()
@@ -72,7 +74,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _record(scope: Scope, state: dict, request_id: str, status: int, seconds: float) -> None:
+def _record(scope: HTTPScope, state: dict[str, Any], request_id: str, status: int,
+            seconds: float) -> None:
     # The template, never the path a client typed. A path no route matches is answered
     # by the router before any middleware, so it is neither counted nor logged.
     route = scope["path_template"]

@@ -202,8 +202,8 @@ def load_pepper(data_dir: Path | None = None) -> bytes:
     """VENTRYX_PEPPER (hex), else VENTRYX_PEPPER_FILE, else ``pepper`` in the dev data folder."""
     if value := os.environ.get("VENTRYX_PEPPER"):
         return _decode_pepper(value, "VENTRYX_PEPPER")
-    if path := os.environ.get("VENTRYX_PEPPER_FILE"):
-        return _decode_pepper(Path(path).read_text().strip(), path)
+    if pepper_file := os.environ.get("VENTRYX_PEPPER_FILE"):
+        return _decode_pepper(Path(pepper_file).read_text().strip(), pepper_file)
     if data_dir is None:
         raise SystemExit(
             "No pepper: set VENTRYX_PEPPER (64 hex characters) or VENTRYX_PEPPER_FILE. "

@@ -57,7 +57,8 @@ class Subscription:
     position: Position  # of the last event sent (or skipped): live messages up to it are dropped
     follow: bool = True
     feed: "Feed | None" = None
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    # (position, message); (None, farewell) ends the stream, b"": without a word.
+    queue: asyncio.Queue[tuple[Position | None, bytes]] = field(default_factory=asyncio.Queue)
     queued_bytes: int = 0
     closed: bool = False
     losing_access: bool = False  # its credential failed a check: no more events, a farewell soon
@@ -74,7 +75,7 @@ class Subscription:
     def close(self, farewell: bytes | None) -> None:
         if not self.closed:
             self.closed = True
-            self.queue.put_nowait((None, farewell))
+            self.queue.put_nowait((None, farewell or b""))
 
     def set_access_until(self, until: float | None) -> None:
         """A new deadline for the credential; an earlier one wakes the stream's wait."""
@@ -146,8 +147,8 @@ class Feed:
 
     org_id: str
     environment: str
-    ready: asyncio.Future
+    ready: asyncio.Future[None]
     position: Position = START
     streams: set[Subscription] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None

@@ -17,16 +17,19 @@ import logging
 import math
 import re
 import time
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from ventryx_shared.usage import MAX_BUCKETS
 
 from .auth import Credential
 from .auth import _in_background as in_background
 from .errors import InvalidRequest, is_outage
+from .settings import Settings
 
 log = logging.getLogger("ventryx.usage")
 
@@ -38,7 +41,7 @@ PRUNE_BATCH = 1000
 class UsageCounts:
     """This process's counts since the last flush, per credential hash and Unix minute."""
 
-    def __init__(self, *, capacity: int = 100_000, clock=time.time,
+    def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.time,
                  enabled: bool = True) -> None:
         # Bounds memory between flushes; only refusals of invented credentials (which the
         # per-address limit on failed authentication also stops) could come near it.
@@ -77,7 +80,7 @@ class UsageCounts:
     def __bool__(self) -> bool:
         return bool(self._counts)
 
-    async def write(self, db: asyncpg.Connection, queries: Any) -> None:
+    async def write(self, db: asyncpg.Connection | PoolConnectionProxy, queries: Any) -> None:
         rows = [(self._credentials[secret_hash], minute, counts)
                 for (secret_hash, minute), counts in self._counts.items()]
         columns = {name: [counts[outcome] for _, _, counts in rows]
@@ -164,7 +167,7 @@ class UsageRecorder:
                 log.error("could not record key usage", exc_info=exc)
 
     @contextlib.asynccontextmanager
-    async def running(self):
+    async def running(self) -> AsyncIterator["UsageRecorder"]:
         try:
             async with in_background(self.run()):
                 yield self
@@ -188,7 +191,8 @@ async def prune(pool: asyncpg.Pool, queries: Any, *, minutes_keep_seconds: float
     return removed
 
 
-async def prune_forever(pool: asyncpg.Pool, queries: Any, settings, every: float = 300.0):
+async def prune_forever(pool: asyncpg.Pool, queries: Any, settings: Settings,
+                        every: float = 300.0) -> NoReturn:
     """Prunes every few minutes while the server runs; every process does, and SKIP
     LOCKED lets them share the work."""
     while True:

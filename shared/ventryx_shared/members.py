@@ -50,7 +50,7 @@ class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: MemberName | None = None
 
     # For the OpenAPI document: an update changes something (else 422 empty_update).
-    json_schema_extra: ClassVar[dict] = {"anyOf": [
+    json_schema_extra: ClassVar[dict[str, object]] = {"anyOf": [
         {"required": ["role"], "properties": {"role": {"type": "string"}}},
         {"required": ["name"], "properties": {"name": {"type": "string"}}}]}
 

@@ -44,7 +44,7 @@ class OrganizationUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     event_retention_days: EventRetentionUpdate | None = None
 
     # For the OpenAPI document: an update changes something (else 422 empty_update).
-    json_schema_extra: ClassVar[dict] = {"anyOf": [
+    json_schema_extra: ClassVar[dict[str, object]] = {"anyOf": [
         {"required": ["name"], "properties": {"name": {"type": "string"}}},
         {"required": ["default_rate_limit"],
          "properties": {"default_rate_limit": {"type": "object"}}},

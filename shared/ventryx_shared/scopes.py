@@ -1,5 +1,6 @@
 """The seven scopes of the Ventryx documentation, and what each grants."""
 
+from collections.abc import Iterable
 from typing import Literal, get_args
 
 Scope = Literal[
@@ -32,5 +33,5 @@ def grants(held: "list[str] | tuple[str, ...] | frozenset[str]", needed: str) ->
     return ADMIN_SCOPE in held or needed in held
 
 
-def grants_all(held: "list[str] | tuple[str, ...] | frozenset[str]", wanted: "list[str]") -> bool:
+def grants_all(held: "list[str] | tuple[str, ...] | frozenset[str]", wanted: Iterable[str]) -> bool:
     return ADMIN_SCOPE in held or all(scope in held for scope in wanted)

@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.api_keys import (
     ApiKey,
@@ -34,6 +35,7 @@ from ..db import Db
 from ..errors import Conflict, UnprocessableEntity, no_such
 from ..keys import to_api_key, to_created
 from ..openapi import NO_STORE
+from ..request_type import AppRequest
 from ..services import api_keys
 from ..services.api_keys import KeyFields
 from .pagination import Limit, StartingAfter, cursor
@@ -47,11 +49,11 @@ KeyId = Annotated[str, Parameter(description="The key's id, key_…", max_length
 class ApiKeysController(Controller):
     path = "/api-keys"
     tags = ["API keys"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @post("/", operation_id="createApiKey", opt=WRITE, status_code=201,
           cache_control=NO_STORE)
-    async def create_api_key(self, request: Request, db: Db,
+    async def create_api_key(self, request: AppRequest, db: Db,
                              data: JSONBody[ApiKeyCreate]) -> Response[Data[ApiKeyCreated]]:
         """Create a key; the response is the only one that ever carries the key itself."""
         if data.expires_at is not None and (
@@ -81,7 +83,7 @@ class ApiKeysController(Controller):
 
     @get("/", operation_id="listApiKeys", opt=READ)
     async def list_api_keys(
-        self, request: Request, db: Db, limit: Limit = 20,
+        self, request: AppRequest, db: Db, limit: Limit = 20,
         starting_after: StartingAfter = None,
         status: FromQuery[Literal["active", "expired", "revoked"] | None] = None,
         environment: FromQuery[Environment | None] = None,
@@ -100,7 +102,7 @@ class ApiKeysController(Controller):
             quiet_seconds=request.app.state.settings.traffic_quiet_seconds)
 
     @get("/{key_id:str}", operation_id="getApiKey", opt=READ)
-    async def get_api_key(self, request: Request, db: Db,
+    async def get_api_key(self, request: AppRequest, db: Db,
                           key_id: KeyId) -> Data[ApiKey]:
         """Retrieve one key, redacted."""
         return await authorized_one(
@@ -109,7 +111,7 @@ class ApiKeysController(Controller):
 
     @get("/{key_id:str}/usage", operation_id="getApiKeyUsage", opt=READ)
     async def get_api_key_usage(
-        self, request: Request, db: Db, key_id: KeyId,
+        self, request: AppRequest, db: Db, key_id: KeyId,
         since: Annotated[datetime | None, Parameter(
             description="Start (RFC 3339 with a time zone), rounded down to a bucket; "
                         "before until, at most 1,440 buckets earlier; default: an hour, a "
@@ -136,7 +138,7 @@ class ApiKeysController(Controller):
                                  revoked_or_expired=r["revoked_or_expired"]) for r in rows]))
 
     @patch("/{key_id:str}", operation_id="updateApiKey", opt=WRITE)
-    async def update_api_key(self, request: Request, db: Db, key_id: KeyId,
+    async def update_api_key(self, request: AppRequest, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyUpdate]) -> Data[ApiKey]:
         """Rename a key, change its scopes (never beyond the caller's own) or its rate limit."""
         async with db.transaction():
@@ -164,7 +166,7 @@ class ApiKeysController(Controller):
         return Data(to_api_key(row))
 
     @delete("/{key_id:str}", operation_id="revokeApiKey", opt=WRITE, status_code=200)
-    async def revoke_api_key(self, request: Request, db: Db,
+    async def revoke_api_key(self, request: AppRequest, db: Db,
                              key_id: KeyId) -> Data[ApiKey]:
         """Revoke a key. Instantaneous: once this returns, every request with it gets 401."""
         async with db.transaction():
@@ -181,7 +183,7 @@ class ApiKeysController(Controller):
 
     @post("/{key_id:str}/rotate", operation_id="rotateApiKey", opt=WRITE, status_code=201,
           cache_control=NO_STORE)
-    async def rotate_api_key(self, request: Request, db: Db, key_id: KeyId,
+    async def rotate_api_key(self, request: AppRequest, db: Db, key_id: KeyId,
                              data: JSONBody[ApiKeyRotate | None] = None) -> Response[Data[ApiKeyRotated]]:
         """A successor with the same name, scopes and environment; the old key expires after
         the grace period (0: now)."""
@@ -205,7 +207,7 @@ class LeakedKeysController(Controller):
 
     @post("/", operation_id="revokeLeakedApiKey", status_code=202, security=[{}],
           before_request=limit_by_address("leak_report"))
-    async def revoke_leaked(self, request: Request, db: Db,
+    async def revoke_leaked(self, request: AppRequest, db: Db,
                             data: JSONBody[LeakedKeyReport]) -> Data[Accepted]:
         """Report a key found in public; a real one is revoked. Always 202, no credential."""
         parsed = parse_token(data.key.strip())

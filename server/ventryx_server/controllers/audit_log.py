@@ -5,8 +5,9 @@ from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Page
@@ -14,6 +15,7 @@ from ventryx_shared.common import Page
 from ..auth import require_credential
 from ..db import Db
 from ..errors import InvalidRequest
+from ..request_type import AppRequest
 from .pagination import Limit, StartingAfter, cursor
 from .reads import authorized_page
 
@@ -36,11 +38,11 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 class AuditLogController(Controller):
     path = "/audit-log"
     tags = ["Audit log"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @get("/", operation_id="listAuditLog", opt=ADMIN)
     async def list_audit_log(
-        self, request: Request, db: Db, limit: Limit = 20,
+        self, request: AppRequest, db: Db, limit: Limit = 20,
         starting_after: StartingAfter = None,
         actor: Annotated[Filter, Parameter(description="An actor id: mem_… or key_…")] = None,
         action: Annotated[Filter, Parameter(
@@ -50,7 +52,7 @@ class AuditLogController(Controller):
         until: Annotated[datetime | None, Parameter(description="Before this time")] = None,
     ) -> Page[AuditEntry]:
         """List audit entries, newest first, filtered by actor, action, target and time."""
-        action_prefix = None
+        action_prefix: str | None = None
         if action is not None and action.endswith(".*"):
             action, action_prefix = None, action[:-1]
         return await authorized_page(

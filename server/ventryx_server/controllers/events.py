@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIMediaType,
@@ -26,6 +26,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import HeaderParameter, JSONBody, Parameter
 from litestar.response import Stream
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import Data, ErrorBody, Page
 from ventryx_shared.events import (
@@ -53,6 +54,7 @@ from ..errors import (
     no_such,
     request_id_of,
 )
+from ..request_type import AppRequest
 from ..stream_messages import event_from_row
 from ..stream_subscription import TypeFilter, type_filter_params
 from .pagination import Limit, StartingAfter, cursor, page
@@ -136,7 +138,9 @@ def _item_error(index: int, exc: Exception) -> BatchItemError:
     return BatchItemError(index=index, code=code, message=message, param=param)
 
 
-def _batch_refused(request: Request, errors: list[BatchItemError], total: int) -> Response:
+# Response[Any]: the events handler returns it in place of its own response type.
+def _batch_refused(request: AppRequest, errors: list[BatchItemError],
+                   total: int) -> Response[Any]:
     detail = BatchErrorDetail(
         type="invalid_request_error", code="invalid_batch", param="events",
         message=f"{len(errors)} of {total} events are invalid; none was written.",
@@ -222,10 +226,10 @@ def _time_filter(value: datetime | None, name: str) -> datetime | None:
 class EventsController(Controller):
     path = "/events"
     tags = ["Events"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @post("/", operation_id="createEvent", opt=WRITE, status_code=201)
-    async def create_event(self, request: Request, db: Db,
+    async def create_event(self, request: AppRequest, db: Db,
                            data: JSONBody[EventCreate]) -> Response[Data[Event]]:
         """Emit one event; a retry with the same Idempotency-Key never makes a second one."""
         queries = request.app.state.queries
@@ -247,7 +251,7 @@ class EventsController(Controller):
 
     @post("/batch", operation_id="createEventBatch", opt=WRITE, status_code=201,
           operation_class=_BatchOperation, request_max_body_size=MAX_BATCH_BODY_BYTES)
-    async def create_event_batch(self, request: Request, db: Db) -> Response[Data[list[Event]]]:
+    async def create_event_batch(self, request: AppRequest, db: Db) -> Response[Data[list[Event]]]:
         """Emit up to 500 events in one statement: all are written, or none and every
         invalid item is named."""
         items, payloads, errors = read_batch(await request.body())
@@ -273,7 +277,7 @@ class EventsController(Controller):
 
     @get("/", operation_id="listEvents", opt=READ)
     async def list_events(
-        self, request: Request, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
+        self, request: AppRequest, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
         type: TypeQuery = None,
         since: Annotated[datetime | None, Parameter(
             description="Only events received at or after this time")] = None,
@@ -288,7 +292,7 @@ class EventsController(Controller):
 
     @get("/feed", operation_id="feedEvents", opt=READ, responses=_CURSOR_REFUSALS)
     async def feed_events(
-        self, request: Request, db: Db, limit: Limit = 20, type: TypeQuery = None,
+        self, request: AppRequest, db: Db, limit: Limit = 20, type: TypeQuery = None,
         after: Annotated[str | None, Parameter(
             max_length=64, description="The id of the last event received; omitted: from the "
                                        "first event",
@@ -309,7 +313,7 @@ class EventsController(Controller):
 
     @get("/stream", operation_id="streamEvents", opt=READ, responses=_CURSOR_REFUSALS)
     async def stream_events(
-        self, request: Request, db: Db, type: TypeQuery = None,
+        self, request: AppRequest, db: Db, type: TypeQuery = None,
         last_event_id: Annotated[str | None, HeaderParameter(
             name="Last-Event-ID", max_length=64,
             description="Replay what came after this event, then go on live",
@@ -338,7 +342,7 @@ class EventsController(Controller):
             "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @get("/{event_id:str}", operation_id="getEvent", opt=READ)
-    async def get_event(self, request: Request, db: Db, event_id: EventId) -> Data[Event]:
+    async def get_event(self, request: AppRequest, db: Db, event_id: EventId) -> Data[Event]:
         """Retrieve one event."""
         return await authorized_one(db, request, request.app.state.queries.get_event,
                                     event_from_row, "event", event_id)

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import Data, Page
 from ventryx_shared.ids import new_id
@@ -36,6 +37,7 @@ from ..db import Db
 from ..errors import Conflict, PermissionDenied, UnprocessableEntity, no_such
 from ..openapi import NO_STORE
 from ..passwords import hash_password, one_time_password, verify_password
+from ..request_type import AppRequest
 from ..services.logins import LoginThrottle
 from ..services.members import require_session, to_member
 from .pagination import Limit, StartingAfter, cursor
@@ -53,7 +55,7 @@ KEYS_KEEP_WORKING = (
     "until someone revokes them.")
 
 
-async def _require_owner(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
+async def _require_owner(db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller,
                          why: str) -> None:
     role = None
     if caller.member_id is not None:
@@ -64,7 +66,7 @@ async def _require_owner(db: asyncpg.Connection, request: Request, caller: Autho
                                code="owner_required")
 
 
-async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
+async def _refuse_last_owner(db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller,
                              what: str) -> None:
     owners = await request.app.state.queries.count_locked_owners(db, org_id=caller.org_id)
     if owners <= 1:
@@ -72,7 +74,7 @@ async def _refuse_last_owner(db: asyncpg.Connection, request: Request, caller: A
                        code="last_owner")
 
 
-async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_id: str) -> None:
+async def _stop_member_writes(db: asyncpg.Connection, request: AppRequest, member_id: str) -> None:
     """Before lock_caller: waits for the writes in flight with the member's sessions and
     holds back new ones until commit, which no stream of them can overtake (see
     sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of _locked_member follows."""
@@ -80,9 +82,10 @@ async def _stop_member_writes(db: asyncpg.Connection, request: Request, member_i
                                                        id=member_id)
 
 
-async def _locked_member(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
+async def _locked_member(db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller,
                          member_id: str) -> asyncpg.Record:
-    row = await request.app.state.queries.lock_member(db, org_id=caller.org_id, id=member_id)
+    row: asyncpg.Record | None = await request.app.state.queries.lock_member(
+        db, org_id=caller.org_id, id=member_id)
     if row is None:
         raise no_such("member", member_id)
     return row
@@ -91,10 +94,10 @@ async def _locked_member(db: asyncpg.Connection, request: Request, caller: Autho
 class MembersController(Controller):
     path = "/members"
     tags = ["Members"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @get("/", operation_id="listMembers", opt=ADMIN)
-    async def list_members(self, request: Request, db: Db, limit: Limit = 20,
+    async def list_members(self, request: AppRequest, db: Db, limit: Limit = 20,
                            starting_after: StartingAfter = None,
                            role: FromQuery[Role | None] = None) -> Page[Member]:
         """List members, newest first; never a password."""
@@ -103,7 +106,7 @@ class MembersController(Controller):
             starting_after=cursor("mem", starting_after))
 
     @get("/{member_id:str}", operation_id="getMember", opt=ADMIN)
-    async def get_member(self, request: Request, db: Db,
+    async def get_member(self, request: AppRequest, db: Db,
                          member_id: MemberId) -> Data[Member]:
         """Retrieve one member."""
         return await authorized_one(db, request, request.app.state.queries.get_member,
@@ -111,7 +114,7 @@ class MembersController(Controller):
 
     @post("/", operation_id="createMember", opt=ADMIN_BEFORE_HASHING, status_code=201,
           cache_control=NO_STORE)
-    async def create_member(self, request: Request, db: Db,
+    async def create_member(self, request: AppRequest, db: Db,
                             data: JSONBody[MemberCreate]) -> Response[Data[MemberCreated]]:
         """Add a member; the response is the only one that carries their one-time password."""
         password = one_time_password()
@@ -137,7 +140,7 @@ class MembersController(Controller):
         return Response(Data(created), status_code=201)
 
     @patch("/{member_id:str}", operation_id="updateMember", opt=ADMIN)
-    async def update_member(self, request: Request, db: Db,
+    async def update_member(self, request: AppRequest, db: Db,
                             member_id: MemberId, data: JSONBody[MemberUpdate]) -> Data[Member]:
         """Change a member's role or name; the role applies to their next request."""
         if data.role is None and data.name is None:
@@ -160,7 +163,7 @@ class MembersController(Controller):
         return Data(to_member(row))
 
     @delete("/{member_id:str}", operation_id="removeMember", opt=ADMIN, status_code=200)
-    async def remove_member(self, request: Request, db: Db,
+    async def remove_member(self, request: AppRequest, db: Db,
                             member_id: MemberId) -> Data[MemberRemoved]:
         """Remove a member: their sessions end at once; API keys they created keep working."""
         queries = request.app.state.queries
@@ -186,7 +189,7 @@ class MembersController(Controller):
 
     @post("/me/password", operation_id="changeOwnPassword",
           opt={"scope": None, "authorize_before_body": True}, status_code=200)
-    async def change_own_password(self, request: Request, db: Db,
+    async def change_own_password(self, request: AppRequest, db: Db,
                                   data: JSONBody[PasswordChange]) -> Data[PasswordChanged]:
         """Change the logged-in member's password; every other session of theirs ends."""
         queries = request.app.state.queries
@@ -214,6 +217,7 @@ class MembersController(Controller):
             await queries.stop_own_member_writes(db, **caller_params(request))
             caller = await lock_caller(db, request)
             require_session(caller)
+            assert caller.member_id is not None  # require_session refused anything else
             row = await queries.set_member_password(
                 db, org_id=caller.org_id, id=caller.member_id, new_hash=new_hash,
                 verified_hash=verified_hash)

@@ -2,8 +2,9 @@
 how long its events are kept."""
 
 import asyncpg
-from litestar import Controller, Request, get, patch
+from litestar import Controller, get, patch
 from litestar.params import JSONBody
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import Data
 from ventryx_shared.organizations import (
@@ -18,6 +19,7 @@ from .. import audit
 from ..auth import authorized, caller_params, lock_caller, require_credential
 from ..db import Db
 from ..errors import UnprocessableEntity
+from ..request_type import AppRequest
 
 ADMIN = {"scope": "org:admin"}
 
@@ -34,13 +36,13 @@ def to_organization(row: asyncpg.Record) -> OrganizationDetails:
         created_at=row["created_at"], updated_at=row["updated_at"])
 
 
-def _changes(row: asyncpg.Record) -> dict:
+def _changes(row: asyncpg.Record) -> dict[str, object]:
     """What an update changed, from/to, for the audit log."""
     before_limit = rate_limit_of(row["previous_rate_limit_requests"],
                                  row["previous_rate_limit_window_seconds"])
     after_limit = rate_limit_of(row["default_rate_limit_requests"],
                                 row["default_rate_limit_window_seconds"])
-    changes = {}
+    changes: dict[str, object] = {}
     if row["previous_name"] != row["name"]:
         changes["name"] = {"from": row["previous_name"], "to": row["name"]}
     if before_limit != after_limit:
@@ -57,18 +59,18 @@ def _changes(row: asyncpg.Record) -> dict:
 class OrganizationController(Controller):
     path = "/org"
     tags = ["Organization"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     # Any valid credential may read its own organization's name, as GET /v1/me shows it.
     @get("/", operation_id="getOrganization", opt={"scope": None})
-    async def get_organization(self, request: Request,
+    async def get_organization(self, request: AppRequest,
                                db: Db) -> Data[OrganizationDetails]:
         """The caller's organization, its default rate limit and its quotas."""
         row = await request.app.state.queries.get_organization(db, **caller_params(request))
         return Data(to_organization(await authorized(db, request, row)))
 
     @patch("/", operation_id="updateOrganization", opt=ADMIN)
-    async def update_organization(self, request: Request, db: Db,
+    async def update_organization(self, request: AppRequest, db: Db,
                                   data: JSONBody[OrganizationUpdate]) -> Data[OrganizationDetails]:
         """Rename the organization, change its default rate limit or how many days each
         environment's events are kept."""

@@ -9,7 +9,7 @@ import secrets
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, post
+from litestar import Controller, Response, delete, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import JSONBody
 
@@ -26,6 +26,7 @@ from ..db import Db
 from ..errors import Unauthenticated, UnprocessableEntity, error_response
 from ..openapi import NO_STORE
 from ..passwords import HASHER, hash_password, needs_rehash, verify_password
+from ..request_type import AppRequest
 from ..services.logins import LoginThrottle
 from ..services.members import require_session, to_member
 
@@ -55,7 +56,7 @@ async def _matching_members(candidates: list[asyncpg.Record],
     return matched
 
 
-async def _record_failure(request: Request, candidates: list[asyncpg.Record]) -> None:
+async def _record_failure(request: AppRequest, candidates: list[asyncpg.Record]) -> None:
     async with request.app.state.pool.acquire() as db, db.transaction():
         for member in candidates:
             await audit.record(db, request, org_id=member["org_id"], actor_id=member["id"],
@@ -72,7 +73,7 @@ class SessionsController(Controller):
     # document's bearer requirement; {} is OpenAPI's "no credential needed".
     @post("/", operation_id="createSession", status_code=201, security=[{}],
           before_request=limit_by_address("login"), cache_control=NO_STORE)
-    async def create_session(self, request: Request, db: Db,
+    async def create_session(self, request: AppRequest, db: Db,
                              data: JSONBody[SessionCreate]) -> Response[Data[SessionCreated]]:
         """Log a member in: a dashboard session token, shown once. No credential needed."""
         queries = request.app.state.queries
@@ -124,7 +125,7 @@ class SessionsController(Controller):
 
     @delete("/current", operation_id="deleteCurrentSession", before_request=require_credential,
             opt={"scope": None}, status_code=200)
-    async def delete_current_session(self, request: Request,
+    async def delete_current_session(self, request: AppRequest,
                                      db: Db) -> Data[Session]:
         """Log out: the session used for this request ends at once."""
         queries = request.app.state.queries

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.types import BeforeRequestHookHandler
 
 from ventryx_shared.common import NO_FINAL_NEWLINE, Data, Page
 from ventryx_shared.events import EVENT_TYPE_PATTERN, encode_bounded_json, is_event_type
@@ -31,6 +32,7 @@ from .. import audit, idempotency, quotas
 from ..auth import lock_caller, require_credential
 from ..db import Db
 from ..errors import Conflict, InvalidRequest, UnprocessableEntity, no_such
+from ..request_type import AppRequest
 from .pagination import Limit, StartingAfter, cursor
 from .reads import authorized_one, authorized_page
 
@@ -63,10 +65,10 @@ def to_workflow(row: Any) -> Workflow:
 class WorkflowsController(Controller):
     path = "/workflows"
     tags = ["Workflows"]
-    before_request = require_credential
+    before_request: BeforeRequestHookHandler = require_credential
 
     @post("/", operation_id="createWorkflow", opt=WRITE, status_code=201)
-    async def create_workflow(self, request: Request, db: Db,
+    async def create_workflow(self, request: AppRequest, db: Db,
                               data: JSONBody[WorkflowCreate]) -> Response[Data[Workflow]]:
         """Create a workflow in the caller's environment; its name must be new there."""
         steps = _steps_json(data.steps)
@@ -90,7 +92,7 @@ class WorkflowsController(Controller):
 
     @get("/", operation_id="listWorkflows", opt=READ)
     async def list_workflows(
-        self, request: Request, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
+        self, request: AppRequest, db: Db, limit: Limit = 20, starting_after: StartingAfter = None,
         enabled: FromQuery[bool | None] = None,
         trigger: Annotated[str | None, Parameter(
             max_length=128, description="Only workflows with exactly this trigger",
@@ -120,14 +122,14 @@ class WorkflowsController(Controller):
             starting_after=cursor("wf", starting_after))
 
     @get("/{workflow_id:str}", operation_id="getWorkflow", opt=READ)
-    async def get_workflow(self, request: Request, db: Db,
+    async def get_workflow(self, request: AppRequest, db: Db,
                            workflow_id: WorkflowId) -> Data[Workflow]:
         """Retrieve one workflow."""
         return await authorized_one(db, request, request.app.state.queries.get_workflow,
                                     to_workflow, "workflow", workflow_id)
 
     @patch("/{workflow_id:str}", operation_id="updateWorkflow", opt=WRITE)
-    async def update_workflow(self, request: Request, db: Db, workflow_id: WorkflowId,
+    async def update_workflow(self, request: AppRequest, db: Db, workflow_id: WorkflowId,
                               data: JSONBody[WorkflowUpdate]) -> Data[Workflow]:
         """Change a workflow from the version the editor saw; a stale version is 409."""
         changed = data.changed_fields()
@@ -161,7 +163,7 @@ class WorkflowsController(Controller):
 
     @delete("/{workflow_id:str}", operation_id="deleteWorkflow", opt=WRITE, status_code=200)
     async def delete_workflow(
-        self, request: Request, db: Db, workflow_id: WorkflowId,
+        self, request: AppRequest, db: Db, workflow_id: WorkflowId,
         version: Annotated[Version | None, Parameter(
             ge=1, le=2**31 - 1,
             description="Delete only if the workflow is still at this version")] = None,
