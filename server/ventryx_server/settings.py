@@ -74,6 +74,15 @@ class Settings:
     metrics_address: str | None = None
     workers: int = 1
     log_format: str = "text"
+    # Behind a pooler in transaction mode (README "Connection poolers"): DATABASE_URL is
+    # the pooler, and the event streams' LISTEN, which needs one session of its own for
+    # as long as it runs, connects to listen_database_url (unset: DATABASE_URL).
+    transaction_pooler: bool = False
+    listen_database_url: str | None = None
+
+    @property
+    def listener_url(self) -> str:
+        return self.listen_database_url or self.database_url
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -81,7 +90,8 @@ class Settings:
         if not url:
             raise SystemExit("DATABASE_URL is not set")
         return cls(database_url=url, pepper=load_pepper(), **limits_from_env(),
-                   **operations_from_env(), **usage_retention_from_env(), **{
+                   **operations_from_env(), **usage_retention_from_env(),
+                   **pooler_from_env(), **{
             name: _positive_seconds(variable, getattr(cls, name))
             for name, variable in _SECONDS_FROM_ENV.items()})
 
@@ -175,6 +185,20 @@ def operations_from_env() -> dict:
             raise SystemExit(f"VENTRYX_METRICS_ADDRESS={address!r}: {exc}") from None
         found["metrics_address"] = address
     return found
+
+
+def pooler_from_env() -> dict:
+    """VENTRYX_DATABASE_POOLER (none, transaction) and VENTRYX_LISTEN_DATABASE_URL."""
+    env = os.environ
+    pooler = env.get("VENTRYX_DATABASE_POOLER", "none")
+    if pooler not in ("none", "transaction"):
+        raise SystemExit(f"VENTRYX_DATABASE_POOLER must be none or transaction, got {pooler!r}")
+    listen_url = env.get("VENTRYX_LISTEN_DATABASE_URL") or None
+    if pooler == "transaction" and listen_url is None:
+        raise SystemExit("VENTRYX_DATABASE_POOLER=transaction needs VENTRYX_LISTEN_DATABASE_URL: "
+                         "event streams LISTEN on a direct connection to PostgreSQL, which a "
+                         "pooler in transaction mode cannot give")
+    return {"transaction_pooler": pooler == "transaction", "listen_database_url": listen_url}
 
 
 def _within(value, low, high):
