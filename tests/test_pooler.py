@@ -7,11 +7,13 @@ import asyncio
 import os
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import pytest
 
-from conftest import ROOT, TEST_PEPPER
+from conftest import ROOT, TEST_PEPPER, ServerProcess, bearer
 from ventryx_server.db import create_pool
 from ventryx_server.settings import Settings
 
@@ -105,3 +107,23 @@ def test_a_server_behind_a_pooler_refuses_to_start_without_a_direct_listen_url(
     assert finished.returncode != 0
     assert b"needs VENTRYX_LISTEN_DATABASE_URL" in finished.stdout + finished.stderr
 
+
+
+async def test_a_server_behind_the_pooler_reaches_postgresql_through_it(
+        pgbouncer, database_url, server_log_dir, org):
+    database = urlsplit(database_url).path.lstrip("/")
+
+    def pooled_logins() -> int:
+        return pgbouncer.log_path.read_text().count(f"login attempt: db={database} ")
+
+    before = pooled_logins()
+    process = ServerProcess(database_url, server_log_dir / "server-pooler.log", pooler=pgbouncer)
+    try:
+        await asyncio.to_thread(process.wait_ready, 120)  # a shared machine starts slowly
+        async with httpx.AsyncClient(base_url=process.url, timeout=10) as http:
+            response = await http.get("/v1/me", headers=bearer(org.admin_key))
+        assert response.status_code == 200
+        assert response.json()["data"]["organization"]["id"] == org.id
+    finally:
+        process.stop()
+    assert pooled_logins() > before
