@@ -3,17 +3,23 @@
 PostgreSQL is ``DATABASE_URL``'s server when set (tests make and drop their own
 databases on it), else the embedded one kept in ``.ventryx-test/``. The API under test
 is a real ``ventryx-server serve`` process on loopback; its log is scanned for secrets.
+With ``VENTRYX_TEST_PGBOUNCER=1`` every server process of the suite talks to PostgreSQL
+through a real PgBouncer in transaction pooling mode (the ``pgbouncer`` fixture).
 """
 
 import asyncio
 import os
+import pwd
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import asyncpg
 import httpx
@@ -136,15 +142,109 @@ def wait_until_ready(process: subprocess.Popen, url: str, timeout: float) -> boo
     return False
 
 
+PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+
+
+class PgBouncer:
+    """A real PgBouncer in transaction pooling mode in front of the test PostgreSQL: any
+    database of it, under the same name, at ``url_for(database_url)``."""
+
+    POOL_SIZE = 20  # server sessions per database, shared by every client connection
+
+    def __init__(self, admin_url: str, folder: Path):
+        target = urlsplit(admin_url)
+        socket_dir = parse_qs(target.query).get("host", [target.hostname or "127.0.0.1"])[0]
+        self.user = target.username or "postgres"
+        self.port = free_port()
+        self.log_path = folder / "pgbouncer.log"
+        server = f"host={socket_dir} port={target.port or 5432} user={self.user}"
+        if target.password:
+            server += f" password={target.password}"
+        config = folder / "pgbouncer.ini"
+        config.write_text(f"""[databases]
+* = {server}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = {self.POOL_SIZE}
+max_client_conn = 2000
+query_wait_timeout = 5
+logfile = {self.log_path}
+""")
+        command = [PGBOUNCER, str(config)]
+        if os.geteuid() == 0:  # PgBouncer refuses to run as root: run as PostgreSQL's owner
+            owner = Path(socket_dir).stat().st_uid if socket_dir.startswith("/") else None
+            user = pwd.getpwuid(owner).pw_name if owner else "nobody"
+            shutil.chown(folder, user)
+            command[1:1] = ["-u", user]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
+        self._wait_listening(timeout=10)
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        log = self.log_path.read_text() if self.log_path.exists() else ""
+        self.stop()
+        raise RuntimeError(f"pgbouncer did not start: {log[-2000:]}")
+
+    def url_for(self, database_url: str) -> str:
+        database = urlsplit(database_url).path.lstrip("/")
+        return f"postgresql://{quote(self.user)}@127.0.0.1:{self.port}/{database}"
+
+    def server_env(self, database_url: str) -> dict[str, str]:
+        """What a server process needs to use this pooler for ``database_url``'s database."""
+        return {"DATABASE_URL": self.url_for(database_url),
+                "VENTRYX_DATABASE_POOLER": "transaction",
+                "VENTRYX_LISTEN_DATABASE_URL": database_url}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(admin_url):
+    if PGBOUNCER is None:
+        pytest.skip("the pgbouncer binary is not installed (apt-get install -y pgbouncer; "
+                    "CI installs it)")
+    # Not under pytest's tmp_path: as root, PgBouncer runs as another user, who could not
+    # enter pytest's private folder.
+    folder = Path(tempfile.mkdtemp(prefix="ventryx-pgbouncer-"))
+    try:
+        bouncer = PgBouncer(admin_url, folder)
+        yield bouncer
+        bouncer.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class ServerProcess:
-    """A real ``ventryx-server serve`` on a loopback port, logging to a file."""
+    """A real ``ventryx-server serve`` on a loopback port, logging to a file; with a
+    ``pooler`` (or the suite's, under VENTRYX_TEST_PGBOUNCER=1), through that PgBouncer."""
+
+    suite_pooler: PgBouncer | None = None
 
     def __init__(self, database_url: str, log_path: Path, extra_env: dict | None = None,
-                 workers: int = 1):
+                 pooler: PgBouncer | None = None, workers: int = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": TEST_PEPPER.hex(),
+        pooler = pooler or self.suite_pooler
+        database = pooler.server_env(database_url) if pooler else {"DATABASE_URL": database_url}
+        env = {**os.environ, **database, "VENTRYX_PEPPER": TEST_PEPPER.hex(),
                "VENTRYX_USAGE_FLUSH_SECONDS": "0.2", **(extra_env or {})}
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -163,6 +263,17 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_behind_pgbouncer(request):
+    """VENTRYX_TEST_PGBOUNCER=1: every server process of the suite goes through PgBouncer."""
+    if os.environ.get("VENTRYX_TEST_PGBOUNCER") != "1":
+        yield
+        return
+    ServerProcess.suite_pooler = request.getfixturevalue("pgbouncer")
+    yield
+    ServerProcess.suite_pooler = None
 
 
 @pytest.fixture(scope="session")

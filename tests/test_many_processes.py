@@ -1,6 +1,8 @@
 """Three server processes on one PostgreSQL agree, as behind a load balancer: a stream on
 one gets what another wrote, a revocation through one holds on all at once, usage is
-recorded whichever served, and a rate limit is shared (within one sync interval)."""
+recorded whichever served, and a rate limit is shared (within one sync interval). All of
+it twice: connected to PostgreSQL directly, and through a real PgBouncer in transaction
+pooling mode (the streams' LISTEN then on its direct connection)."""
 
 import asyncio
 
@@ -14,10 +16,12 @@ SYNC_SECONDS = 0.2
 LIMIT = 30
 
 
-@pytest.fixture(scope="module")
-def three_servers(database_url, server_log_dir):
-    processes = [ServerProcess(database_url, server_log_dir / f"server-many-{n}.log",
-                               {"VENTRYX_RATE_LIMIT_SYNC_SECONDS": str(SYNC_SECONDS)})
+@pytest.fixture(scope="module", params=["direct", "pgbouncer"])
+def three_servers(request, database_url, server_log_dir):
+    pooler = request.getfixturevalue("pgbouncer") if request.param == "pgbouncer" else None
+    processes = [ServerProcess(database_url,
+                               server_log_dir / f"server-many-{request.param}-{n}.log",
+                               {"VENTRYX_RATE_LIMIT_SYNC_SECONDS": str(SYNC_SECONDS)}, pooler)
                  for n in range(3)]
     try:
         for process in processes:

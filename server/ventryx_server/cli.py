@@ -44,7 +44,9 @@ def _pepper(data_dir: Path) -> bytes:
 
 async def _with_connection(url: str,
                            work: Callable[[asyncpg.Connection], Awaitable[_Result]]) -> _Result:
-    conn = await asyncpg.connect(url)
+    # No statement cache: a few statements gain nothing from it, and DATABASE_URL may be
+    # a pooler in transaction mode, where a named prepared statement may be gone.
+    conn = await asyncpg.connect(url, statement_cache_size=0)
     try:
         return await work(conn)
     finally:

@@ -156,6 +156,72 @@ def _milliseconds(seconds: float) -> str:
     return str(max(1, round(seconds * 1000)))
 
 
+def _timeouts(settings: Settings) -> dict[str, str]:
+    """The bounds every pooled connection's statements and transactions run under."""
+    return {
+        "lock_timeout": _milliseconds(settings.lock_timeout_seconds),
+        "statement_timeout": _milliseconds(settings.statement_timeout_seconds),
+        "idle_in_transaction_session_timeout":
+            _milliseconds(settings.idle_in_transaction_timeout_seconds),
+    }
+
+
+class TransactionPooledConnection(asyncpg.Connection):
+    """A connection to a pooler in transaction mode (PgBouncer's ``pool_mode =
+    transaction``), where each transaction may run in another PostgreSQL session.
+
+    Session settings would land in whichever session served them, so the timeouts go with
+    every transaction instead, as ``SET LOCAL`` sent in the same message as its ``BEGIN``
+    (no extra round trip). A statement called outside a transaction is put in one of its
+    own for that: two more round trips, the price of keeping its bounds behind a pooler
+    (README "Connection poolers"). Subclasses name the bounds in ``set_timeouts``.
+    """
+
+    set_timeouts: str = ""
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        # asyncpg's transaction() opens a top-level transaction with execute("BEGIN ...;").
+        if not args and query.startswith("BEGIN") and not self.is_in_transaction():
+            return await super().execute(query + self.set_timeouts, timeout=timeout)
+        return await self._bounded(super().execute, query, *args, timeout=timeout)
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> None:
+        return await self._bounded(super().executemany, *args, **kwargs)
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> list:
+        return await self._bounded(super().fetch, *args, **kwargs)
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded(super().fetchrow, *args, **kwargs)
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded(super().fetchval, *args, **kwargs)
+
+    async def _bounded(self, run: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.is_in_transaction():
+            return await run(*args, **kwargs)
+        async with self.transaction():
+            return await run(*args, **kwargs)
+
+
+def _pool_options(settings: Settings) -> dict[str, Any]:
+    if not settings.transaction_pooler:
+        # Session settings of every pooled connection, sent once when it connects.
+        return {"server_settings": _timeouts(settings)}
+    set_timeouts = "".join(f" SET LOCAL {name} = {value};"
+                           for name, value in _timeouts(settings).items())
+    return {
+        "connection_class": type("BoundedTransactionPooledConnection",
+                                 (TransactionPooledConnection,),
+                                 {"set_timeouts": set_timeouts}),
+        # Named prepared statements live in one PostgreSQL session, which the next
+        # transaction may not get; PgBouncer before 1.21 (Debian 12 ships 1.18) does not
+        # carry them over. Unnamed ones last within a transaction, where every statement
+        # runs here.
+        "statement_cache_size": 0,
+    }
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
@@ -163,13 +229,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.pool_max_size,
         reset=_keep_session,
         timeout=settings.pool_timeout_seconds,  # to open a connection, as to wait for one
-        # Session settings of every pooled connection, sent once when it connects.
-        server_settings={
-            "lock_timeout": _milliseconds(settings.lock_timeout_seconds),
-            "statement_timeout": _milliseconds(settings.statement_timeout_seconds),
-            "idle_in_transaction_session_timeout":
-                _milliseconds(settings.idle_in_transaction_timeout_seconds),
-        },
+        **_pool_options(settings),
     )
 
 

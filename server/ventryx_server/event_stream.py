@@ -119,7 +119,7 @@ class EventHub:
             if self._connection is not None and not self._connection.is_closed():
                 return
             connection = await asyncpg.connect(
-                self._app.state.settings.database_url,
+                self._app.state.settings.listener_url,
                 # So that pg_stat_activity tells a DBA what this long-lived session is.
                 server_settings={"application_name": LISTENER_APPLICATION_NAME})
             connection.add_termination_listener(self._connection_lost)

@@ -90,12 +90,28 @@ class Settings:
                 "leak_report": self.leak_report_limit_per_address,
                 "failed_authentication": self.failed_auth_limit_per_address}
 
+    # Behind a pooler in transaction mode (README "Connection poolers"): DATABASE_URL is
+    # the pooler, and the event streams' LISTEN, which needs one session of its own for
+    # as long as it runs, connects to listen_database_url (unset: DATABASE_URL).
+    transaction_pooler: bool = False
+    listen_database_url: str | None = None
+
+    @property
+    def listener_url(self) -> str:
+        return self.listen_database_url or self.database_url
+
     @classmethod
     def from_env(cls) -> "Settings":
         url = os.environ.get("DATABASE_URL")
         if not url:
             raise SystemExit("DATABASE_URL is not set")
-        return cls(database_url=url, pepper=load_pepper(), **values_from_env())
+        values = values_from_env()
+        if values.get("transaction_pooler") and not values.get("listen_database_url"):
+            raise SystemExit("VENTRYX_DATABASE_POOLER=transaction needs "
+                             "VENTRYX_LISTEN_DATABASE_URL: event streams LISTEN on a direct "
+                             "connection to PostgreSQL, which a pooler in transaction mode "
+                             "cannot give")
+        return cls(database_url=url, pepper=load_pepper(), **values)
 
 
 # Each parser turns a variable's text into the setting's value, or raises ValueError
@@ -141,6 +157,12 @@ def _log_format(text: str) -> str:
     return text
 
 
+def _pooler(text: str) -> bool:
+    if text not in ("none", "transaction"):
+        raise ValueError("must be none or transaction")
+    return text == "transaction"
+
+
 def _metrics_address(text: str) -> str:
     from .metrics import parse_address
 
@@ -177,6 +199,8 @@ FROM_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "VENTRYX_LOG_FORMAT": ("log_format", _log_format),
     "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": ("header_read_timeout_seconds", _number(0.1, 3600)),
     "VENTRYX_MAX_CONNECTIONS": ("max_connections", _whole_number(1, 1_000_000)),
+    "VENTRYX_DATABASE_POOLER": ("transaction_pooler", _pooler),
+    "VENTRYX_LISTEN_DATABASE_URL": ("listen_database_url", lambda text: text or None),
 }
 
 
