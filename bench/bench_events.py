@@ -30,7 +30,7 @@ from ventryx_server.db import queries_from_str
 from ventryx_server.errors import UnprocessableEntity
 from ventryx_shared.common import Data
 from ventryx_shared.events import Event, EventCreate
-from ventryx_shared.ids import new_id
+from ventryx_shared.ids import new_id, new_ids
 
 BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "500"))
 
@@ -103,11 +103,12 @@ async def emit_batch_without_auth(request: Request, db: asyncpg.Connection,
     items, payloads, errors = read_batch(await request.body())
     if errors:
         raise UnprocessableEntity(errors[0].message)
-    ids = [new_id("evt") for _ in items]
+    ids = new_ids("evt", len(items))
     row = await _QUERIES.insert_events(
         db, org_id=org_id, environment="live", ids=ids, types=[i.type for i in items],
-        payloads=payloads, occurred_ats=[i.occurred_at for i in items])
-    return Response(Data(batch_events(row, ids, items)), status_code=201)
+        payloads=[payload.decode() for payload in payloads],
+        occurred_ats=[i.occurred_at for i in items])
+    return Response(Data(batch_events(row, ids, items, payloads)), status_code=201)
 
 
 BASELINE_ROUTES = [emit_without_auth, emit_batch_without_auth]

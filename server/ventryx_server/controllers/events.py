@@ -42,7 +42,7 @@ from ventryx_shared.events import (
     encode_bounded_json,
     parse_type_filter,
 )
-from ventryx_shared.ids import id_pattern, is_id, new_id
+from ventryx_shared.ids import id_pattern, is_id, new_id, new_ids
 
 from .. import event_stream, idempotency
 from ..auth import authorized, caller_params, lock_caller, require_credential
@@ -113,11 +113,11 @@ def payload_json(item: EventCreate) -> str:
         raise UnprocessableEntity(str(exc), code="invalid_payload", param="payload") from None
 
 
-def _storable_payload(item: EventCreate) -> str:
+def _storable_payload(item: EventCreate) -> bytes:
     # For batches: ValueError("occurred_at ...") or ValueError("payload ...").
     if item.occurred_at is not None:
         check_time(item.occurred_at, "occurred_at")
-    return encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES, "payload").decode()
+    return encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES, "payload")
 
 
 def emitted_event(row: Any, item: EventCreate) -> Event:
@@ -160,7 +160,7 @@ def _parse_batch(body: bytes) -> _RawBatch:
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
 
 
-def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchItemError]]:
+def read_batch(body: bytes) -> tuple[list[EventCreate], list[bytes], list[BatchItemError]]:
     """A batch body's valid events with their payloads as JSON, and what is wrong with each
     invalid one. Raises for a body that is not a batch at all (not JSON, no events list,
     too many)."""
@@ -169,7 +169,7 @@ def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchIte
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _read_batch_item_by_item(body)
     storable: list[EventCreate] = []
-    payloads: list[str] = []
+    payloads: list[bytes] = []
     errors: list[BatchItemError] = []
     for index, item in enumerate(items):
         try:
@@ -181,10 +181,10 @@ def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchIte
 
 
 def _read_batch_item_by_item(
-        body: bytes) -> tuple[list[EventCreate], list[str], list[BatchItemError]]:
+        body: bytes) -> tuple[list[EventCreate], list[bytes], list[BatchItemError]]:
     batch = _parse_batch(body)
     items: list[EventCreate] = []
-    payloads: list[str] = []
+    payloads: list[bytes] = []
     errors: list[BatchItemError] = []
     for index, raw in enumerate(batch.events):
         try:
@@ -257,20 +257,21 @@ class EventsController(Controller):
         items, payloads, errors = read_batch(await request.body())
         if errors:
             return _batch_refused(request, errors, len(errors) + len(items))
-        ids = [new_id("evt") for _ in items]
+        ids = new_ids("evt", len(items))
         params = {**caller_params(request), "ids": ids, "types": [i.type for i in items],
-                  "payloads": payloads, "occurred_ats": [i.occurred_at for i in items]}
+                  "payloads": [payload.decode() for payload in payloads],
+                  "occurred_ats": [i.occurred_at for i in items]}
         queries = request.app.state.queries
         if idempotency.idempotency_key(request) is None:
             row = await authorized(db, request, await queries.emit_events(db, **params))
             event_stream.announce(request.app, row["org_id"], row["environment"])
-            return Response(Data(batch_events(row, ids, items)), status_code=201)
+            return Response(Data(batch_events(row, ids, items, payloads)), status_code=201)
         async with db.transaction():
             caller = await lock_caller(db, request)
             if replay := await idempotency.claim(db, request, caller.org_id):
                 return replay
             row = await authorized(db, request, await queries.emit_events(db, **params))
-            body = Data(batch_events(row, ids, items))
+            body = Data(batch_events(row, ids, items, payloads))
             await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
         event_stream.announce(request.app, caller.org_id, caller.environment)
         return Response(body, status_code=201)
@@ -359,14 +360,17 @@ class EventsController(Controller):
 _decode_matches = msgspec.json.Decoder(dict[str, list[str]]).decode
 
 
-def batch_events(row: Any, ids: list[str], items: list[EventCreate]) -> list[Event]:
+def batch_events(row: Any, ids: list[str], items: list[EventCreate],
+                 payloads: list[bytes]) -> list[Event]:
     """The batch's events as stored: the statement returns what is common to all of them
-    (created_at, the emitter, the workflows each type matched), the rest is what was sent."""
+    (created_at, the emitter, the workflows each type matched), the rest is what was sent.
+    Each payload goes out as the JSON already encoded for the insert (msgspec.Raw), the
+    same bytes encoding it again would give, so it is encoded once."""
     created_at, environment, emitted_by = row["created_at"], row["environment"], row["emitted_by"]
     matches = _decode_matches(row["matched_workflows_by_type"])
-    return [Event(id=event_id, type=item.type, payload=item.payload,
+    return [Event(id=event_id, type=item.type, payload=msgspec.Raw(payload),
                   occurred_at=created_at if item.occurred_at is None
                   else item.occurred_at.astimezone(UTC),
                   created_at=created_at, environment=environment,
                   matched_workflows=matches[item.type], emitted_by=emitted_by)
-            for event_id, item in zip(ids, items, strict=True)]
+            for event_id, item, payload in zip(ids, items, payloads, strict=True)]
