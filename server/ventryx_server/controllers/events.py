@@ -2,8 +2,10 @@
 
 An emit without an Idempotency-Key is one statement (one round trip): it locks the
 caller's key row, inserts and records the matching workflows. With a key, the same
-statement runs inside the transaction that claims the key. Once committed, the streams
-of every server process are woken (event_stream.announce).
+statement runs inside the transaction that claims the key. A batch is one transaction:
+the caller locked and the workflows matched, then every event written by one COPY
+(_copy_batch). Once committed, the streams of every server process are woken
+(event_stream.announce).
 
 The feed (GET /v1/events/feed) and the stream read events in the order of
 sql/migrations/0015_event_feed.up.sql, which no later commit can change.
@@ -252,28 +254,24 @@ class EventsController(Controller):
     @post("/batch", operation_id="createEventBatch", opt=WRITE, status_code=201,
           operation_class=_BatchOperation, request_max_body_size=MAX_BATCH_BODY_BYTES)
     async def create_event_batch(self, request: Request, db: Db) -> Response[Data[list[Event]]]:
-        """Emit up to 500 events in one statement: all are written, or none and every
+        """Emit up to 500 events in one transaction: all are written, or none and every
         invalid item is named."""
         items, payloads, errors = read_batch(await request.body())
         if errors:
             return _batch_refused(request, errors, len(errors) + len(items))
         ids = new_ids("evt", len(items))
-        params = {**caller_params(request), "ids": ids, "types": [i.type for i in items],
-                  "payloads": [payload.decode() for payload in payloads],
-                  "occurred_ats": [i.occurred_at for i in items]}
-        queries = request.app.state.queries
-        if idempotency.idempotency_key(request) is None:
-            row = await authorized(db, request, await queries.emit_events(db, **params))
-            event_stream.announce(request.app, row["org_id"], row["environment"])
-            return Response(Data(batch_events(row, ids, items, payloads)), status_code=201)
+        remembered = idempotency.idempotency_key(request) is not None
         async with db.transaction():
-            caller = await lock_caller(db, request)
-            if replay := await idempotency.claim(db, request, caller.org_id):
-                return replay
-            row = await authorized(db, request, await queries.emit_events(db, **params))
-            body = Data(batch_events(row, ids, items, payloads))
-            await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
-        event_stream.announce(request.app, caller.org_id, caller.environment)
+            if remembered:
+                caller = await lock_caller(db, request)
+                if replay := await idempotency.claim(db, request, caller.org_id):
+                    return replay
+            row, matches = await _copy_batch(db, request, ids, items, payloads)
+            body = Data(batch_events(row, matches, ids, items, payloads))
+            if remembered:
+                await idempotency.remember(db, request, row["org_id"], 201,
+                                           msgspec.json.encode(body))
+        event_stream.announce(request.app, row["org_id"], row["environment"])
         return Response(body, status_code=201)
 
     @get("/", operation_id="listEvents", opt=READ)
@@ -357,17 +355,46 @@ class EventsController(Controller):
         return Data(event_from_row(row))
 
 
-_decode_matches = msgspec.json.Decoder(dict[str, list[str]]).decode
+decode_matches = msgspec.json.Decoder(dict[str, list[str]]).decode
+# What a batch's COPY writes; created_at and xact_id take their defaults (the transaction's
+# start and id), as they do for an INSERT.
+_COPIED_COLUMNS = ("org_id", "id", "environment", "type", "payload", "occurred_at",
+                   "matched_workflows", "emitted_by")
 
 
-def batch_events(row: Any, ids: list[str], items: list[EventCreate],
-                 payloads: list[bytes]) -> list[Event]:
-    """The batch's events as stored: the statement returns what is common to all of them
-    (created_at, the emitter, the workflows each type matched), the rest is what was sent.
+async def _copy_batch(db: Db, request: Request, ids: list[str], items: list[EventCreate],
+                      payloads: list[bytes]) -> tuple[Any, dict[str, list[str]]]:
+    """Inside a transaction: locks the caller's key row (or denies), matches the workflows
+    of each type, then writes the events (copy_events)."""
+    row = await authorized(db, request, await request.app.state.queries.lock_batch_caller(
+        db, **caller_params(request), types=list({item.type for item in items})))
+    matches = decode_matches(row["matched_workflows_by_type"])
+    await copy_events(db, row, matches, ids, items, payloads)
+    return row, matches
+
+
+async def copy_events(db: Db, row: Any, matches: dict[str, list[str]], ids: list[str],
+                      items: list[EventCreate], payloads: list[bytes]) -> None:
+    """Every event of a batch with one binary COPY, in the caller's transaction. COPY
+    inserts rows in blocks where INSERT ... SELECT FROM unnest(...) inserts them one at a
+    time: measured on batches of 500, 10 µs less database CPU per event (of 44), for one
+    more round trip (bench/bench_events.py shows both in the same run)."""
+    org_id, environment, emitted_by = row["org_id"], row["environment"], row["emitted_by"]
+    created_at = row["created_at"]
+    await db.copy_records_to_table("events", columns=_COPIED_COLUMNS, records=[
+        (org_id, event_id, environment, item.type, payload.decode(),
+         created_at if item.occurred_at is None else item.occurred_at, matches[item.type],
+         emitted_by)
+        for event_id, item, payload in zip(ids, items, payloads, strict=True)])
+
+
+def batch_events(row: Any, matches: dict[str, list[str]], ids: list[str],
+                 items: list[EventCreate], payloads: list[bytes]) -> list[Event]:
+    """The batch's events as stored: what is common to all of them (created_at, the emitter)
+    and the workflows each type matched come from the database, the rest is what was sent.
     Each payload goes out as the JSON already encoded for the insert (msgspec.Raw), the
     same bytes encoding it again would give, so it is encoded once."""
     created_at, environment, emitted_by = row["created_at"], row["environment"], row["emitted_by"]
-    matches = _decode_matches(row["matched_workflows_by_type"])
     return [Event(id=event_id, type=item.type, payload=msgspec.Raw(payload),
                   occurred_at=created_at if item.occurred_at is None
                   else item.occurred_at.astimezone(UTC),
