@@ -21,16 +21,10 @@ from harness import BenchContext, Scenario
 from litestar import Request, Response, post
 from litestar.params import JSONBody
 
-from ventryx_server.controllers.events import (
-    batch_events,
-    copy_events,
-    decode_matches,
-    emitted_event,
-    payload_json,
-    read_batch,
-)
+from ventryx_server.controllers.events import emitted_event, payload_json, read_batch
 from ventryx_server.db import queries_from_str
 from ventryx_server.errors import UnprocessableEntity
+from ventryx_server.event_batches import batch_events, copy_events, decode_matches
 from ventryx_shared.common import Data
 from ventryx_shared.events import Event, EventCreate
 from ventryx_shared.ids import new_id, new_ids
