@@ -34,9 +34,9 @@ JOIN inserted i ON true;
 -- name: lock-batch-caller^
 -- A batch's first statement, in the transaction that then writes all its events with one
 -- COPY events (org_id, id, environment, type, payload, occurred_at, matched_workflows,
--- emitted_by) FROM STDIN (FORMAT binary), sent by asyncpg's copy_records_to_table
+-- emitted_by) FROM STDIN (FORMAT text), sent by asyncpg's copy_to_table
 -- (server/ventryx_server/event_batches.py, copy_events): COPY inserts rows in blocks,
--- one WAL record per page, where INSERT ... SELECT FROM unnest() inserts them one at a time.
+-- where INSERT ... SELECT FROM unnest() inserts them one at a time.
 -- This statement locks the caller's key row (FOR KEY SHARE, until the COPY commits, as the
 -- single emit does) and matches workflows once per distinct type (event_trigger_patterns
 -- costs ~20 µs a call). What the server decided is the same for the whole batch
