@@ -360,3 +360,37 @@ async def test_an_emit_in_flight_when_its_key_is_revoked_gets_401_and_writes_not
     response = await emit_task
     assert response.status_code == 401, response.text
     assert await count_events(db, org.id) == 0
+
+
+async def test_a_batch_answers_each_payload_with_the_same_json_as_a_single_emit(client, org):
+    # The batch answers with the payload JSON it stored (encoded once); a single emit
+    # encodes the decoded payload again. Both must give the same bytes for the same input:
+    # whitespace dropped, escapes resolved, the last of duplicate keys kept.
+    payload = (b'{ "s" : "first" , "e": "caf\\u00e9\\/", "n": 1.50, "s": "last",'
+               b' "list": [ 1 , {"x": null} ] }')
+    expected = '"payload":{"s":"last","e":"café/","n":1.5,"list":[1,{"x":null}]}'.encode()
+    headers = {**bearer(org.admin_key), "Content-Type": "application/json"}
+    single = await client.post("/v1/events", headers=headers,
+                               content=b'{"type": "order.created", "payload": ' + payload + b"}")
+    batch = await client.post("/v1/events/batch", headers=headers, content=(
+        b'{"events": [{"type": "order.created", "payload": ' + payload + b"}]}"))
+    assert single.status_code == batch.status_code == 201, (single.text, batch.text)
+    assert expected in single.content
+    assert expected in batch.content
+    stored = await client.get(f"/v1/events/{batch.json()['data'][0]['id']}",
+                              headers=bearer(org.admin_key))
+    assert stored.json()["data"]["payload"] == {"s": "last", "e": "café/", "n": 1.5,
+                                                "list": [1, {"x": None}]}
+
+
+async def test_a_batch_is_written_by_one_transaction(client, org, db):
+    # One transaction: the events share one xact_id, so the gapless feed hands them out
+    # together and in id order, and none is visible before all are.
+    response = await client.post("/v1/events/batch", headers=bearer(org.admin_key), json={
+        "events": [{"type": "order.created", "payload": {"i": i}} for i in range(20)]})
+    assert response.status_code == 201, response.text
+    ids = [event["id"] for event in response.json()["data"]]
+    rows = await db.fetch("SELECT DISTINCT xact_id, created_at FROM events "
+                          "WHERE org_id = $1 AND id = ANY($2)", org.id, ids)
+    assert len(rows) == 1
+    assert rows[0]["created_at"] == datetime.fromisoformat(response.json()["data"][0]["created_at"])

@@ -1,7 +1,8 @@
 -- Events. Every statement is confined to the caller's organization AND environment.
--- Emits are single statements: the caller's key row is locked (FOR KEY SHARE, by
--- locked_authorized_caller) in the very statement that inserts, so an emit either
--- commits before a revocation of its key or finds the key revoked and writes nothing.
+-- A single emit is one statement: the caller's key row is locked (FOR KEY SHARE, by
+-- locked_authorized_caller) in the very statement that inserts; a batch locks it in the
+-- first statement of the transaction that writes its events. So an emit either commits
+-- before a revocation of its key or finds the key revoked and writes nothing.
 -- Emits do not NOTIFY themselves: PostgreSQL serializes the commits of notifying
 -- transactions (a database-wide lock held through the WAL flush), which more than
 -- halved emit throughput. The process that emitted announces the ids after commit,
@@ -30,20 +31,22 @@ SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, i.*
 FROM caller c
 JOIN inserted i ON true;
 
--- name: emit-events^
--- A whole batch in one statement: all rows are written or none. Workflows are matched
--- once per distinct type (event_trigger_patterns costs ~20 µs a call, and batches
--- repeat types), then joined to the events. MATERIALIZED keeps the planner from
--- folding that back into a lookup per event.
--- One row comes back, not one per event: what the server decided is the same for the
--- whole batch (created_at, the emitter, the workflows per type), and decoding 500 rows
--- cost the server more than the insert's own round trip. No row: the credential is not
--- valid or lacks the scope.
+-- name: lock-batch-caller^
+-- A batch's first statement, in the transaction that then writes all its events with one
+-- COPY events (org_id, id, environment, type, payload, occurred_at, matched_workflows,
+-- emitted_by) FROM STDIN (FORMAT text), sent by asyncpg's copy_to_table
+-- (server/ventryx_server/event_batches.py, copy_events): COPY inserts rows in blocks,
+-- where INSERT ... SELECT FROM unnest() inserts them one at a time.
+-- This statement locks the caller's key row (FOR KEY SHARE, until the COPY commits, as the
+-- single emit does) and matches workflows once per distinct type (event_trigger_patterns
+-- costs ~20 µs a call). What the server decided is the same for the whole batch
+-- (created_at, the emitter, the workflows per type). No row: the credential is not valid
+-- or lacks the scope.
 WITH caller AS MATERIALIZED (
     SELECT * FROM locked_authorized_caller(:credential_kind, :lookup_id, :secret_hash, :environment, :scope)
 ), types AS MATERIALIZED (
     SELECT type, event_trigger_patterns(type) AS patterns
-    FROM (SELECT DISTINCT type FROM unnest(:types::text[]) AS type) distinct_types
+    FROM unnest(:types::text[]) AS type
 ), matches AS MATERIALIZED (
     SELECT t.type,
            ARRAY(SELECT w.id FROM workflows w
@@ -51,21 +54,10 @@ WITH caller AS MATERIALIZED (
                    AND w.trigger = ANY (t.patterns)
                  ORDER BY w.id) AS workflow_ids
     FROM caller c, types t
-), inserted AS (
-    INSERT INTO events (org_id, id, environment, type, payload, occurred_at,
-                        matched_workflows, emitted_by)
-    SELECT c.org_id, e.id, c.environment, e.type, e.payload::jsonb,
-           coalesce(e.occurred_at, now()), m.workflow_ids,
-           coalesce(c.member_id, c.credential_id)
-    FROM caller c,
-         unnest(:ids::text[], :types::text[], :payloads::text[], :occurred_ats::timestamptz[])
-             AS e (id, type, payload, occurred_at)
-         JOIN matches m ON m.type = e.type
-    RETURNING 1
 )
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id,
        c.org_id, c.environment, coalesce(c.member_id, c.credential_id) AS emitted_by,
-       now() AS created_at, (SELECT count(*) FROM inserted) AS inserted,
+       now() AS created_at,
        (SELECT json_object_agg(m.type, m.workflow_ids) FROM matches m)::text
            AS matched_workflows_by_type
 FROM caller c;

@@ -2,15 +2,17 @@
 
 An emit without an Idempotency-Key is one statement (one round trip): it locks the
 caller's key row, inserts and records the matching workflows. With a key, the same
-statement runs inside the transaction that claims the key. Once committed, the streams
-of every server process are woken (event_stream.announce).
+statement runs inside the transaction that claims the key. A batch is one transaction:
+the caller locked and the workflows matched, then every event written by one COPY
+(event_batches.py). Once committed, the streams of every server process are woken
+(event_stream.announce).
 
 The feed (GET /v1/events/feed) and the stream read events in the order of
 sql/migrations/0015_event_feed.up.sql, which no later commit can change.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -43,7 +45,7 @@ from ventryx_shared.events import (
     encode_bounded_json,
     parse_type_filter,
 )
-from ventryx_shared.ids import id_pattern, is_id, new_id
+from ventryx_shared.ids import id_pattern, is_id, new_id, new_ids
 
 from .. import event_stream, idempotency
 from ..auth import authorized, caller_params, lock_caller, require_credential
@@ -54,6 +56,7 @@ from ..errors import (
     no_such,
     request_id_of,
 )
+from ..event_batches import batch_events, copy_batch
 from ..request_type import AppRequest
 from ..stream_messages import event_from_row
 from ..stream_subscription import TypeFilter, type_filter_params
@@ -111,11 +114,11 @@ def payload_json(item: EventCreate) -> str:
         raise UnprocessableEntity(str(exc), code="invalid_payload", param="payload") from None
 
 
-def _storable_payload(item: EventCreate) -> str:
+def _storable_payload(item: EventCreate) -> bytes:
     # For batches: ValueError("occurred_at ...") or ValueError("payload ...").
     if item.occurred_at is not None:
         check_time(item.occurred_at, "occurred_at")
-    return encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES, "payload").decode()
+    return encode_bounded_json(item.payload, MAX_PAYLOAD_BYTES, "payload")
 
 
 def emitted_event(row: Any, item: EventCreate) -> Event:
@@ -160,7 +163,7 @@ def _parse_batch(body: bytes) -> _RawBatch:
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
 
 
-def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchItemError]]:
+def read_batch(body: bytes) -> tuple[list[EventCreate], list[bytes], list[BatchItemError]]:
     """A batch body's valid events with their payloads as JSON, and what is wrong with each
     invalid one. Raises for a body that is not a batch at all (not JSON, no events list,
     too many)."""
@@ -169,7 +172,7 @@ def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchIte
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _read_batch_item_by_item(body)
     storable: list[EventCreate] = []
-    payloads: list[str] = []
+    payloads: list[bytes] = []
     errors: list[BatchItemError] = []
     for index, item in enumerate(items):
         try:
@@ -181,10 +184,10 @@ def read_batch(body: bytes) -> tuple[list[EventCreate], list[str], list[BatchIte
 
 
 def _read_batch_item_by_item(
-        body: bytes) -> tuple[list[EventCreate], list[str], list[BatchItemError]]:
+        body: bytes) -> tuple[list[EventCreate], list[bytes], list[BatchItemError]]:
     batch = _parse_batch(body)
     items: list[EventCreate] = []
-    payloads: list[str] = []
+    payloads: list[bytes] = []
     errors: list[BatchItemError] = []
     for index, raw in enumerate(batch.events):
         try:
@@ -252,27 +255,24 @@ class EventsController(Controller):
     @post("/batch", operation_id="createEventBatch", opt=WRITE, status_code=201,
           operation_class=_BatchOperation, request_max_body_size=MAX_BATCH_BODY_BYTES)
     async def create_event_batch(self, request: AppRequest, db: Db) -> Response[Data[list[Event]]]:
-        """Emit up to 500 events in one statement: all are written, or none and every
+        """Emit up to 500 events in one transaction: all are written, or none and every
         invalid item is named."""
         items, payloads, errors = read_batch(await request.body())
         if errors:
             return _batch_refused(request, errors, len(errors) + len(items))
-        ids = [new_id("evt") for _ in items]
-        params = {**caller_params(request), "ids": ids, "types": [i.type for i in items],
-                  "payloads": payloads, "occurred_ats": [i.occurred_at for i in items]}
-        queries = request.app.state.queries
-        if idempotency.idempotency_key(request) is None:
-            row = await authorized(db, request, await queries.emit_events(db, **params))
-            event_stream.announce(request.app, row["org_id"], row["environment"])
-            return Response(Data(batch_events(row, ids, items)), status_code=201)
+        ids = new_ids("evt", len(items))
+        remembered = idempotency.idempotency_key(request) is not None
         async with db.transaction():
-            caller = await lock_caller(db, request)
-            if replay := await idempotency.claim(db, request, caller.org_id):
-                return replay
-            row = await authorized(db, request, await queries.emit_events(db, **params))
-            body = Data(batch_events(row, ids, items))
-            await idempotency.remember(db, request, caller.org_id, 201, msgspec.json.encode(body))
-        event_stream.announce(request.app, caller.org_id, caller.environment)
+            if remembered:
+                caller = await lock_caller(db, request)
+                if replay := await idempotency.claim(db, request, caller.org_id):
+                    return replay
+            row, matches = await copy_batch(db, request, ids, items, payloads)
+            body = Data(batch_events(row, matches, ids, items, payloads))
+            if remembered:
+                await idempotency.remember(db, request, row["org_id"], 201,
+                                           msgspec.json.encode(body))
+        event_stream.announce(request.app, row["org_id"], row["environment"])
         return Response(body, status_code=201)
 
     @get("/", operation_id="listEvents", opt=READ)
@@ -346,19 +346,3 @@ class EventsController(Controller):
         """Retrieve one event."""
         return await authorized_one(db, request, request.app.state.queries.get_event,
                                     event_from_row, "event", event_id)
-
-
-_decode_matches = msgspec.json.Decoder(dict[str, list[str]]).decode
-
-
-def batch_events(row: Any, ids: list[str], items: list[EventCreate]) -> list[Event]:
-    """The batch's events as stored: the statement returns what is common to all of them
-    (created_at, the emitter, the workflows each type matched), the rest is what was sent."""
-    created_at, environment, emitted_by = row["created_at"], row["environment"], row["emitted_by"]
-    matches = _decode_matches(row["matched_workflows_by_type"])
-    return [Event(id=event_id, type=item.type, payload=item.payload,
-                  occurred_at=created_at if item.occurred_at is None
-                  else item.occurred_at.astimezone(UTC),
-                  created_at=created_at, environment=environment,
-                  matched_workflows=matches[item.type], emitted_by=emitted_by)
-            for event_id, item in zip(ids, items, strict=True)]
