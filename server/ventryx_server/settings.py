@@ -163,6 +163,12 @@ def _pooler(text: str) -> bool:
     return text == "transaction"
 
 
+def _postgresql_url(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    return text
+
+
 def _metrics_address(text: str) -> str:
     from .metrics import parse_address
 
@@ -200,7 +206,7 @@ FROM_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": ("header_read_timeout_seconds", _number(0.1, 3600)),
     "VENTRYX_MAX_CONNECTIONS": ("max_connections", _whole_number(1, 1_000_000)),
     "VENTRYX_DATABASE_POOLER": ("transaction_pooler", _pooler),
-    "VENTRYX_LISTEN_DATABASE_URL": ("listen_database_url", lambda text: text or None),
+    "VENTRYX_LISTEN_DATABASE_URL": ("listen_database_url", _postgresql_url),
 }
 
 
