@@ -254,6 +254,7 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float = 30) -> None:
         if not wait_until_ready(self.process, self.url, timeout):
+            self.stop()  # never leave a server behind that no fixture will stop
             raise RuntimeError(f"server exited or not ready: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:

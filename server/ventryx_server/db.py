@@ -103,15 +103,11 @@ def _parse(text: str) -> dict[str, tuple[SQLOperationType, str, tuple[str, ...]]
 
 def _arguments(name: str, names: tuple[str, ...], params: dict[str, Any],
                unused_caller_params: frozenset[str] = frozenset()) -> list[Any]:
-    """The statement's arguments in ``$n`` order. A parameter it does not name is refused,
-    never dropped (a misspelt filter would otherwise match everything), except the
-    caller's parameters, which travel together (auth.caller_params) even to a statement
-    that ignores one, such as ``authenticate`` the scope."""
-    if len(params) == len(names):  # then every name present means no stranger either
-        try:
-            return [params[param] for param in names]
-        except KeyError:
-            pass
+    """The statement's arguments in ``$n`` order, when the parameters are not exactly its
+    own. A parameter it does not name is refused, never dropped (a misspelt filter would
+    otherwise match everything), except the caller's parameters, which travel together
+    (auth.caller_params) even to a statement that ignores one, as ``authenticate`` the
+    scope."""
     unknown = params.keys() - set(names) - unused_caller_params
     missing = set(names) - params.keys()
     if unknown or missing:
@@ -121,23 +117,41 @@ def _arguments(name: str, names: tuple[str, ...], params: dict[str, Any],
 
 
 def _statement(name: str, method: str, sql: str, names: tuple[str, ...]) -> Any:
+    count = len(names)
+
     def run(connection: asyncpg.Connection, **params: Any) -> Any:
-        return getattr(connection, method)(sql, *_arguments(name, names, params))
+        # In line, not a call to _arguments (~0.1 µs a query): as many parameters as the
+        # statement names and all of them present means none it does not name.
+        if len(params) == count:
+            try:
+                arguments = [params[param] for param in names]
+            except KeyError:
+                arguments = _arguments(name, names, params)
+        else:
+            arguments = _arguments(name, names, params)
+        return getattr(connection, method)(sql, *arguments)
 
     return run
 
 
 def _statement_by_credential_kind(name: str, method: str, sql_by_kind: dict[str, str],
                                   names: tuple[str, ...]) -> Any:
+    count = len(names)
     unused_caller_params = CALLER_PARAMS - set(names)
 
     def run(connection: asyncpg.Connection, *, credential_kind: str, **params: Any) -> Any:
-        if credential_kind not in sql_by_kind:
+        sql = sql_by_kind.get(credential_kind)
+        if sql is None:
             raise ValueError(f"{name}: credential_kind must be one of {CREDENTIAL_KINDS}, "
                              f"got {credential_kind!r}")
-        return getattr(connection, method)(
-            sql_by_kind[credential_kind],
-            *_arguments(name, names, params, unused_caller_params))
+        if len(params) == count:  # in line, as in _statement
+            try:
+                arguments = [params[param] for param in names]
+            except KeyError:
+                arguments = _arguments(name, names, params, unused_caller_params)
+        else:
+            arguments = _arguments(name, names, params, unused_caller_params)
+        return getattr(connection, method)(sql, *arguments)
 
     return run
 
