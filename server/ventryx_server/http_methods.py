@@ -3,7 +3,8 @@
 Litestar answers OPTIONS with a handler it makes when the first handlers of a path are
 registered, and that handler keeps the method list of that moment: OPTIONS /v1/api-keys
 said ``OPTIONS, POST`` although GET is there too. The app's final route map is complete,
-so ``Allow`` is taken from it.
+so ``Allow`` is taken from it, found by the matched route's template (the handler's own
+paths lack the prefix of the Router that mounts it under /v1).
 """
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,8 +17,9 @@ def options_allow_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != HTTP_SCOPE or scope["method"] != "OPTIONS":
             await app(scope, receive, send)
             return
-        path = next(iter(scope["route_handler"].paths))
-        methods = scope["litestar_app"].route_handler_method_map.get(path, {})
+        template = scope["path_template"]
+        methods = next((route.methods for route in scope["litestar_app"].routes
+                        if route.path_format == template), ())
         allow = ", ".join(sorted(methods)).encode()
 
         async def send_with_allow(message: Message) -> None:
