@@ -196,14 +196,17 @@ class TransactionPooledConnection(asyncpg.Connection):
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         # asyncpg's transaction() opens a top-level transaction with execute("BEGIN ...;").
         if not args and query.startswith("BEGIN") and not self.is_in_transaction():
-            return await super().execute(query + self.set_timeouts, timeout=timeout)
-        return await self._bounded(super().execute, query, *args, timeout=timeout)
+            began: str = await super().execute(query + self.set_timeouts, timeout=timeout)
+            return began
+        status: str = await self._bounded(super().execute, query, *args, timeout=timeout)
+        return status
 
     async def executemany(self, *args: Any, **kwargs: Any) -> None:
-        return await self._bounded(super().executemany, *args, **kwargs)
+        await self._bounded(super().executemany, *args, **kwargs)
 
-    async def fetch(self, *args: Any, **kwargs: Any) -> list:
-        return await self._bounded(super().fetch, *args, **kwargs)
+    async def fetch(self, *args: Any, **kwargs: Any) -> list[Any]:
+        rows: list[Any] = await self._bounded(super().fetch, *args, **kwargs)
+        return rows
 
     async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
         return await self._bounded(super().fetchrow, *args, **kwargs)

@@ -5,12 +5,12 @@ from datetime import UTC
 from typing import Any
 
 import msgspec
-from litestar import Request
 
 from ventryx_shared.events import Event, EventCreate
 
 from .auth import authorized, caller_params
 from .db import Db
+from .request_type import AppRequest
 
 decode_matches = msgspec.json.Decoder(dict[str, list[str]]).decode
 # What a batch's COPY writes; created_at and xact_id take their defaults (the transaction's
@@ -19,7 +19,7 @@ _COPIED_COLUMNS = ("org_id", "id", "environment", "type", "payload", "occurred_a
                    "matched_workflows", "emitted_by")
 
 
-async def copy_batch(db: Db, request: Request, ids: list[str], items: list[EventCreate],
+async def copy_batch(db: Db, request: AppRequest, ids: list[str], items: list[EventCreate],
                      payloads: list[bytes]) -> tuple[Any, dict[str, list[str]]]:
     """Inside a transaction: locks the caller's key row (or denies), matches the workflows
     of each type, then writes the events (copy_events)."""
@@ -57,7 +57,7 @@ async def copy_events(db: Db, row: Any, matches: dict[str, list[str]], ids: list
         for event_id, item, payload in zip(ids, items, payloads, strict=True)])
     # A memoryview, because asyncpg reads bytes as the path of a file to copy.
     await db.copy_to_table("events", columns=_COPIED_COLUMNS, format="text",
-                           source=memoryview(lines))
+                           source=memoryview(lines))  # type: ignore[arg-type]  # any buffer is read
 
 
 def batch_events(row: Any, matches: dict[str, list[str]], ids: list[str],
@@ -67,7 +67,9 @@ def batch_events(row: Any, matches: dict[str, list[str]], ids: list[str],
     Each payload goes out as the JSON already encoded for the insert (msgspec.Raw), the
     same bytes encoding it again would give, so it is encoded once."""
     created_at, environment, emitted_by = row["created_at"], row["environment"], row["emitted_by"]
-    return [Event(id=event_id, type=item.type, payload=msgspec.Raw(payload),
+    # msgspec.Raw encodes as the JSON object it holds; Event declares the decoded form.
+    return [Event(id=event_id, type=item.type,
+                  payload=msgspec.Raw(payload),  # type: ignore[arg-type]
                   occurred_at=created_at if item.occurred_at is None
                   else item.occurred_at.astimezone(UTC),
                   created_at=created_at, environment=environment,

@@ -99,7 +99,7 @@ class EventHub:
     @property
     def heartbeat_seconds(self) -> float:
         """How often an idle stream sends a keep-alive and re-checks its credential."""
-        return self._app.state.settings.stream_heartbeat_seconds
+        return float(self._app.state.settings.stream_heartbeat_seconds)
 
     def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
         """A task whose failure is logged (never "Task exception was never retrieved")."""

@@ -55,7 +55,7 @@ async def claim(db: asyncpg.Connection, request: AppRequest, org_id: str) -> Res
 
 
 def replay(request_fingerprint: bytes, stored_fingerprint: bytes, status: int,
-           body: bytes) -> Response:
+           body: bytes) -> Response[Any]:
     """The stored response of a claimed key, or 409 for a different request with it."""
     if stored_fingerprint != request_fingerprint:
         raise Conflict("This Idempotency-Key was already used with a different request.",

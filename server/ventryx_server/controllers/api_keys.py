@@ -1,7 +1,7 @@
 """API keys: create, list, get, update, revoke, rotate, and the leaked-key kill switch."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
@@ -64,9 +64,11 @@ class ApiKeysController(Controller):
         limit = data.rate_limit
         fields = KeyFields(
             name=data.name, scopes=data.scopes,
-            environment=data.environment or credential_of(request).environment,
-            expires_at=data.expires_at, rate_limit_requests=limit and limit.requests,
-            rate_limit_window_seconds=limit and limit.window_seconds)
+            # An authorized credential always has its environment (a session's is per request).
+            environment=data.environment or cast(str, credential_of(request).environment),
+            expires_at=data.expires_at,
+            rate_limit_requests=limit.requests if limit else None,
+            rate_limit_window_seconds=limit.window_seconds if limit else None)
         details = {"scopes": data.scopes, **({"rate_limit": limit} if limit else {})}
         if idempotency.idempotency_key(request) is None:
             added = await api_keys.create_key(db, request, fields, details)

@@ -54,7 +54,7 @@ class AuditLogController(Controller):
         """List audit entries, newest first, filtered by actor, action, target and time."""
         action_prefix: str | None = None
         if action is not None and action.endswith(".*"):
-            action, action_prefix = None, action[:-1]
+            action_prefix, action = action[:-1], None
         return await authorized_page(
             db, request, request.app.state.queries.list_audit_entries, to_audit_entry, limit,
             actor=actor, action=action, action_prefix=action_prefix, target=target,

@@ -10,18 +10,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import asyncpg
-from litestar import Request
 
 from ventryx_shared.common import Data, Page
 
 from ..auth import authorized, caller_params
 from ..errors import no_such
+from ..request_type import AppRequest
 from .pagination import page
 
 Item = TypeVar("Item")
 
 
-async def authorized_one(db: asyncpg.Connection, request: Request, statement: Any,
+async def authorized_one(db: asyncpg.Connection, request: AppRequest, statement: Any,
                          to_item: Callable[[Any], Item], what: str, resource_id: str,
                          **params: Any) -> Data[Item]:
     """One resource by id, or 404 naming it (``what``: "API key", "workflow", …)."""
@@ -32,7 +32,7 @@ async def authorized_one(db: asyncpg.Connection, request: Request, statement: An
     return Data(to_item(row))
 
 
-async def authorized_page(db: asyncpg.Connection, request: Request, statement: Any,
+async def authorized_page(db: asyncpg.Connection, request: AppRequest, statement: Any,
                           to_item: Callable[[Any], Item], limit: int,
                           **params: Any) -> Page[Item]:
     """A page of at most ``limit`` (the statement is asked for one more)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import Request, Response
+from litestar import Response
 
 from ventryx_shared.api_keys import ApiKeyRotated
 from ventryx_shared.ids import new_id
@@ -22,6 +22,7 @@ from ..auth import AuthorizedCaller, authorized, caller_params
 from ..db import Queries
 from ..errors import Conflict, PermissionDenied, UnprocessableEntity, no_such
 from ..keys import NewKey, mint, status_of, to_api_key, to_created
+from ..request_type import AppRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class KeyFields:
 
     name: str
     environment: str
-    scopes: list[str]
+    scopes: Sequence[str]
     expires_at: datetime | None = None
     rate_limit_requests: int | None = None
     rate_limit_window_seconds: int | None = None
@@ -45,13 +46,13 @@ class AddedKey:
         return f"AddedKey(id={self.row['id']!r})"
 
 
-def check_no_duplicate_scopes(scopes: list[str]) -> None:
+def check_no_duplicate_scopes(scopes: Sequence[str]) -> None:
     if len(set(scopes)) != len(scopes):
         raise UnprocessableEntity("scopes lists a scope more than once.", code="duplicate_scope",
                                   param="scopes")
 
 
-def check_grantable(caller_scopes: Sequence[str], scopes: list[str]) -> None:
+def check_grantable(caller_scopes: Sequence[str], scopes: Sequence[str]) -> None:
     """A key never holds a scope its creator (or editor) lacks."""
     if not grants_all(list(caller_scopes), scopes):
         missing = sorted(set(scopes) - set(caller_scopes))
@@ -85,7 +86,7 @@ def _key_params(key_id: str, new_key: NewKey, fields: KeyFields) -> dict[str, An
 
 
 def _outcome(row: asyncpg.Record, caller_scopes: Sequence[str], fields: KeyFields,
-             request_fingerprint: bytes | None) -> Response | None:
+             request_fingerprint: bytes | None) -> Response[Any] | None:
     """None for a key added; the response to replay; or the refusal add_api_key chose,
     worded by the same checks that guard changing a key."""
     outcome = row["outcome"]
@@ -103,8 +104,8 @@ def _outcome(row: asyncpg.Record, caller_scopes: Sequence[str], fields: KeyField
     raise RuntimeError(f"add_api_key answered {outcome!r}, which the server does not know")
 
 
-async def create_key(db: asyncpg.Connection, request: Request, fields: KeyFields,
-                     audit_details: dict[str, Any]) -> AddedKey | Response:
+async def create_key(db: asyncpg.Connection, request: AppRequest, fields: KeyFields,
+                     audit_details: dict[str, Any]) -> AddedKey | Response[Any]:
     """POST /v1/api-keys as one statement: the caller's lock, the key, its audit entry.
     With an Idempotency-Key the caller runs it in the transaction that then stores the
     response (idempotency.remember), and a retry gets the stored response back."""
@@ -136,26 +137,26 @@ async def add_key(db: asyncpg.Connection, queries: Queries, pepper: bytes, *, or
     return AddedKey(row, new_key.token)
 
 
-async def stop_key_writes(db: asyncpg.Connection, request: Request, key_id: str) -> None:
+async def stop_key_writes(db: asyncpg.Connection, request: AppRequest, key_id: str) -> None:
     """Inside the transaction, before lock_caller: waits for the writes in flight with the
     key and holds back new ones until commit, which no stream of them can overtake (see
     sql/migrations/0014_fair_revocation.up.sql); the FOR UPDATE of locked_key follows."""
     await request.app.state.queries.stop_api_key_writes(db, **caller_params(request), id=key_id)
 
 
-async def locked_key(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
+async def locked_key(db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller,
                      key_id: str) -> asyncpg.Record:
     """The key, locked until commit; 404 for one of another organization or one a test
     caller may not see, with the words of one that never existed."""
-    row = await request.app.state.queries.lock_api_key(
+    row: asyncpg.Record | None = await request.app.state.queries.lock_api_key(
         db, org_id=caller.org_id, id=key_id, caller_environment=caller.environment)
     if row is None:
         raise no_such("API key", key_id)
     return row
 
 
-async def rotate_key(db: asyncpg.Connection, request: Request, caller: AuthorizedCaller,
-                     old: asyncpg.Record, grace_seconds: int) -> ApiKeyRotated | Response:
+async def rotate_key(db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller,
+                     old: asyncpg.Record, grace_seconds: int) -> ApiKeyRotated | Response[Any]:
     """Inside the transaction that locked the caller and the old key: the successor, with
     the old key's name, scopes, environment, rate limit and end; the old key expires after
     the grace period; or, for a retry with the same Idempotency-Key, the first response

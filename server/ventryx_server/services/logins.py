@@ -7,11 +7,11 @@ through it, so guessing a password costs the same wherever it is tried.
 from dataclasses import dataclass
 
 import asyncpg
-from litestar import Request
 
 from ..addresses import client_address
 from ..auth import hash_secret
 from ..errors import RateLimited
+from ..request_type import AppRequest
 
 # Failed logins allowed per window before 429: per email from one address (an account
 # being guessed from there) and per address (one source guessing many accounts). There
@@ -30,7 +30,7 @@ class LoginThrottle:
     address_key: str
 
     @classmethod
-    def of(cls, request: Request, email: str) -> "LoginThrottle":
+    def of(cls, request: AppRequest, email: str) -> "LoginThrottle":
         # The email is kept only as an HMAC: the table is no address book.
         address = client_address(request.scope)
         digest = hash_secret(request.app.state.settings.pepper,
@@ -41,7 +41,7 @@ class LoginThrottle:
     def keys(self) -> list[str]:
         return [self.email_key, self.address_key]
 
-    async def claim_attempt(self, db: asyncpg.Connection, request: Request) -> list[int]:
+    async def claim_attempt(self, db: asyncpg.Connection, request: AppRequest) -> list[int]:
         """Counts this attempt as a failure until proven otherwise, or raises 429."""
         queries = request.app.state.queries
         async with db.transaction():
@@ -60,7 +60,7 @@ class LoginThrottle:
                 db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS))
         return [row["id"] for row in rows]
 
-    async def succeeded(self, db: asyncpg.Connection, request: Request,
+    async def succeeded(self, db: asyncpg.Connection, request: AppRequest,
                         attempt_ids: list[int]) -> None:
         await request.app.state.queries.forget_login_failures(
             db, email_key=self.email_key, attempt_ids=attempt_ids)
