@@ -49,6 +49,7 @@ class OrganizationUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
         {"required": ["default_rate_limit"],
          "properties": {"default_rate_limit": {"type": "object"}}},
         {"required": ["event_retention_days"], "properties": {"event_retention_days": {
+            "type": "object",  # a null object changes nothing
             "anyOf": [{"required": [env], "properties": {env: {"type": "integer"}}}
                       for env in ("live", "test")]}}}]}
 
