@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -18,10 +19,12 @@ import msgspec
 from ventryx_shared.api_keys import ApiKey, ApiKeyCreated, ApiKeyRotated
 from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Data, ErrorBody, Page
+from ventryx_shared.event_rate import EventRate
 from ventryx_shared.events import Event
 from ventryx_shared.me import Caller
 from ventryx_shared.members import Member, MemberCreated, MemberRemoved
 from ventryx_shared.organizations import OrganizationDetails
+from ventryx_shared.usage import Granularity, KeyUsage
 from ventryx_shared.workflows import Workflow
 
 from . import __version__
@@ -238,6 +241,13 @@ class VentryxClient:
                                  json={"grace_period_seconds": grace_period_seconds},
                                  idempotent_post=True)).data
 
+    async def api_key_usage(self, key_id: str, granularity: Granularity,
+                            since: datetime | None = None) -> KeyUsage:
+        """Requests counted against a key per bucket, by outcome, up to now."""
+        return (await self._call("GET", f"/v1/api-keys/{key_id}/usage", Data[KeyUsage],
+                                 params={"granularity": granularity,
+                                         "since": since and since.isoformat()})).data
+
     # Workflows
 
     async def list_workflows(self, **filters) -> tuple[list[Workflow], bool]:
@@ -272,6 +282,11 @@ class VentryxClient:
         return (await self._call("POST", "/v1/events", Data[Event],
                                  json={"type": type, "payload": payload},
                                  idempotent_post=True)).data
+
+    async def event_rate(self, minutes: int = 60) -> EventRate:
+        """Events received per minute in this environment, the current minute last."""
+        return (await self._call("GET", "/v1/events/rate", Data[EventRate],
+                                 params={"minutes": minutes})).data
 
     async def stream_events(self, last_event_id: str | None = None,
                             type: str | None = None) -> AsyncIterator[StreamedEvent]:
