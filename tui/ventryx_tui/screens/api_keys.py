@@ -88,6 +88,7 @@ class ApiKeysScreen(SectionScreen):
         # Requests per hour over the last day, and successes in the last 15 minutes of
         # rotated keys in their grace period, per key id (loaded after the table).
         self.last_day: dict[str, list[int]] = {}
+        self.activity_loaded = False
         self.recent: dict[str, int] = {}
         self._layout: tuple[int, bool] | None = None
 
@@ -126,6 +127,7 @@ class ApiKeysScreen(SectionScreen):
 
     def show(self, result) -> None:
         self.keys, self.truncated = result
+        self.activity_loaded = False
         self.render_rows()
         self.load_activity(list(self.keys))
 
@@ -154,6 +156,7 @@ class ApiKeysScreen(SectionScreen):
             return
         self.last_day = {key.id: day for key, day in zip(busy, days, strict=True)}
         self.recent = {key.id: count for key, count in zip(rotated, recents, strict=True)}
+        self.activity_loaded = True
         self.render_rows()
 
     def show_failure(self, error: ApiError) -> None:
@@ -174,7 +177,7 @@ class ApiKeysScreen(SectionScreen):
             return sparkline([0] * 24, width)
         hours = self.last_day.get(key.id)
         if hours is None:  # still loading, or past MAX_SPARKLINES
-            return f"{key.requests_last_24h:,} req" if len(self.keys) > MAX_SPARKLINES else ""
+            return f"{key.requests_last_24h:,} req" if self.activity_loaded else ""
         return sparkline(hours, width)
 
     def cells(self, key: ApiKey, successors: set[str],
