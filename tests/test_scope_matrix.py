@@ -136,6 +136,10 @@ async def feed_events(ctx):
     return Request("GET", "/v1/events/feed")
 
 
+async def get_event_rate(ctx):
+    return Request("GET", "/v1/events/rate")
+
+
 async def stream_events(ctx):
     # follow=false: replay and end, so the matrix can read the whole response.
     return Request("GET", "/v1/events/stream", params={"follow": "false"})
@@ -214,6 +218,7 @@ SAMPLES: dict[str, Sample] = {
     "getEvent": get_event,
     "feedEvents": feed_events,
     "streamEvents": stream_events,
+    "getEventRate": get_event_rate,
     "getOrganization": get_organization,
     "updateOrganization": update_organization,
     "listMembers": list_members,

@@ -18,6 +18,7 @@ from .auth import CredentialReader
 from .auth import _in_background as in_background
 from .controllers.api_keys import ApiKeysController, LeakedKeysController
 from .controllers.audit_log import AuditLogController
+from .controllers.event_rate import EventRateController
 from .controllers.events import EventsController
 from .controllers.health import HealthController
 from .controllers.me import MeController
@@ -45,6 +46,7 @@ API_HANDLERS = [
     SessionsController,
     AuditLogController,
     WorkflowsController,
+    EventRateController,
     EventsController,
 ]
 

@@ -2,9 +2,11 @@
 store in a temporary folder (never the keyring or the user's own config)."""
 
 import asyncio
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from ventryx_tui.app import VentryxApp
 from ventryx_tui.credentials import CredentialStore
@@ -63,3 +65,11 @@ async def wait_until(pilot, predicate, timeout: float = 10.0) -> bool:
             return True
         await pilot.pause(0.05)
     return predicate()
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text (what export_screenshot draws, without SVG)."""
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(),
+                      force_terminal=True, record=True, color_system=None)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text(styles=False)

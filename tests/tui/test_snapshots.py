@@ -7,12 +7,15 @@ times, key tails, the server's port) is held still: relative times and the addre
 is exactly what was drawn. Update with ``pytest tests/tui --snapshot-update``.
 """
 
+import asyncio
 import re
+from datetime import UTC, datetime
 
 import pytest
 from pytest_textual_snapshot import SVGImageExtension
 from textual.widgets import Input
 
+from conftest import wait_for
 from ventryx_tui import formatting
 from ventryx_tui.screens.events import EventsScreen
 
@@ -32,6 +35,11 @@ _MASKS = [
     (re.compile(r"(vtx_(live|test)_…)[0-9A-Za-z]{4}"), lambda m: m.group(1) + "wxyz"),
     (re.compile(r"owner-[0-9a-f]{8}@"), lambda m: "owner-00000000@"),
     (re.compile(r"terminal-\d+"), lambda m: "terminal-0"),
+    # The overview's hour of minutes: which minute the fixture's event fell in depends on
+    # the second the test ran (tests/tui/test_key_usage.py checks what it draws).
+    # (A text area's border is a run of ▁ too, but never holds a ·.)
+    (re.compile(r"[·▁▂▃▄▅▆▇█]{60}"),
+     lambda m: "·" * 59 + "█" if "·" in m.group(0) else m.group(0)),
 ]
 
 
@@ -70,6 +78,8 @@ def still_formatting(monkeypatch):
     monkeypatch.setattr(formatting, "date", _still("2026-04-02"))
     monkeypatch.setattr(formatting, "time_of_day", _still("10:00:00"))
     monkeypatch.setattr(formatting, "precise", _still("2026-04-02 10:00:00Z"))
+    monkeypatch.setattr(formatting, "hour", _still("10:00"))
+    monkeypatch.setattr(formatting, "day", _still("04-02"))
     monkeypatch.setattr(formatting, "identifier",
                         lambda value: ULID.sub("0" * 26, value) if value else "-")
     monkeypatch.setattr(formatting, "address", lambda url: "http://127.0.0.1:8000")
@@ -78,9 +88,13 @@ def still_formatting(monkeypatch):
 @pytest.fixture
 async def acme(make_org, make_key, client, ledger):
     """The same small organization every time."""
+    await clear_of_the_hour()
     org = await make_org("Acme")
     admin = bearer(org.admin_key)
-    await make_key(org, ["workflows:read", "events:write"], name="ci-pipeline")
+    ci_id, ci_key = await make_key(org, ["workflows:read", "events:write"], name="ci-pipeline")
+    # Its usage chart: two successes and one refusal for a scope it lacks.
+    for path in ("/v1/workflows", "/v1/workflows", "/v1/events"):
+        await client.get(path, headers=bearer(ci_key))
     await make_key(org, ["events:read"], environment="test", name="sandbox-reader")
     await client.post("/v1/workflows", headers=admin, json={
         "name": "order-notify", "trigger": "order.*", "description": "Tell the shop",
@@ -92,7 +106,22 @@ async def acme(make_org, make_key, client, ledger):
         "email": "dana@acme.test", "name": "Dana", "role": "developer"})
     if member.status_code == 201 and member.json()["data"].get("one_time_password"):
         ledger.add(member.json()["data"]["one_time_password"])
+
+    async def ci_usage_flushed():
+        response = await client.get(f"/v1/api-keys/{ci_id}", headers=admin)
+        return response.json()["data"]["requests_last_24h"] == 3
+
+    assert await wait_for(ci_usage_flushed, 10)
     return org
+
+
+async def clear_of_the_hour(margin: float = 30.0) -> None:
+    """Usage is drawn per hour, the current one last: wait out an hour about to turn, so
+    the data made here and the screen drawn from it fall in the same hour."""
+    now = datetime.now(UTC)
+    left = 3600 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+    if left < margin:
+        await asyncio.sleep(left + 0.5)
 
 
 SCREENS = {
@@ -102,6 +131,8 @@ SCREENS = {
     "api-keys-help": ("2", "question_mark"),
     "api-keys-rotate": ("2", "o"),
     "api-keys-revoke": ("2", "x"),
+    "api-keys-usage": ("2", "enter"),
+    "api-keys-usage-day": ("2", "enter", "v"),
     "workflows": ("3",),
     "workflows-editor": ("3", "e"),
     "events": ("4",),

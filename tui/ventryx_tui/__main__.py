@@ -1,5 +1,5 @@
 """``python -m ventryx_tui``: the same as the ``ventryx`` command."""
 
-from .app import main
+from .cli import main
 
 main()

@@ -1,10 +1,9 @@
-"""``ventryx [--server URL] [--read-only]``: the Ventryx terminal dashboard."""
+"""The Ventryx terminal dashboard: the app, its connection and sign-in, and the sections
+it switches between (``cli.py`` starts it)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 from collections.abc import Iterable
 
 from textual import work
@@ -384,18 +383,3 @@ class VentryxApp(App):
         if self.client is not None:
             await self.client.aclose()
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="ventryx", description="The Ventryx terminal dashboard.")
-    parser.add_argument("--server", help="the server's URL (default: the saved one, else "
-                        f"{DEFAULT_SERVER}); VENTRYX_SERVER works too")
-    parser.add_argument("--read-only", action="store_true",
-                        help="hide every action that changes something")
-    args = parser.parse_args(argv)
-    server = args.server or os.environ.get("VENTRYX_SERVER")
-    VentryxApp(server, read_only=args.read_only).run()
-
-
-if __name__ == "__main__":
-    main()

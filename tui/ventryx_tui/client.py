@@ -10,18 +10,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
 import msgspec
+from httpx_sse import EventSource, SSEError
 
 from ventryx_shared.api_keys import ApiKey, ApiKeyCreated, ApiKeyRotated
 from ventryx_shared.audit_log import AuditEntry
 from ventryx_shared.common import Data, ErrorBody, Page
+from ventryx_shared.event_rate import EventRate
 from ventryx_shared.events import Event
 from ventryx_shared.me import Caller
 from ventryx_shared.members import Member, MemberCreated, MemberRemoved
 from ventryx_shared.organizations import OrganizationDetails
+from ventryx_shared.usage import Granularity, KeyUsage
 from ventryx_shared.workflows import Workflow
 
 from . import __version__
@@ -238,6 +242,13 @@ class VentryxClient:
                                  json={"grace_period_seconds": grace_period_seconds},
                                  idempotent_post=True)).data
 
+    async def api_key_usage(self, key_id: str, granularity: Granularity,
+                            since: datetime | None = None) -> KeyUsage:
+        """Requests counted against a key per bucket, by outcome, up to now."""
+        return (await self._call("GET", f"/v1/api-keys/{key_id}/usage", Data[KeyUsage],
+                                 params={"granularity": granularity,
+                                         "since": since and since.isoformat()})).data
+
     # Workflows
 
     async def list_workflows(self, **filters) -> tuple[list[Workflow], bool]:
@@ -273,6 +284,11 @@ class VentryxClient:
                                  json={"type": type, "payload": payload},
                                  idempotent_post=True)).data
 
+    async def event_rate(self, minutes: int = 60) -> EventRate:
+        """Events received per minute in this environment, the current minute last."""
+        return (await self._call("GET", "/v1/events/rate", Data[EventRate],
+                                 params={"minutes": minutes})).data
+
     async def stream_events(self, last_event_id: str | None = None,
                             type: str | None = None) -> AsyncIterator[StreamedEvent]:
         """Server-sent events until the server closes the stream, after an ``open`` marker
@@ -290,22 +306,27 @@ class VentryxClient:
                     await response.aread()
                     raise _error_from(response)
                 yield StreamedEvent(None, "open", {})  # connected: the tail may say so
-                async for message in _parse_sse(response.aiter_lines()):
+                async for message in EventSource(response).aiter_sse():
+                    if not message.data:
+                        continue  # the spec dispatches no event without data
+                    data = _json_object(message.data)
                     if message.event == "error":
-                        raise _stream_error(message.data.get("error", {}))
-                    if message.event == "message":
-                        try:
-                            event = msgspec.convert(message.data, Event, strict=False)
-                        except msgspec.ValidationError:
-                            continue  # not an event we can show; the next one may be
-                        yield StreamedEvent(message.id, message.event, message.data, event)
-                    else:
-                        yield message
+                        raise _stream_error(data.get("error", {}))
+                    if message.event != "message":
+                        yield StreamedEvent(message.id or None, message.event, data)
+                        continue
+                    try:
+                        event = msgspec.convert(data, Event, strict=False)
+                    except msgspec.ValidationError:
+                        continue  # not an event we can show; the next one may be
+                    yield StreamedEvent(message.id or None, message.event, data, event)
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
                 f"The server at {self.server} did not answer within {self.timeout:g} s.") from exc
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"Lost the event stream from {self.server}.") from exc
+        except SSEError as exc:  # a 200 that is no event stream: a proxy's page, say
+            raise ApiError(f"The server's answer was not an event stream: {exc}") from exc
 
     # Organization, members, audit log
 
@@ -358,28 +379,10 @@ def _id_of(item: Any) -> str | None:
     return item.get("id") if isinstance(item, dict) else getattr(item, "id", None)
 
 
-async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[StreamedEvent]:
-    event_id: str | None = None
-    event_name = "message"
-    data_lines: list[str] = []
-    async for line in lines:
-        if line == "":
-            if data_lines:
-                try:
-                    data = msgspec.json.decode("\n".join(data_lines).encode())
-                except msgspec.DecodeError:
-                    data = {"raw": "\n".join(data_lines)}
-                yield StreamedEvent(event_id, event_name,
-                                    data if isinstance(data, dict) else {"value": data})
-            event_name, data_lines = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if field == "id":
-            event_id = value
-        elif field == "event":
-            event_name = value
-        elif field == "data":
-            data_lines.append(value)
+def _json_object(data: str) -> dict:
+    """An event's data as the dict the stream sends, whatever it turns out to be."""
+    try:
+        value = msgspec.json.decode(data.encode())
+    except msgspec.DecodeError:
+        return {"raw": data}
+    return value if isinstance(value, dict) else {"value": value}

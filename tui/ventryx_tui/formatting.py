@@ -91,3 +91,29 @@ def duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
+
+
+def hour(value: datetime | str | None, empty: str = "-") -> str:
+    """``14:00``: the start of an hour on a chart's axis (UTC)."""
+    moment = _parse(value)
+    if moment is None:
+        return empty
+    return moment.astimezone(UTC).strftime("%H:00")
+
+
+def day(value: datetime | str | None, empty: str = "-") -> str:
+    """``04-02``: a day on a chart's axis (UTC)."""
+    moment = _parse(value)
+    if moment is None:
+        return empty
+    return moment.astimezone(UTC).strftime("%m-%d")
+
+
+def rate(count: int, minutes: int) -> str:
+    """``4``, ``0.3``, ``<0.1``: ``count`` events over ``minutes``, per minute."""
+    per_minute = count / minutes
+    if count and per_minute < 0.1:
+        return "<0.1"
+    if per_minute >= 10 or per_minute == int(per_minute):
+        return f"{per_minute:,.0f}"
+    return f"{per_minute:.1f}"

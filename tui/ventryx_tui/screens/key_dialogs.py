@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
@@ -26,6 +26,8 @@ from ventryx_shared.api_keys import ApiKey, ApiKeyCreated
 from ventryx_shared.scopes import SCOPE_DESCRIPTIONS
 
 from .. import formatting as fmt
+from ..client import ApiError
+from ..key_usage import RECENT_MINUTES, recent_successes
 from ..widgets.choices import MarkedRadioButton, MarkedSelectionList
 from .base import Dialog
 
@@ -160,8 +162,30 @@ class RevokeKeyDialog(Dialog[ApiKey]):
         yield Static(Text(
             f"Revoking {self.key.redacted_key} is instantaneous: every request with it gets "
             "401 from the moment this returns. It cannot be undone."))
+        yield Static(Text("Counting its requests of the last 15 minutes..."),
+                     id="recent-traffic")
         yield Label(Text(f"Type the key's name to confirm: {self.key.name}"))
         yield Input(id="confirm-name", compact=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.count_recent_traffic()
+
+    @work(exclusive=True, group="recent-traffic", exit_on_error=False)
+    async def count_recent_traffic(self) -> None:
+        """Revoking a key still in use is allowed, but not without saying so."""
+        line = self.query_one("#recent-traffic", Static)
+        try:
+            served = await recent_successes(self.app.client, self.key.id)
+        except ApiError as error:
+            line.update(Text(f"Its recent traffic could not be read: {error.describe()}"))
+            return
+        if served:
+            line.update(Text(f"It served {fmt.plural(served, 'request')} in the last "
+                             f"{RECENT_MINUTES} minutes: whatever sent them gets 401 from "
+                             "now on.", style="bold"))
+        else:
+            line.update(Text(f"It served no request in the last {RECENT_MINUTES} minutes."))
 
     def compose_buttons(self) -> ComposeResult:
         yield Button("Revoke", id="revoke", variant="error", compact=True, disabled=True)

@@ -1,4 +1,5 @@
-"""Overview: who you are, the organization, counts per resource, and recent activity.
+"""Overview: who you are, the organization, counts per resource, events per minute of the
+last hour, and recent activity.
 
 Each part is loaded on its own, so a part the caller may not see (or an endpoint the server
 does not have) says why in its own line while the rest still shows.
@@ -17,6 +18,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from .. import formatting as fmt
+from ..charts import sparkline
 from ..client import ApiError, ServerUnreachable, VentryxClient
 from .base import SectionScreen
 
@@ -30,6 +32,7 @@ class OverviewData:
     events: Any
     members: Any
     activity: Any
+    event_rate: Any
 
 
 def _count(result: Any, noun: str, active: int | None = None) -> str:
@@ -42,10 +45,22 @@ def _count(result: Any, noun: str, active: int | None = None) -> str:
     return text
 
 
+def _event_rate(result: Any) -> Text:
+    """The last hour as a line of 60 minutes, and what it adds up to."""
+    if isinstance(result, ApiError):
+        return Text(f"unavailable: {result.describe()}")
+    counts = [bucket.events for bucket in result.buckets]
+    text = Text(sparkline(counts, len(counts)) + "\n")
+    text.append(f"last hour, oldest left: {fmt.plural(sum(counts), 'event')}, "
+                f"peak {max(counts, default=0):,}/min", style="dim")
+    return text
+
+
 class OverviewScreen(SectionScreen):
     SECTION = "Overview"
     HELP = ("The organization, your credential and its scopes, how many of each resource "
-            "you can see in this environment, and the latest audit log entries.")
+            "you can see in this environment, events received per minute over the last hour "
+            "(oldest left, · for a minute without any), and the latest audit log entries.")
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="overview"):
@@ -78,7 +93,8 @@ class OverviewScreen(SectionScreen):
             in_environment("workflows", client.list_workflows),
             in_environment("events", lambda: client.list_events(limit=100)),
             client.list_members(),
-            client.list_audit_log(), return_exceptions=True)
+            client.list_audit_log(), in_environment("events", client.event_rate),
+            return_exceptions=True)
         for result in results:
             if isinstance(result, ServerUnreachable):
                 raise result
@@ -127,6 +143,7 @@ class OverviewScreen(SectionScreen):
             counts.add_row("Events", Text(
                 fmt.plural(len(data.events), "recent event")
                 + ("+" if len(data.events) >= 100 else "")))
+        counts.add_row("Events/min", _event_rate(data.event_rate))
         counts.add_row("Members", Text(_count(data.members, "member")))
         self.query_one("#overview-counts", Static).update(counts)
 
