@@ -15,9 +15,10 @@ _ULID = re.compile(_ULID_CHARACTERS)
 _RANDOM_CHARACTER = bytes(_CROCKFORD.encode()[byte & 31] for byte in range(256))
 
 
-def _time_characters() -> str:
-    """A ULID's first 10 characters: the Unix time in milliseconds, 48 bits (2 zero bits ahead)."""
-    milliseconds = int(time.time() * 1000)
+def _time_characters(seconds: float | None = None) -> str:
+    """A ULID's first 10 characters: the Unix time (now unless given) in milliseconds, 48
+    bits (2 zero bits ahead)."""
+    milliseconds = int((time.time() if seconds is None else seconds) * 1000)
     return "".join([_CROCKFORD[(milliseconds >> shift) & 31] for shift in range(45, -1, -5)])
 
 
@@ -31,6 +32,12 @@ def new_ids(prefix: str, count: int) -> list[str]:
     head = f"{prefix}_{_time_characters()}"
     random = os.urandom(16 * count).translate(_RANDOM_CHARACTER).decode()
     return [head + random[start:start + 16] for start in range(0, 16 * count, 16)]
+
+
+def lowest_id(prefix: str, seconds: float) -> str:
+    """The smallest id minted at Unix time ``seconds`` or later can have (its time, then
+    zeros): ``id >= lowest_id(...)`` is an index range over ids minted since."""
+    return f"{prefix}_{_time_characters(seconds)}{'0' * 16}"
 
 
 def is_id(prefix: str, value: str) -> bool:
