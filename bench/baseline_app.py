@@ -44,9 +44,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     # The same call as ventryx_server.cli._serve, so the two differ only in the app.
-    Granian("baseline_app:create_app", factory=True, address=args.host, port=args.port,
-            interface=Interfaces.ASGI, workers=args.workers, log_access=False,
-            working_dir=Path(__file__).resolve().parent).serve()
+    Granian(
+        "baseline_app:create_app",
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        log_access=False,
+        working_dir=Path(__file__).resolve().parent,
+    ).serve()
 
 
 if __name__ == "__main__":

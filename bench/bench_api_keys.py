@@ -16,7 +16,8 @@ _QUERIES = Queries(
     """
 -- name: get-api-key-row^
 SELECT k.* FROM api_keys k WHERE k.org_id = :org_id AND k.id = :id;
-""")
+"""
+)
 
 BASELINE = "baseline: api_keys row, no auth"
 READ = "GET /v1/api-keys/{id}"
@@ -43,14 +44,26 @@ async def prepare(ctx: BenchContext) -> list[Scenario]:
     _, reader = await ctx.create_key(["api-keys:read"], name="bench reader")
     _, creator = await ctx.create_key(["api-keys:write", "workflows:read"], name="bench creator")
     return [
-        Scenario(BASELINE, "baseline", f"/baseline/api-keys/{ctx.org_id}/{ctx.admin_key_id}",
-                 token=reader),
-        Scenario(READ, "server", f"/v1/api-keys/{ctx.admin_key_id}",
-                 token=reader, baseline=BASELINE),
+        Scenario(
+            BASELINE,
+            "baseline",
+            f"/baseline/api-keys/{ctx.org_id}/{ctx.admin_key_id}",
+            token=reader,
+        ),
+        Scenario(
+            READ, "server", f"/v1/api-keys/{ctx.admin_key_id}", token=reader, baseline=BASELINE
+        ),
         # Every request adds a key (run.py lifts the organization's quota), so the count
         # behind the quota check grows through the run as it would in a busy organization.
-        Scenario(CREATE, "server", "/v1/api-keys", method="POST", token=creator,
-                 body=b'{"name": "bench created", "scopes": ["workflows:read"]}',
-                 baseline=BASELINE, expect_status=201),
+        Scenario(
+            CREATE,
+            "server",
+            "/v1/api-keys",
+            method="POST",
+            token=creator,
+            body=b'{"name": "bench created", "scopes": ["workflows:read"]}',
+            baseline=BASELINE,
+            expect_status=201,
+        ),
         Scenario("GET /v1/me", "server", "/v1/me", token=reader, baseline=BASELINE),
     ]

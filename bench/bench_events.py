@@ -96,7 +96,8 @@ SELECT :org_id AS org_id, :environment AS environment, 'baseline' AS emitted_by,
        now() AS created_at,
        (SELECT json_object_agg(m.type, m.workflow_ids) FROM matches m)::text
            AS matched_workflows_by_type;
-""")
+"""
+)
 
 SINGLE_BASELINE = "baseline: insert event, no auth"
 BATCH_BASELINE = f"baseline: copy {BATCH_SIZE} events, no auth"
@@ -104,43 +105,58 @@ BATCH_INSERT_BASELINE = f"baseline: INSERT ... unnest {BATCH_SIZE} events, no au
 
 
 @post("/baseline/events/{org_id:str}", status_code=201)
-async def emit_without_auth(db: asyncpg.Connection, org_id: str,
-                            data: JSONBody[EventCreate]) -> Response[Data[Event]]:
+async def emit_without_auth(
+    db: asyncpg.Connection, org_id: str, data: JSONBody[EventCreate]
+) -> Response[Data[Event]]:
     """POST /v1/events minus the credential: same validation, statement and JSON."""
-    row = await _QUERIES.insert_event(db, org_id=org_id, environment="live", id=new_id("evt"),
-                                      type=data.type, payload=payload_json(data),
-                                      occurred_at=data.occurred_at)
+    row = await _QUERIES.insert_event(
+        db,
+        org_id=org_id,
+        environment="live",
+        id=new_id("evt"),
+        type=data.type,
+        payload=payload_json(data),
+        occurred_at=data.occurred_at,
+    )
     return Response(Data(emitted_event(row, data)), status_code=201)
 
 
 @post("/baseline/events/{org_id:str}/batch", status_code=201)
-async def emit_batch_without_auth(request: Request, db: asyncpg.Connection,
-                                  org_id: str) -> Response[Data[list[Event]]]:
+async def emit_batch_without_auth(
+    request: Request, db: asyncpg.Connection, org_id: str
+) -> Response[Data[list[Event]]]:
     """POST /v1/events/batch minus the credential: the same transaction and COPY."""
     items, payloads, errors = read_batch(await request.body())
     if errors:
         raise UnprocessableEntity(errors[0].message)
     ids = new_ids("evt", len(items))
     async with db.transaction():
-        row = await _QUERIES.batch_matches(db, org_id=org_id, environment="live",
-                                           types=list({item.type for item in items}))
+        row = await _QUERIES.batch_matches(
+            db, org_id=org_id, environment="live", types=list({item.type for item in items})
+        )
         matches = decode_matches(row["matched_workflows_by_type"])
         await copy_events(db, row, matches, ids, items, payloads)
     return Response(Data(batch_events(row, matches, ids, items, payloads)), status_code=201)
 
 
 @post("/baseline/events/{org_id:str}/batch-insert", status_code=201)
-async def insert_batch_without_auth(request: Request, db: asyncpg.Connection,
-                                    org_id: str) -> Response[Data[list[Event]]]:
+async def insert_batch_without_auth(
+    request: Request, db: asyncpg.Connection, org_id: str
+) -> Response[Data[list[Event]]]:
     """The batch as it was written before COPY: one INSERT ... SELECT FROM unnest."""
     items, payloads, errors = read_batch(await request.body())
     if errors:
         raise UnprocessableEntity(errors[0].message)
     ids = new_ids("evt", len(items))
     row = await _QUERIES.insert_events(
-        db, org_id=org_id, environment="live", ids=ids, types=[i.type for i in items],
+        db,
+        org_id=org_id,
+        environment="live",
+        ids=ids,
+        types=[i.type for i in items],
         payloads=[payload.decode() for payload in payloads],
-        occurred_ats=[i.occurred_at for i in items])
+        occurred_ats=[i.occurred_at for i in items],
+    )
     matches = decode_matches(row["matched_workflows_by_type"])
     return Response(Data(batch_events(row, matches, ids, items, payloads)), status_code=201)
 
@@ -148,39 +164,80 @@ async def insert_batch_without_auth(request: Request, db: asyncpg.Connection,
 BASELINE_ROUTES = [emit_without_auth, emit_batch_without_auth, insert_batch_without_auth]
 
 # An order as a shop might send it: a few hundred bytes of payload.
-PAYLOAD = {"order_id": "ord_8842", "customer": {"id": "cus_193", "email": "ann@example.com"},
-           "total": {"amount": 12999, "currency": "EUR"},
-           "items": [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-7", "quantity": 1}]}
+PAYLOAD = {
+    "order_id": "ord_8842",
+    "customer": {"id": "cus_193", "email": "ann@example.com"},
+    "total": {"amount": 12999, "currency": "EUR"},
+    "items": [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-7", "quantity": 1}],
+}
 
 
 async def prepare(ctx: BenchContext) -> list[Scenario]:
     # Two workflows the events match, so matched_workflows is part of what is measured.
     admin = {"Authorization": f"Bearer {ctx.admin_key}"}
     for name, trigger in (("bench fulfil", "order.created"), ("bench all orders", "order.*")):
-        response = await ctx.api.post("/v1/workflows", headers=admin,
-                                      json={"name": name, "trigger": trigger})
+        response = await ctx.api.post(
+            "/v1/workflows", headers=admin, json={"name": name, "trigger": trigger}
+        )
         if response.status_code not in (201, 409):
             raise RuntimeError(f"could not create a bench workflow: HTTP {response.status_code}")
     _, emitter = await ctx.create_key(["events:write"], name="bench emitter")
     single = msgspec.json.encode({"type": "order.created", "payload": PAYLOAD})
-    batch = msgspec.json.encode({"events": [{"type": "order.created", "payload": PAYLOAD}]
-                                 * BATCH_SIZE})
+    batch = msgspec.json.encode(
+        {"events": [{"type": "order.created", "payload": PAYLOAD}] * BATCH_SIZE}
+    )
     scenarios = [
-        Scenario(SINGLE_BASELINE, "baseline", f"/baseline/events/{ctx.org_id}", method="POST",
-                 token=emitter, body=single, expect_status=201),
-        Scenario("POST /v1/events", "server", "/v1/events", method="POST", token=emitter,
-                 body=single, baseline=SINGLE_BASELINE, expect_status=201),
+        Scenario(
+            SINGLE_BASELINE,
+            "baseline",
+            f"/baseline/events/{ctx.org_id}",
+            method="POST",
+            token=emitter,
+            body=single,
+            expect_status=201,
+        ),
+        Scenario(
+            "POST /v1/events",
+            "server",
+            "/v1/events",
+            method="POST",
+            token=emitter,
+            body=single,
+            baseline=SINGLE_BASELINE,
+            expect_status=201,
+        ),
     ]
     if BATCH_SIZE == 0:
         return scenarios
     return [
         *scenarios,
-        Scenario(BATCH_BASELINE, "baseline", f"/baseline/events/{ctx.org_id}/batch",
-                 method="POST", token=emitter, body=batch, expect_status=201),
-        Scenario(BATCH_INSERT_BASELINE, "baseline", f"/baseline/events/{ctx.org_id}/batch-insert",
-                 method="POST", token=emitter, body=batch, baseline=BATCH_BASELINE,
-                 expect_status=201),
-        Scenario(f"POST /v1/events/batch ({BATCH_SIZE})", "server", "/v1/events/batch",
-                 method="POST", token=emitter, body=batch, baseline=BATCH_BASELINE,
-                 expect_status=201),
+        Scenario(
+            BATCH_BASELINE,
+            "baseline",
+            f"/baseline/events/{ctx.org_id}/batch",
+            method="POST",
+            token=emitter,
+            body=batch,
+            expect_status=201,
+        ),
+        Scenario(
+            BATCH_INSERT_BASELINE,
+            "baseline",
+            f"/baseline/events/{ctx.org_id}/batch-insert",
+            method="POST",
+            token=emitter,
+            body=batch,
+            baseline=BATCH_BASELINE,
+            expect_status=201,
+        ),
+        Scenario(
+            f"POST /v1/events/batch ({BATCH_SIZE})",
+            "server",
+            "/v1/events/batch",
+            method="POST",
+            token=emitter,
+            body=batch,
+            baseline=BATCH_BASELINE,
+            expect_status=201,
+        ),
     ]

@@ -61,12 +61,15 @@ class BenchContext:
     api: httpx.AsyncClient
     db: asyncpg.Connection
 
-    async def create_key(self, scopes: list[str], environment: str = "live",
-                         name: str = "bench key") -> tuple[str, str]:
+    async def create_key(
+        self, scopes: list[str], environment: str = "live", name: str = "bench key"
+    ) -> tuple[str, str]:
         """A new key made through the API by the org's admin key: (id, token)."""
         response = await self.api.post(
-            "/v1/api-keys", headers={"Authorization": f"Bearer {self.admin_key}"},
-            json={"name": name, "scopes": scopes, "environment": environment})
+            "/v1/api-keys",
+            headers={"Authorization": f"Bearer {self.admin_key}"},
+            json={"name": name, "scopes": scopes, "environment": environment},
+        )
         if response.status_code != 201:
             raise RuntimeError(f"could not create a bench key: HTTP {response.status_code}")
         data = response.json()["data"]
@@ -179,9 +182,23 @@ class Wrk:
         with request_env(scenario) as env:
             result = subprocess.run(
                 # wrk's default 2 s timeout would count slow batch requests as errors.
-                [self.executable, f"-t{self.threads}", f"-c{connections}", f"-d{seconds:g}s",
-                 "--timeout", "30s", "--latency", "-s", str(WRK_SCRIPT), url + scenario.path],
-                env=env, capture_output=True, text=True, check=True)
+                [
+                    self.executable,
+                    f"-t{self.threads}",
+                    f"-c{connections}",
+                    f"-d{seconds:g}s",
+                    "--timeout",
+                    "30s",
+                    "--latency",
+                    "-s",
+                    str(WRK_SCRIPT),
+                    url + scenario.path,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
         return parse_wrk(result.stdout)
 
 
@@ -201,8 +218,9 @@ def parse_wrk(output: str) -> Measurement:
     failures = 0
     if non_2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
         failures += int(non_2xx[1])
-    if errors := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                           output):
+    if errors := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    ):
         failures += sum(int(n) for n in errors.groups())
     return Measurement(rps, p50, p99, requests, failures)
 
@@ -220,18 +238,31 @@ class PythonLoad:
     def run(self, url: str, scenario: Scenario, connections: int, seconds: float) -> Measurement:
         with request_env(scenario) as env:
             result = subprocess.run(
-                [sys.executable, str(LOADGEN), url + scenario.path, "--connections",
-                 str(connections), "--seconds", str(seconds)],
-                env=env, capture_output=True, text=True, check=True)
+                [
+                    sys.executable,
+                    str(LOADGEN),
+                    url + scenario.path,
+                    "--connections",
+                    str(connections),
+                    "--seconds",
+                    str(seconds),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
         return Measurement(**json.loads(result.stdout))
 
 
 def pick_load_generator(threads: int) -> "Wrk | PythonLoad":
     if executable := shutil.which("wrk"):
         return Wrk(executable, threads)
-    print("wrk not found, using the slower Python load generator. For comparable numbers "
-          "install wrk: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`.",
-          file=sys.stderr)
+    print(
+        "wrk not found, using the slower Python load generator. For comparable numbers "
+        "install wrk: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`.",
+        file=sys.stderr,
+    )
     return PythonLoad()
 
 
@@ -245,8 +276,11 @@ async def probe(url: str, scenario: Scenario) -> None:
     if scenario.body is not None:
         headers["Content-Type"] = "application/json"
     async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.request(scenario.method, url + scenario.path, headers=headers,
-                                        content=scenario.body)
+        response = await client.request(
+            scenario.method, url + scenario.path, headers=headers, content=scenario.body
+        )
     if response.status_code != scenario.expect_status:
-        raise RuntimeError(f"{scenario.name}: expected HTTP {scenario.expect_status}, got "
-                           f"{response.status_code}: {response.text[:300]}")
+        raise RuntimeError(
+            f"{scenario.name}: expected HTTP {scenario.expect_status}, got "
+            f"{response.status_code}: {response.text[:300]}"
+        )

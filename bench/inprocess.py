@@ -38,8 +38,9 @@ async def run_lifespan(app):
     """Starts an ASGI app's lifespan; returns the coroutine function that ends it."""
     to_app: asyncio.Queue = asyncio.Queue()
     from_app: asyncio.Queue = asyncio.Queue()
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                                   to_app.get, from_app.put))
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, to_app.get, from_app.put)
+    )
     await to_app.put({"type": "lifespan.startup"})
     started = await from_app.get()
     if started["type"] != "lifespan.startup.complete":
@@ -61,13 +62,25 @@ async def call(app, scenario: Scenario) -> int:
         headers.append((b"authorization", f"Bearer {scenario.token}".encode()))
     body = scenario.body or b""
     if scenario.body is not None:
-        headers += [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": scenario.method, "scheme": "http", "path": path,
-             "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": headers, "client": ("127.0.0.1", 50000),
-             "server": ("127.0.0.1", 80), "state": {}}
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": scenario.method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
     status = 0
 
     async def receive():
@@ -90,12 +103,17 @@ async def main(args) -> None:
     pepper = secrets.token_bytes(32)
     admin_url = embedded.start(run_dir)
     database_url, org = await prepare_database(admin_url, pepper)
-    os.environ.update(DATABASE_URL=database_url, VENTRYX_PEPPER=pepper.hex(),
-                      BENCH_MODULES=",".join(module.__name__ for module in modules))
+    os.environ.update(
+        DATABASE_URL=database_url,
+        VENTRYX_PEPPER=pepper.hex(),
+        BENCH_MODULES=",".join(module.__name__ for module in modules),
+    )
     import baseline_app
 
-    apps = {"server": create_app(Settings(database_url=database_url, pepper=pepper)),
-            "baseline": baseline_app.create_app()}
+    apps = {
+        "server": create_app(Settings(database_url=database_url, pepper=pepper)),
+        "baseline": baseline_app.create_app(),
+    }
     stops = [await run_lifespan(app) for app in apps.values()]
     scenarios: list[Scenario] = []
     try:
@@ -103,8 +121,16 @@ async def main(args) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
             conn = await asyncpg.connect(database_url)
             try:
-                ctx = BenchContext("http://bench", "http://baseline", database_url, org.org_id,
-                                   org.key_id, org.key, api, conn)
+                ctx = BenchContext(
+                    "http://bench",
+                    "http://baseline",
+                    database_url,
+                    org.org_id,
+                    org.key_id,
+                    org.key,
+                    api,
+                    conn,
+                )
                 for module in modules:
                     if hasattr(module, "prepare"):
                         try:
@@ -118,7 +144,9 @@ async def main(args) -> None:
         for scenario in list(scenarios):
             status = await call(apps[scenario.target], scenario)
             if status != scenario.expect_status:
-                problems.append(f"{scenario.name}: HTTP {status}, expected {scenario.expect_status}")
+                problems.append(
+                    f"{scenario.name}: HTTP {status}, expected {scenario.expect_status}"
+                )
                 scenarios.remove(scenario)
         for scenario in scenarios:
             for _ in range(args.warmup):
@@ -135,8 +163,10 @@ async def main(args) -> None:
         for stop in stops:
             await stop()
 
-    print(f"\nPython CPU per request, in process, one request at a time: {args.rounds} rounds of "
-          f"{args.requests} requests per scenario, after {args.warmup} warm-up requests.\n")
+    print(
+        f"\nPython CPU per request, in process, one request at a time: {args.rounds} rounds of "
+        f"{args.requests} requests per scenario, after {args.warmup} warm-up requests.\n"
+    )
     width = max(len(s.name) for s in scenarios) + 2
     print(f"{'scenario':<{width}}{'µs':>7}{'vs baseline':>13}   per round")
     medians = {name: statistics.median(values) for name, values in cpu.items()}
@@ -150,14 +180,18 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000, help="per scenario per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=300, help="requests per scenario")
     parser.add_argument("--only", action="append", help="run only this bench module")
-    parser.add_argument("--skip-writes", action="store_true",
-                        help="only GET scenarios (writes grow tables as they run)")
+    parser.add_argument(
+        "--skip-writes",
+        action="store_true",
+        help="only GET scenarios (writes grow tables as they run)",
+    )
     arguments = parser.parse_args()
     try:
         import uvloop

@@ -38,8 +38,14 @@ def content_length(head: bytes) -> int:
     raise RuntimeError("response without Content-Length: this generator cannot frame it")
 
 
-async def connection(host: str, port: int, request: bytes, deadline: float,
-                     latencies: list[float], failures: list[int]) -> None:
+async def connection(
+    host: str,
+    port: int,
+    request: bytes,
+    deadline: float,
+    latencies: list[float],
+    failures: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline:
@@ -66,18 +72,26 @@ async def main() -> None:
     started = time.perf_counter()
     deadline = started + args.seconds
     results = await asyncio.gather(
-        *(connection(host, port, request, deadline, latencies, failures)
-          for _ in range(args.connections)), return_exceptions=True)
+        *(
+            connection(host, port, request, deadline, latencies, failures)
+            for _ in range(args.connections)
+        ),
+        return_exceptions=True,
+    )
     elapsed = time.perf_counter() - started
     errors = sum(1 for result in results if isinstance(result, BaseException))
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    print(json.dumps({
-        "requests_per_second": len(latencies) / elapsed,
-        "p50_ms": cuts[49] * 1000,
-        "p99_ms": cuts[98] * 1000,
-        "requests": len(latencies),
-        "failures": len(failures) + errors,
-    }))
+    print(
+        json.dumps(
+            {
+                "requests_per_second": len(latencies) / elapsed,
+                "p50_ms": cuts[49] * 1000,
+                "p99_ms": cuts[98] * 1000,
+                "requests": len(latencies),
+                "failures": len(failures) + errors,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

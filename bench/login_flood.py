@@ -43,8 +43,9 @@ def _percentile(values: list[float], fraction: float) -> float:
 async def _probe(url: str, key: str, seconds: float) -> list[float]:
     """GET /v1/me latencies in ms, one request at a time, for ``seconds``."""
     times = []
-    async with httpx.AsyncClient(base_url=url, timeout=30,
-                                 headers={"Authorization": f"Bearer {key}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    ) as http:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             started = time.perf_counter()
@@ -62,9 +63,14 @@ async def _flood(url: str, connections: int, flooding, stop, counts) -> None:
                 await asyncio.sleep(0.05)
                 continue
             address = "10." + ".".join(str(secrets.randbelow(256)) for _ in range(3))
-            response = await http.post("/v1/sessions", headers={"X-Forwarded-For": address},
-                                       json={"email": f"x-{secrets.token_hex(6)}@example.com",
-                                             "password": "a wrong guess"})
+            response = await http.post(
+                "/v1/sessions",
+                headers={"X-Forwarded-For": address},
+                json={
+                    "email": f"x-{secrets.token_hex(6)}@example.com",
+                    "password": "a wrong guess",
+                },
+            )
             counts[response.status_code] = counts.get(response.status_code, 0) + 1
 
     limits = httpx.Limits(max_connections=connections)
@@ -78,8 +84,10 @@ def _flood_process(url: str, connections: int, flooding, stop, counts) -> None:
 
 def _line(name: str, times: list[float], idle_p99: float | None = None) -> str:
     p99 = _percentile(times, 0.99)
-    text = (f"  {name:<34} {len(times):>6} requests   p50 {statistics.median(times):6.2f} ms"
-            f"   p99 {p99:7.2f} ms")
+    text = (
+        f"  {name:<34} {len(times):>6} requests   p50 {statistics.median(times):6.2f} ms"
+        f"   p99 {p99:7.2f} ms"
+    )
     if idle_p99:
         text += f"   p99 / idle p99: {p99 / idle_p99:5.2f}"
     return text
@@ -95,8 +103,9 @@ def measure(server: Process, key: str, floods: int, seconds: float, rounds: int)
     with multiprocessing.Manager() as manager:
         # Events of multiprocessing itself, not the manager's: checking one costs no IPC.
         counts, flooding, stop = manager.dict(), multiprocessing.Event(), multiprocessing.Event()
-        flood = multiprocessing.Process(target=_flood_process,
-                                        args=(server.url, floods, flooding, stop, counts))
+        flood = multiprocessing.Process(
+            target=_flood_process, args=(server.url, floods, flooding, stop, counts)
+        )
         flood.start()
         try:
             for _ in range(rounds):
@@ -116,16 +125,21 @@ def measure(server: Process, key: str, floods: int, seconds: float, rounds: int)
     print(f"\n{server.name}:")
     print(_line("GET /v1/me, idle", idle))
     print(_line(f"GET /v1/me, {floods} bad-login floods", loaded, _percentile(idle, 0.99)))
-    print(f"  p99 ratio per round: {' '.join(f'{r:.2f}' for r in ratios)}   "
-          f"median {statistics.median(ratios):.2f}")
+    print(
+        f"  p99 ratio per round: {' '.join(f'{r:.2f}' for r in ratios)}   "
+        f"median {statistics.median(ratios):.2f}"
+    )
     logins = sum(statuses.values())
-    print(f"  the floods' logins: {logins} in {rounds * (seconds + 0.5):g} s flooding, "
-          f"statuses {statuses}")
+    print(
+        f"  the floods' logins: {logins} in {rounds * (seconds + 0.5):g} s flooding, "
+        f"statuses {statuses}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--floods", type=int, default=8, help="concurrent login connections")
     parser.add_argument("--seconds", type=float, default=3, help="per probe")
     parser.add_argument("--rounds", type=int, default=5, help="idle/flooded probe pairs")
@@ -134,16 +148,24 @@ def main() -> None:
     atexit.register(shutil.rmtree, run_dir, True)  # before PostgreSQL's own exit handler
     pepper = secrets.token_bytes(32)
     database_url, org = asyncio.run(prepare_database(embedded.start(run_dir), pepper))
-    env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": pepper.hex(),
-           "VENTRYX_TRUSTED_PROXIES": "127.0.0.1"}
-    print(f"Login flood benchmark: {os.cpu_count()} CPUs shared by the server, PostgreSQL "
-          f"and both clients; {args.rounds} rounds of {args.seconds:g} s idle, then "
-          f"{args.seconds:g} s flooded.")
-    for name, extra in (("bounded hashing (default)", {}),
-                        ("unbounded hashing (64 at once)",
-                         {"VENTRYX_PASSWORD_HASH_CONCURRENCY": "64"})):
-        server = Process(name, [sys.executable, "-m", "ventryx_server", "serve"],
-                         {**env, **extra}, run_dir)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VENTRYX_PEPPER": pepper.hex(),
+        "VENTRYX_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    print(
+        f"Login flood benchmark: {os.cpu_count()} CPUs shared by the server, PostgreSQL "
+        f"and both clients; {args.rounds} rounds of {args.seconds:g} s idle, then "
+        f"{args.seconds:g} s flooded."
+    )
+    for name, extra in (
+        ("bounded hashing (default)", {}),
+        ("unbounded hashing (64 at once)", {"VENTRYX_PASSWORD_HASH_CONCURRENCY": "64"}),
+    ):
+        server = Process(
+            name, [sys.executable, "-m", "ventryx_server", "serve"], {**env, **extra}, run_dir
+        )
         try:
             server.wait_answering("/readyz")
             measure(server, org.key, args.floods, args.seconds, args.rounds)

@@ -37,9 +37,13 @@ def summary(times: list[float]) -> str:
 
 
 async def measure(server_url: str, database_url: str, email: str, pairs: int) -> None:
-    attempts = {"wrong password": {"email": email, "password": "not the password at all"},
-                "unknown email": {"email": f"nobody-{secrets.token_hex(4)}@example.com",
-                                  "password": "not the password at all"}}
+    attempts = {
+        "wrong password": {"email": email, "password": "not the password at all"},
+        "unknown email": {
+            "email": f"nobody-{secrets.token_hex(4)}@example.com",
+            "password": "not the password at all",
+        },
+    }
     times: dict[str, list[float]] = {name: [] for name in attempts}
     conn = await asyncpg.connect(database_url)
     try:
@@ -65,8 +69,9 @@ async def measure(server_url: str, database_url: str, email: str, pairs: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, default=200)
     args = parser.parse_args()
     run_dir = Path(tempfile.mkdtemp(prefix="ventryx-login-bench-"))
@@ -74,8 +79,12 @@ def main() -> None:
     pepper = secrets.token_bytes(32)
     database_url, org = asyncio.run(prepare_database(embedded.start(run_dir), pepper))
     # Hundreds of logins from one address: above the per-address login limit.
-    env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": pepper.hex(),
-           "VENTRYX_LOGIN_LIMIT_PER_ADDRESS": "1000000/60"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VENTRYX_PEPPER": pepper.hex(),
+        "VENTRYX_LOGIN_LIMIT_PER_ADDRESS": "1000000/60",
+    }
     server = Process("server", [sys.executable, "-m", "ventryx_server", "serve"], env, run_dir)
     try:
         server.wait_answering("/readyz")

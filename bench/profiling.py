@@ -36,10 +36,27 @@ def record(py_spy: str, pid: int, seconds: float, output: Path, load: Callable[[
     # (asyncpg's protocol, msgspec), which otherwise count as their Python caller's time.
     extra = shlex.split(os.environ.get("BENCH_PY_SPY_OPTIONS", ""))
     spy = subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nolineno",
-         "--rate", str(SAMPLE_RATE), "--format", "raw", "--duration", str(round(seconds)),
-         "--output", str(output), *(extra or ["--nonblocking"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--nolineno",
+            "--rate",
+            str(SAMPLE_RATE),
+            "--format",
+            "raw",
+            "--duration",
+            str(round(seconds)),
+            "--output",
+            str(output),
+            *(extra or ["--nonblocking"]),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)  # let it attach before the load starts
     requests = load()
     _, errors = spy.communicate(timeout=seconds + 30)
@@ -74,13 +91,20 @@ def _short(path: str) -> str:
     return path
 
 
-def print_difference(name: str, own: tuple[Counter, Counter], base: tuple[Counter, Counter],
-                     baseline_name: str, top: int = 15) -> None:
+def print_difference(
+    name: str,
+    own: tuple[Counter, Counter],
+    base: tuple[Counter, Counter],
+    baseline_name: str,
+    top: int = 15,
+) -> None:
     for title, mine, theirs in (("file", own[0], base[0]), ("function", own[1], base[1])):
         extra = {key: mine[key] - theirs.get(key, 0.0) for key in set(mine) | set(theirs)}
         total_own, total_base = sum(mine.values()), sum(theirs.values())
-        print(f"\n{name}: sampled Python CPU {total_own:.0f} µs/request, "
-              f"{baseline_name}: {total_base:.0f}; largest differences by {title} "
-              "(µs per request, + means the scenario spends more):")
+        print(
+            f"\n{name}: sampled Python CPU {total_own:.0f} µs/request, "
+            f"{baseline_name}: {total_base:.0f}; largest differences by {title} "
+            "(µs per request, + means the scenario spends more):"
+        )
         for key, value in sorted(extra.items(), key=lambda item: -abs(item[1]))[:top]:
             print(f"  {value:+8.1f}  {key}")

@@ -43,8 +43,11 @@ def per_call_ns(function, calls: int = 200_000, repeats: int = 7) -> float:
 
 def decision_cost() -> None:
     credential = Credential("api_key", "l" * 12, b"h" * 32, "live")
-    window = CredentialWindow(credential, {"requests": 10**9, "window_seconds": 60,
-                                           "window_start": 0, "used": 0}, time.time())
+    window = CredentialWindow(
+        credential,
+        {"requests": 10**9, "window_seconds": 60, "window_start": 0, "used": 0},
+        time.time(),
+    )
     headers: list = []
     clock = time.time
 
@@ -57,9 +60,11 @@ def decision_cost() -> None:
         headers.clear()
 
     limited, baseline = per_call_ns(with_limit), per_call_ns(without_limit)
-    print(f"decision per request: {limited - baseline:,.0f} ns "
-          f"({limited:,.0f} with it, {baseline:,.0f} without, same loop); "
-          f"{(limited - baseline) / 340_000:.2%} of a 340 µs authenticated read")
+    print(
+        f"decision per request: {limited - baseline:,.0f} ns "
+        f"({limited:,.0f} with it, {baseline:,.0f} without, same loop); "
+        f"{(limited - baseline) / 340_000:.2%} of a 340 µs authenticated read"
+    )
 
 
 async def sync_cost(keys: int) -> None:
@@ -74,12 +79,20 @@ async def sync_cost(keys: int) -> None:
         async with pool.acquire() as db:
             for n in range(keys):
                 added = await add_key(
-                    db, queries, pepper, org_id=org.org_id, created_by=org.owner_id,
-                    caller_environment="live", caller_scopes=["org:admin"],
-                    fields=KeyFields(name=f"k{n}", environment="live",
-                                     scopes=["workflows:read"]))
-                credentials.append(Credential("api_key", added.row["lookup_id"],
-                                              hash_secret(pepper, added.token), "live"))
+                    db,
+                    queries,
+                    pepper,
+                    org_id=org.org_id,
+                    created_by=org.owner_id,
+                    caller_environment="live",
+                    caller_scopes=["org:admin"],
+                    fields=KeyFields(name=f"k{n}", environment="live", scopes=["workflows:read"]),
+                )
+                credentials.append(
+                    Credential(
+                        "api_key", added.row["lookup_id"], hash_secret(pepper, added.token), "live"
+                    )
+                )
         limiter = RateLimiter(pool, queries, 1.0)
         for credential in credentials:
             (await limiter.learn(credential)).admit(limiter.clock())
@@ -90,16 +103,19 @@ async def sync_cost(keys: int) -> None:
             started = time.perf_counter()
             await limiter.sync()
             times.append((time.perf_counter() - started) * 1000)
-        print(f"sync of {keys} credentials, each used since the last sync: median "
-              f"{statistics.median(times):.1f} ms, max {max(times):.1f} ms per interval "
-              f"(one statement)")
+        print(
+            f"sync of {keys} credentials, each used since the last sync: median "
+            f"{statistics.median(times):.1f} ms, max {max(times):.1f} ms per interval "
+            f"(one statement)"
+        )
     finally:
         await pool.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keys", type=int, default=1000)
     args = parser.parse_args()
     decision_cost()

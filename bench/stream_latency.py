@@ -40,17 +40,27 @@ def percentile(ordered: list[float], fraction: float) -> float:
 async def _write_nonstop(url: str, key: str, stop: asyncio.Event) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while not stop.is_set():
-            await http.post("/v1/events", headers={"Authorization": f"Bearer {key}"},
-                            json={"type": "load.generated", "payload": {"n": 1}})
+            await http.post(
+                "/v1/events",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"type": "load.generated", "payload": {"n": 1}},
+            )
 
 
-async def _read_stream(url: str, key: str, arrived: dict[str, float],
-                       connected: asyncio.Event, changed: asyncio.Event) -> None:
+async def _read_stream(
+    url: str, key: str, arrived: dict[str, float], connected: asyncio.Event, changed: asyncio.Event
+) -> None:
     # No read timeout: the stream is quiet between probes.
     timeout = httpx.Timeout(30, read=None)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout) as http, http.stream(
-            "GET", "/v1/events/stream", params={"type": "probe.*"},
-            headers={"Authorization": f"Bearer {key}"}) as response:
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=timeout) as http,
+        http.stream(
+            "GET",
+            "/v1/events/stream",
+            params={"type": "probe.*"},
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response,
+    ):
         connected.set()
         async for line in response.aiter_lines():
             if line.startswith("id: "):
@@ -69,10 +79,13 @@ async def measure(urls: list[str], key: str, probes: int, writers: int) -> list[
         async with httpx.AsyncClient(base_url=urls[0], timeout=30) as http:
             for _ in range(probes + 20):
                 response = await http.post(
-                    "/v1/events", headers={"Authorization": f"Bearer {key}"},
-                    json={"type": "probe.sent", "payload": {}})
+                    "/v1/events",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"type": "probe.sent", "payload": {}},
+                )
                 acknowledged[response.json()["data"]["id"]] = time.perf_counter()
                 await asyncio.sleep(PROBE_INTERVAL)
+
         async def all_arrived() -> None:
             while set(acknowledged) - set(arrived):
                 changed.clear()
@@ -94,8 +107,9 @@ async def measure(urls: list[str], key: str, probes: int, writers: int) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--writers", type=int, nargs="+", default=[0, 8])
     args = parser.parse_args()
@@ -104,19 +118,26 @@ def main() -> None:
     pepper = secrets.token_bytes(32)
     database_url, org = asyncio.run(prepare_database(embedded.start(run_dir), pepper))
     env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": pepper.hex()}
-    servers = [Process(name, [sys.executable, "-m", "ventryx_server", "serve"], env, run_dir)
-               for name in ("server-a", "server-b")]
+    servers = [
+        Process(name, [sys.executable, "-m", "ventryx_server", "serve"], env, run_dir)
+        for name in ("server-a", "server-b")
+    ]
     try:
         for server in servers:
             server.wait_answering("/readyz")
-        print(f"\nStream delivery after the emit's 201, emits through one process and the "
-              f"stream on another, {args.probes} probes every {PROBE_INTERVAL * 1000:g} ms:\n")
+        print(
+            f"\nStream delivery after the emit's 201, emits through one process and the "
+            f"stream on another, {args.probes} probes every {PROBE_INTERVAL * 1000:g} ms:\n"
+        )
         for writers in args.writers:
-            latencies = sorted(asyncio.run(measure([s.url for s in servers], org.key,
-                                                   args.probes, writers)))
-            print(f"  {writers:>2} other writers: p50 {statistics.median(latencies):6.1f} ms   "
-                  f"p99 {percentile(latencies, 0.99):6.1f} ms   "
-                  f"max {latencies[-1]:6.1f} ms   ({len(latencies)} probes)")
+            latencies = sorted(
+                asyncio.run(measure([s.url for s in servers], org.key, args.probes, writers))
+            )
+            print(
+                f"  {writers:>2} other writers: p50 {statistics.median(latencies):6.1f} ms   "
+                f"p99 {percentile(latencies, 0.99):6.1f} ms   "
+                f"max {latencies[-1]:6.1f} ms   ({len(latencies)} probes)"
+            )
     finally:
         for server in servers:
             server.stop()

@@ -32,8 +32,10 @@ def main() -> None:
     counted = per_call_ns(lambda: on.count(credential, "success"))
     uncounted = per_call_ns(lambda: off.count(credential, "success"))
     extra = counted - uncounted
-    print(f"count(): {counted:.0f} ns, with counting off {uncounted:.0f} ns: +{extra:.0f} ns "
-          f"per request = {extra / READ_APP_CPU_NS:.3%} of an authenticated read's app CPU")
+    print(
+        f"count(): {counted:.0f} ns, with counting off {uncounted:.0f} ns: +{extra:.0f} ns "
+        f"per request = {extra / READ_APP_CPU_NS:.3%} of an authenticated read's app CPU"
+    )
 
 
 if __name__ == "__main__":

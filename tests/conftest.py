@@ -180,8 +180,9 @@ logfile = {self.log_path}
             user = pwd.getpwuid(owner).pw_name if owner else "nobody"
             shutil.chown(folder, user)
             command[1:1] = ["-u", user]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         self._wait_listening(timeout=10)
 
     def _wait_listening(self, timeout: float) -> None:
@@ -202,9 +203,11 @@ logfile = {self.log_path}
 
     def server_env(self, database_url: str) -> dict[str, str]:
         """What a server process needs to use this pooler for ``database_url``'s database."""
-        return {"DATABASE_URL": self.url_for(database_url),
-                "VENTRYX_DATABASE_POOLER": "transaction",
-                "VENTRYX_LISTEN_DATABASE_URL": database_url}
+        return {
+            "DATABASE_URL": self.url_for(database_url),
+            "VENTRYX_DATABASE_POOLER": "transaction",
+            "VENTRYX_LISTEN_DATABASE_URL": database_url,
+        }
 
     def stop(self) -> None:
         self.process.terminate()
@@ -218,8 +221,9 @@ logfile = {self.log_path}
 @pytest.fixture(scope="session")
 def pgbouncer(admin_url):
     if PGBOUNCER is None:
-        pytest.skip("the pgbouncer binary is not installed (apt-get install -y pgbouncer; "
-                    "CI installs it)")
+        pytest.skip(
+            "the pgbouncer binary is not installed (apt-get install -y pgbouncer; CI installs it)"
+        )
     # Not under pytest's tmp_path: as root, PgBouncer runs as another user, who could not
     # enter pytest's private folder.
     folder = Path(tempfile.mkdtemp(prefix="ventryx-pgbouncer-"))
@@ -237,20 +241,43 @@ class ServerProcess:
 
     suite_pooler: PgBouncer | None = None
 
-    def __init__(self, database_url: str, log_path: Path, extra_env: dict | None = None,
-                 pooler: PgBouncer | None = None, workers: int = 1):
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        extra_env: dict | None = None,
+        pooler: PgBouncer | None = None,
+        workers: int = 1,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         pooler = pooler or self.suite_pooler
         database = pooler.server_env(database_url) if pooler else {"DATABASE_URL": database_url}
-        env = {**os.environ, **database, "VENTRYX_PEPPER": TEST_PEPPER.hex(),
-               "VENTRYX_USAGE_FLUSH_SECONDS": "0.2", **(extra_env or {})}
+        env = {
+            **os.environ,
+            **database,
+            "VENTRYX_PEPPER": TEST_PEPPER.hex(),
+            "VENTRYX_USAGE_FLUSH_SECONDS": "0.2",
+            **(extra_env or {}),
+        }
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ventryx_server", "serve", "--port", str(self.port),
-             "--workers", str(workers)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "ventryx_server",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
     def wait_ready(self, timeout: float = 30) -> None:
         if not wait_until_ready(self.process, self.url, timeout):
@@ -333,12 +360,24 @@ def make_org(db, queries, ledger):
 
     async def make(name: str = "Acme") -> Org:
         async with db.acquire() as conn:
-            made = await bootstrap(conn, queries, TEST_PEPPER, org_name=name,
-                                   owner_email=f"owner-{secrets.token_hex(4)}@example.com")
+            made = await bootstrap(
+                conn,
+                queries,
+                TEST_PEPPER,
+                org_name=name,
+                owner_email=f"owner-{secrets.token_hex(4)}@example.com",
+            )
         ledger.add(made.key)
         ledger.add(made.owner_password)
-        return Org(made.org_id, name, made.owner_id, made.owner_email, made.owner_password,
-                   made.key_id, made.key)
+        return Org(
+            made.org_id,
+            name,
+            made.owner_id,
+            made.owner_email,
+            made.owner_password,
+            made.key_id,
+            made.key,
+        )
 
     return make
 
@@ -367,10 +406,14 @@ async def forget_local_login_failures(db):
 def make_key(client, ledger):
     """Creates a key through the API with an org's admin key; returns (id, key)."""
 
-    async def make(org: Org, scopes: list[str], environment: str = "live",
-                   name: str = "test key", **extra) -> tuple[str, str]:
-        response = await client.post("/v1/api-keys", headers=bearer(org.admin_key), json={
-            "name": name, "scopes": scopes, "environment": environment, **extra})
+    async def make(
+        org: Org, scopes: list[str], environment: str = "live", name: str = "test key", **extra
+    ) -> tuple[str, str]:
+        response = await client.post(
+            "/v1/api-keys",
+            headers=bearer(org.admin_key),
+            json={"name": name, "scopes": scopes, "environment": environment, **extra},
+        )
         assert response.status_code == 201, response.text
         data = response.json()["data"]
         return data["id"], ledger.add(data["key"])

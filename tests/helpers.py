@@ -36,24 +36,31 @@ async def first_login(client, ledger, email: str, one_time_password: str) -> tup
     assert response.status_code == 201, response.text
     token = ledger.add(response.json()["data"]["token"])
     new_password = ledger.add(secrets.token_urlsafe(NEW_PASSWORD_LENGTH))
-    changed = await client.post("/v1/members/me/password", headers=bearer(token), json={
-        "current_password": one_time_password, "new_password": new_password})
+    changed = await client.post(
+        "/v1/members/me/password",
+        headers=bearer(token),
+        json={"current_password": one_time_password, "new_password": new_password},
+    )
     assert changed.status_code == 200, changed.text
     return token, new_password
 
 
 async def owner_session(client, ledger, org) -> str:
     """A session of the organization's (bootstrapped) owner, password already changed."""
-    token, org.owner_password = await first_login(client, ledger, org.owner_email,
-                                                  org.owner_password)
+    token, org.owner_password = await first_login(
+        client, ledger, org.owner_email, org.owner_password
+    )
     return token
 
 
 async def add_member(client, ledger, org, role: str, by: str | None = None) -> dict:
     """Adds a member through the API (by the admin key unless ``by`` is given)."""
     email = f"{role}-{secrets.token_hex(4)}@example.com"
-    response = await client.post("/v1/members", headers=bearer(by or org.admin_key), json={
-        "email": email, "name": f"A {role}", "role": role})
+    response = await client.post(
+        "/v1/members",
+        headers=bearer(by or org.admin_key),
+        json={"email": email, "name": f"A {role}", "role": role},
+    )
     assert response.status_code == 201, response.text
     member = response.json()["data"]
     ledger.add(member["one_time_password"])
@@ -63,14 +70,17 @@ async def add_member(client, ledger, org, role: str, by: str | None = None) -> d
 async def member_session(client, ledger, org, role: str, by: str | None = None):
     """A new member of ``role`` with a ready session: (member, token, password)."""
     member = await add_member(client, ledger, org, role, by=by)
-    token, password = await first_login(client, ledger, member["email"],
-                                        member["one_time_password"])
+    token, password = await first_login(
+        client, ledger, member["email"], member["one_time_password"]
+    )
     return member, token, password
 
 
 @asynccontextmanager
-async def open_transaction(db: asyncpg.Pool, *statements: tuple[Any, ...],
-                           ) -> AsyncIterator[asyncpg.Connection]:
+async def open_transaction(
+    db: asyncpg.Pool,
+    *statements: tuple[Any, ...],
+) -> AsyncIterator[asyncpg.Connection]:
     """A transaction that has run ``statements`` (each ``(sql, *args)``) and holds their
     locks for the block (a revocation or a write in flight), then commits."""
     async with db.acquire() as conn:
@@ -91,11 +101,13 @@ async def statements_waiting_for_locks(db: asyncpg.Pool) -> int:
     async with db.acquire() as conn:
         return await conn.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'")
+            "AND wait_event_type = 'Lock'"
+        )
 
 
-async def queued_on_locks(db: asyncpg.Pool, request: Awaitable, what: str,
-                          waiting: int = 1) -> asyncio.Task:
+async def queued_on_locks(
+    db: asyncpg.Pool, request: Awaitable, what: str, waiting: int = 1
+) -> asyncio.Task:
     """Starts ``request`` and returns it once ``waiting`` statements of this database wait
     for a lock (``what`` says what should have waited when the request finishes first
     or nothing queues within QUEUE_TIMEOUT_SECONDS)."""

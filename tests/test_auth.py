@@ -51,15 +51,17 @@ async def test_missing_or_non_bearer_authorization_gets_401(client, header):
 
 @pytest.mark.parametrize("param", ["api_key", "key", "token", "access_token", "anything"])
 async def test_keys_in_the_query_string_are_refused(client, org, param):
-    response = await client.get("/v1/me", params={param: org.admin_key},
-                                headers=bearer(org.admin_key))
+    response = await client.get(
+        "/v1/me", params={param: org.admin_key}, headers=bearer(org.admin_key)
+    )
     await assert_401(response)
     assert response.json()["error"]["code"] == "credential_in_query"
     assert org.admin_key not in response.text
 
 
 async def test_malformed_tokens_are_refused_without_touching_the_database(
-        admin_url, org, server_log_dir):
+    admin_url, org, server_log_dir
+):
     """With its database gone, the server still answers 401 to a malformed token (no query
     was needed) while a well-formed one gets 503: the database is only asked about keys
     that could be real."""
@@ -70,8 +72,9 @@ async def test_malformed_tokens_are_refused_without_touching_the_database(
         await drop_database(admin_url, url)
         async with httpx.AsyncClient(base_url=process.url, timeout=10) as http:
             for token in malformed_tokens(org.admin_key).values():
-                response = await http.get("/v1/me", headers={
-                    "Authorization": f"Bearer {token}".strip().encode()})
+                response = await http.get(
+                    "/v1/me", headers={"Authorization": f"Bearer {token}".strip().encode()}
+                )
                 assert response.status_code == 401
             wellformed = await http.get("/v1/me", headers=bearer(generate_api_key("live")))
             assert wellformed.status_code == 503
@@ -116,12 +119,26 @@ async def test_openapi_declares_the_bearer_scheme(client):
     schema = response.json()
     assert schema["openapi"].startswith("3.1")
     assert schema["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer",
-        "description": "An API key (vtx_live_…, vtx_test_…) or a dashboard session token (vtxs_…)"}
-    operations = {op["operationId"]: op for path in schema["paths"].values()
-                  for op in path.values() if isinstance(op, dict) and "operationId" in op}
-    assert {"createApiKey", "listApiKeys", "getApiKey", "updateApiKey", "revokeApiKey",
-            "rotateApiKey", "revokeLeakedApiKey", "getMe"} <= set(operations)
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (vtx_live_…, vtx_test_…) or a dashboard session token (vtxs_…)",
+    }
+    operations = {
+        op["operationId"]: op
+        for path in schema["paths"].values()
+        for op in path.values()
+        if isinstance(op, dict) and "operationId" in op
+    }
+    assert {
+        "createApiKey",
+        "listApiKeys",
+        "getApiKey",
+        "updateApiKey",
+        "revokeApiKey",
+        "rotateApiKey",
+        "revokeLeakedApiKey",
+        "getMe",
+    } <= set(operations)
     # An empty requirement: the leaked-key report needs no credential.
     assert operations["revokeLeakedApiKey"]["security"] == [{}]
     assert "security" not in operations["getMe"]  # the document-wide bearer requirement

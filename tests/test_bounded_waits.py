@@ -26,38 +26,47 @@ async def _at_least_waiting(db, count: int) -> bool:
 @pytest.fixture(scope="module")
 def short_waits_server(database_url, server_log_dir):
     """A server whose lock waits end after 3 s (the default is 5 s)."""
-    process = ServerProcess(database_url, server_log_dir / "server-short-waits.log",
-                            extra_env={"VENTRYX_LOCK_TIMEOUT_SECONDS": "3"})
+    process = ServerProcess(
+        database_url,
+        server_log_dir / "server-short-waits.log",
+        extra_env={"VENTRYX_LOCK_TIMEOUT_SECONDS": "3"},
+    )
     process.wait_ready()
     yield process
     process.stop()
 
 
 async def _emit(http: httpx.AsyncClient, key: str, name: str = "order.created"):
-    return await http.post("/v1/events", headers=bearer(key),
-                           json={"type": name, "payload": {}})
+    return await http.post("/v1/events", headers=bearer(key), json={"type": name, "payload": {}})
 
 
 async def test_writes_with_a_stuck_key_end_in_503_while_other_keys_are_served(
-        short_waits_server, org, make_key, db):
+    short_waits_server, org, make_key, db
+):
     stuck_id, stuck_key = await make_key(org, ["events:write"], name="stuck")
     _, other_key = await make_key(org, ["events:write", "events:read"], name="other")
     limits = httpx.Limits(max_connections=STUCK_WRITERS + 8)
-    async with httpx.AsyncClient(base_url=short_waits_server.url, timeout=30,
-                                 limits=limits) as http, db.acquire() as conn:
+    async with (
+        httpx.AsyncClient(base_url=short_waits_server.url, timeout=30, limits=limits) as http,
+        db.acquire() as conn,
+    ):
         assert (await _emit(http, stuck_key)).status_code == 201
         holder = conn.transaction()
         await holder.start()
-        await conn.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                           org.id, stuck_id)
+        await conn.execute(
+            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, stuck_id
+        )
         try:
             stuck = [asyncio.create_task(_emit(http, stuck_key)) for _ in range(STUCK_WRITERS)]
             # They take what they can of the pool: the credential's share, each waiting.
-            assert await wait_for(lambda: _at_least_waiting(db, CREDENTIAL_SHARE),
-                                  timeout=QUEUE_TIMEOUT_SECONDS)
-            served = [await _emit(http, other_key, "order.other"),
-                      await http.get("/v1/events?limit=1", headers=bearer(other_key)),
-                      await _emit(http, other_key, "order.other")]
+            assert await wait_for(
+                lambda: _at_least_waiting(db, CREDENTIAL_SHARE), timeout=QUEUE_TIMEOUT_SECONDS
+            )
+            served = [
+                await _emit(http, other_key, "order.other"),
+                await http.get("/v1/events?limit=1", headers=bearer(other_key)),
+                await _emit(http, other_key, "order.other"),
+            ]
             still_waiting = sum(not task.done() for task in stuck)
             answers = await asyncio.gather(*stuck)
         finally:
@@ -71,45 +80,61 @@ async def test_writes_with_a_stuck_key_end_in_503_while_other_keys_are_served(
         assert (error["type"], error["code"]) == ("api_error", "service_unavailable")
         assert response.headers["Retry-After"] == "1"
         assert error["request_id"] == response.headers["Request-Id"]
-    assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
-                             org.id, stuck_id) == 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2", org.id, stuck_id
+        )
+        == 1
+    )
 
 
 async def test_the_same_key_writes_again_once_the_row_is_released(
-        short_waits_server, org, make_key, db):
+    short_waits_server, org, make_key, db
+):
     """The negative twin: an emit that waits for a lock held briefly commits (201)."""
     key_id, key = await make_key(org, ["events:write"])
-    async with httpx.AsyncClient(base_url=short_waits_server.url, timeout=30) as http, \
-            db.acquire() as conn:
+    async with (
+        httpx.AsyncClient(base_url=short_waits_server.url, timeout=30) as http,
+        db.acquire() as conn,
+    ):
         holder = conn.transaction()
         await holder.start()
-        await conn.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                           org.id, key_id)
+        await conn.execute(
+            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id
+        )
         write = await queued_on_locks(db, _emit(http, key), "the write did not wait for the row")
         await holder.rollback()
         assert (await write).status_code == 201
 
 
 async def test_no_connection_in_time_is_503_and_other_keys_still_answer(
-        database_url, server_log_dir, org, make_key, db):
+    database_url, server_log_dir, org, make_key, db
+):
     """With a connection wait of 0.3 s: the stuck key's writes beyond its share of the
     pool are turned away with 503 after that wait, while another key reads."""
-    process = ServerProcess(database_url, server_log_dir / "server-pool-timeout.log",
-                            extra_env={"VENTRYX_POOL_TIMEOUT_SECONDS": "0.3",
-                                       "VENTRYX_LOCK_TIMEOUT_SECONDS": "3"})
+    process = ServerProcess(
+        database_url,
+        server_log_dir / "server-pool-timeout.log",
+        extra_env={"VENTRYX_POOL_TIMEOUT_SECONDS": "0.3", "VENTRYX_LOCK_TIMEOUT_SECONDS": "3"},
+    )
     process.wait_ready()
     try:
         stuck_id, stuck_key = await make_key(org, ["events:write"])
         _, other_key = await make_key(org, ["events:read"])
-        async with httpx.AsyncClient(base_url=process.url, timeout=30,
-                                     limits=httpx.Limits(max_connections=64)) as http, \
-                db.acquire() as conn, conn.transaction():
+        async with (
+            httpx.AsyncClient(
+                base_url=process.url, timeout=30, limits=httpx.Limits(max_connections=64)
+            ) as http,
+            db.acquire() as conn,
+            conn.transaction(),
+        ):
             await conn.execute(
-                "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                org.id, stuck_id)
+                "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, stuck_id
+            )
             stuck = [asyncio.create_task(_emit(http, stuck_key)) for _ in range(30)]
-            assert await wait_for(lambda: _at_least_waiting(db, CREDENTIAL_SHARE),
-                                  timeout=QUEUE_TIMEOUT_SECONDS)
+            assert await wait_for(
+                lambda: _at_least_waiting(db, CREDENTIAL_SHARE), timeout=QUEUE_TIMEOUT_SECONDS
+            )
             read = await http.get("/v1/events", headers=bearer(other_key))
             turned_away = [r for r in await asyncio.gather(*stuck) if r.status_code == 503]
         assert read.status_code == 200
@@ -123,7 +148,8 @@ async def test_no_connection_in_time_is_503_and_other_keys_still_answer(
 
 
 async def test_a_retry_of_an_abandoned_emit_with_its_idempotency_key_makes_one_event(
-        client, org, make_key, db):
+    client, org, make_key, db
+):
     """A client that gives up on a slow emit cannot know whether it will still commit (it
     may, within the lock and statement timeouts). Retrying with the same Idempotency-Key
     is what makes that safe: the retry replays the first attempt's event, or makes it."""
@@ -133,22 +159,31 @@ async def test_a_retry_of_an_abandoned_emit_with_its_idempotency_key_makes_one_e
     async with db.acquire() as conn:
         holder = conn.transaction()
         await holder.start()
-        await conn.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                           org.id, key_id)
+        await conn.execute(
+            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id
+        )
         async with httpx.AsyncClient(base_url=client.base_url, timeout=0.5) as impatient:
             with pytest.raises(httpx.ReadTimeout):
                 await impatient.post("/v1/events", headers=headers, json=body)
         # The abandoned attempt still waits for the row; the retry waits behind it.
-        retry = await queued_on_locks(db, client.post("/v1/events", headers=headers, json=body),
-                                      "the retry did not wait for the first attempt", waiting=2)
+        retry = await queued_on_locks(
+            db,
+            client.post("/v1/events", headers=headers, json=body),
+            "the retry did not wait for the first attempt",
+            waiting=2,
+        )
         await holder.rollback()
     retried = await retry
     assert retried.status_code == 201, retried.text
     again = await client.post("/v1/events", headers=headers, json=body)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["data"]["id"] == retried.json()["data"]["id"]
-    assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
-                             org.id, key_id) == 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2", org.id, key_id
+        )
+        == 1
+    )
 
 
 async def test_a_credentials_share_of_connections_queues_in_order_and_forgets_who_gave_up():

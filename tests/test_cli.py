@@ -32,8 +32,14 @@ API_KEY = re.compile(r"vtx_(?:live|test)_[A-Za-z0-9]+")
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ventryx_server", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ventryx_server", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def against(database_url: str) -> dict[str, str]:
@@ -43,7 +49,10 @@ def against(database_url: str) -> dict[str, str]:
 def psql_script(database_url: str, script: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [WHEEL_BIN / "psql", "-X", "-v", "ON_ERROR_STOP=1", "--dbname", database_url],
-        input=script, capture_output=True, text=True)
+        input=script,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -58,16 +67,26 @@ async def applied_versions(url: str) -> list[int]:
     try:
         if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
             return []
-        return [row["version"] for row in
-                await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+        return [
+            row["version"]
+            for row in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        ]
     finally:
         await conn.close()
 
 
 async def test_bootstrap_json_prints_an_org_owner_password_and_a_working_key_once(
-        database_url, client, ledger):
-    result = run_cli("bootstrap", "--org", "Bootstrap Test Co", "--owner-email",
-                     "ops@bootstrap.example", "--json", env=against(database_url))
+    database_url, client, ledger
+):
+    result = run_cli(
+        "bootstrap",
+        "--org",
+        "Bootstrap Test Co",
+        "--owner-email",
+        "ops@bootstrap.example",
+        "--json",
+        env=against(database_url),
+    )
 
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
@@ -142,13 +161,29 @@ class DevServer:
     def __init__(self, data_dir: Path, config_home: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("DATABASE_URL", "VENTRYX_PEPPER", "VENTRYX_PEPPER_FILE")}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("DATABASE_URL", "VENTRYX_PEPPER", "VENTRYX_PEPPER_FILE")
+        }
         env["XDG_CONFIG_HOME"] = str(config_home)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ventryx_server", "dev", "--data-dir", str(data_dir),
-             "--port", str(self.port)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "ventryx_server",
+                "dev",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_ready(self, timeout: float = 60) -> None:
         if wait_until_ready(self.process, self.url, timeout):
@@ -174,8 +209,12 @@ def stop_embedded_postgres(data_dir: Path) -> None:
     if not (pgdata / "postmaster.pid").exists():
         return
     run_as = {"user": "embedded_postgres"} if os.geteuid() == 0 else {}
-    subprocess.run([WHEEL_BIN / "pg_ctl", "-D", pgdata, "-m", "fast", "-w", "stop"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **run_as)
+    subprocess.run(
+        [WHEEL_BIN / "pg_ctl", "-D", pgdata, "-m", "fast", "-w", "stop"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **run_as,
+    )
 
 
 @pytest.fixture
@@ -202,8 +241,10 @@ def test_dev_prints_credentials_on_first_start_only_and_saves_them_0600(dev_dirs
     assert key.startswith("vtx_live_")
     assert "one-time password" in stdout
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
-    assert json.loads(saved.read_text()) == {"default": first.url,
-                                             "servers": {**other, first.url: key}}
+    assert json.loads(saved.read_text()) == {
+        "default": first.url,
+        "servers": {**other, first.url: key},
+    }
 
     second = DevServer(data_dir, config_home)
     second.wait_ready()
@@ -216,13 +257,16 @@ def test_dev_prints_credentials_on_first_start_only_and_saves_them_0600(dev_dirs
 
 
 async def test_serve_refuses_a_database_whose_applied_migration_differs_in_one_message(
-        empty_database):
+    empty_database,
+):
     conn = await asyncpg.connect(empty_database)
     try:
         await migrations.migrate(conn, SQL_DIR)
         # As if the file had been edited after this database ran it.
-        await conn.execute("UPDATE schema_migrations SET checksum = 'sha256:00' WHERE version = "
-                           "(SELECT min(version) FROM schema_migrations)")
+        await conn.execute(
+            "UPDATE schema_migrations SET checksum = 'sha256:00' WHERE version = "
+            "(SELECT min(version) FROM schema_migrations)"
+        )
     finally:
         await conn.close()
     first = migrations.load(SQL_DIR)[0]
@@ -235,8 +279,9 @@ async def test_serve_refuses_a_database_whose_applied_migration_differs_in_one_m
 
 
 @pytest.mark.parametrize("operator_gives", [None, "VENTRYX_PEPPER_FILE", "VENTRYX_PEPPER"])
-def test_workers_inherit_where_the_pepper_is_never_the_pepper(monkeypatch, tmp_path,
-                                                              operator_gives):
+def test_workers_inherit_where_the_pepper_is_never_the_pepper(
+    monkeypatch, tmp_path, operator_gives
+):
     from ventryx_server.cli import _pepper, worker_environment
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
@@ -263,12 +308,17 @@ def test_workers_inherit_where_the_pepper_is_never_the_pepper(monkeypatch, tmp_p
 
 
 async def test_serve_workers_read_the_pepper_from_the_file_the_operator_names(
-        database_url, tmp_path, org):
+    database_url, tmp_path, org
+):
     pepper_file = tmp_path / "pepper"
     pepper_file.write_text(TEST_PEPPER.hex() + "\n")
     pepper_file.chmod(0o600)
-    server = ServerProcess(database_url, tmp_path / "serve.log", {
-        "VENTRYX_PEPPER": "", "VENTRYX_PEPPER_FILE": str(pepper_file)}, workers=2)
+    server = ServerProcess(
+        database_url,
+        tmp_path / "serve.log",
+        {"VENTRYX_PEPPER": "", "VENTRYX_PEPPER_FILE": str(pepper_file)},
+        workers=2,
+    )
     try:
         await asyncio.to_thread(server.wait_ready, 60)
         # Each worker found the pepper: a key hashed with it authenticates on every one.

@@ -19,10 +19,15 @@ REQUEST = b"GET /healthz HTTP/1.1\r\nHost: ventryx\r\n\r\n"
 
 @pytest.fixture(scope="module")
 def capped_server(database_url, server_log_dir):
-    process = ServerProcess(database_url, server_log_dir / "server-connection-cap.log", {
-        "VENTRYX_MAX_CONNECTIONS": str(CAP),
-        # Idle keep-alive connections are closed after the header timeout: keep them.
-        "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": "120"})
+    process = ServerProcess(
+        database_url,
+        server_log_dir / "server-connection-cap.log",
+        {
+            "VENTRYX_MAX_CONNECTIONS": str(CAP),
+            # Idle keep-alive connections are closed after the header timeout: keep them.
+            "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": "120",
+        },
+    )
     process.wait_ready()
     yield process
     process.stop()
@@ -43,8 +48,11 @@ class Connection:
 
     async def answer(self) -> int:
         head = await self.reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
         await self.reader.readexactly(length)
         return int(head.split(b" ")[1])
 
@@ -85,8 +93,7 @@ async def test_connections_past_the_cap_wait_unserved_while_served_ones_go_on(ca
             await connection.close()
         async with asyncio.timeout(ANSWER_SECONDS):
             assert await asyncio.gather(*answers) == [200] * EXCESS
-        assert [await connection.get() for connection in served[EXCESS:] + waiting] == \
-            [200] * CAP
+        assert [await connection.get() for connection in served[EXCESS:] + waiting] == [200] * CAP
     finally:
         for connection in served + waiting:
             await connection.close()

@@ -24,8 +24,9 @@ class Clock:
         return self.now
 
 
-def scope_for(authorization: str | None, *, environment: str | None = None,
-              query: bytes = b"") -> dict:
+def scope_for(
+    authorization: str | None, *, environment: str | None = None, query: bytes = b""
+) -> dict:
     headers = [(b"host", b"api.ventryx.test")]
     if authorization is not None:
         headers.append((b"authorization", authorization.encode("latin-1")))
@@ -65,10 +66,17 @@ def test_two_keys_are_never_confused():
         assert [c.lookup_id for c in credentials] == [key[9:21] for key in keys]
 
 
-@pytest.mark.parametrize("authorization", [
-    None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer vtx_live_short",
-    "Bearer " + generate_api_key("live")[:-1] + "0",
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer vtx_live_short",
+        "Bearer " + generate_api_key("live")[:-1] + "0",
+    ],
+)
 def test_refusals_are_not_remembered(authorization):
     reader = CredentialReader(secrets.token_bytes(32))
     for _ in range(2):

@@ -35,7 +35,10 @@ async def insert_in_open_transaction(db, org_id: str, event_id: str):
     await transaction.start()
     await connection.execute(
         "INSERT INTO events (org_id, id, environment, type, payload, occurred_at, emitted_by) "
-        "VALUES ($1, $2, 'live', 'order.slow', '{}', now(), 'test')", org_id, event_id)
+        "VALUES ($1, $2, 'live', 'order.slow', '{}', now(), 'test')",
+        org_id,
+        event_id,
+    )
     return connection, transaction
 
 
@@ -58,7 +61,8 @@ async def poll_feed(client, key: str, after: str | None) -> tuple[list[str], str
 
 
 async def test_an_event_that_commits_late_with_a_smaller_id_is_not_skipped(
-        client, server, make_org, db):
+    client, server, make_org, db
+):
     org = await make_org("Late commit")
     first = await emit(client, org.admin_key)
     late_id = new_id("evt")  # minted first: the smaller id
@@ -78,17 +82,24 @@ async def test_an_event_that_commits_late_with_a_smaller_id_is_not_skipped(
     assert new_order == [late_id, early["id"]]
     old_order = [row["id"] for row in await db.fetch(OLD_ID_ORDER, org.id, old_cursor)]
     assert missing_and_duplicated({late_id, early["id"]}, [early["id"], *old_order]) == (
-        {late_id}, set())
+        {late_id},
+        set(),
+    )
     # A stream resumed after the first event gets both, in the feed's order, then ends.
-    async with stream(server.url, org.admin_key, params={"follow": "false"},
-                      headers={"Last-Event-ID": first["id"]}) as response:
+    async with stream(
+        server.url,
+        org.admin_key,
+        params={"follow": "false"},
+        headers={"Last-Event-ID": first["id"]},
+    ) as response:
         reader = SseReader(response)
         assert [(await reader.next()).id for _ in range(2)] == new_order
         assert await reader.next() is None
 
 
 async def test_a_live_stream_waits_for_the_late_commit_and_keeps_the_feed_order(
-        client, server, second_server, make_org, db):
+    client, server, second_server, make_org, db
+):
     org = await make_org("Late commit live")
     async with stream(second_server.url, org.admin_key) as response:
         reader = SseReader(response)
@@ -108,20 +119,24 @@ async def test_the_feed_refuses_cursors_it_cannot_continue_from(client, server, 
     other = await make_org("Feed other")
     theirs = await emit(client, other.admin_key)
     for after, status in ((theirs["id"], 404), (new_id("evt"), 404), ("wf_01HXYZ", 400)):
-        response = await client.get("/v1/events/feed", headers=bearer(org.admin_key),
-                                    params={"after": after})
+        response = await client.get(
+            "/v1/events/feed", headers=bearer(org.admin_key), params={"after": after}
+        )
         assert response.status_code == status, response.text
         assert response.json()["error"]["param"] == "after"
-    async with stream(server.url, org.admin_key,
-                      headers={"Last-Event-ID": theirs["id"]}) as response:
+    async with stream(
+        server.url, org.admin_key, headers={"Last-Event-ID": theirs["id"]}
+    ) as response:
         assert response.status_code == 404
         assert (await response.aread()) and response.headers["content-type"].startswith(
-            "application/json")
+            "application/json"
+        )
     assert (await feed_page(client, other.admin_key, None))["data"][0]["id"] == theirs["id"]
 
 
 async def test_the_feed_needs_events_read_in_the_callers_environment(
-        client, server, make_org, make_key):
+    client, server, make_org, make_key
+):
     org = await make_org("Feed scope")
     _, writer = await make_key(org, ["events:write"])
     _, test_reader = await make_key(org, ["events:read", "events:write"], "test")
@@ -131,26 +146,32 @@ async def test_the_feed_needs_events_read_in_the_callers_environment(
     assert response.json()["error"]["code"] == "missing_scope"
     mine = await emit(client, test_reader)
     assert [e["id"] for e in (await feed_page(client, test_reader, None))["data"]] == [mine["id"]]
-    response = await client.get("/v1/events/feed", headers=bearer(test_reader),
-                                params={"after": live["id"]})
+    response = await client.get(
+        "/v1/events/feed", headers=bearer(test_reader), params={"after": live["id"]}
+    )
     assert response.status_code == 404
 
 
-async def _emit_nonstop(base_url: str, key: str, stop: asyncio.Event, acknowledged: set[str],
-                        batch: bool) -> None:
+async def _emit_nonstop(
+    base_url: str, key: str, stop: asyncio.Event, acknowledged: set[str], batch: bool
+) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         while not stop.is_set():
             if batch:
-                response = await http.post("/v1/events/batch", headers=bearer(key), json={
-                    "events": [{"type": "order.batch", "payload": {}}] * 5})
+                response = await http.post(
+                    "/v1/events/batch",
+                    headers=bearer(key),
+                    json={"events": [{"type": "order.batch", "payload": {}}] * 5},
+                )
                 assert response.status_code == 201, response.text
                 acknowledged.update(e["id"] for e in response.json()["data"])
             else:
                 acknowledged.add((await emit(http, key, "order.single"))["id"])
 
 
-async def _commit_slowly(db, org_id: str, stop: asyncio.Event, acknowledged: set[str],
-                         old_cursor: list[str]) -> None:
+async def _commit_slowly(
+    db, org_id: str, stop: asyncio.Event, acknowledged: set[str], old_cursor: list[str]
+) -> None:
     """Transactions that stay open while others commit (the inversions that lose events),
     until a reader in the old id order has gone past their id (or for at most a second)."""
     while not stop.is_set():
@@ -167,8 +188,9 @@ async def _commit_slowly(db, org_id: str, stop: asyncio.Event, acknowledged: set
         acknowledged.add(event_id)
 
 
-async def _reconnecting_stream(urls: list[str], key: str, done: asyncio.Event,
-                               received: list[str]) -> None:
+async def _reconnecting_stream(
+    urls: list[str], key: str, done: asyncio.Event, received: list[str]
+) -> None:
     """Drops its stream every 0.3 s and resumes on the other server with Last-Event-ID."""
     for attempt in range(10_000):
         if done.is_set():
@@ -187,8 +209,9 @@ async def _reconnecting_stream(urls: list[str], key: str, done: asyncio.Event,
                 received.append(message.id)
 
 
-async def _poll_nonstop(client, key: str, first: str, done: asyncio.Event,
-                        received: list[str]) -> None:
+async def _poll_nonstop(
+    client, key: str, first: str, done: asyncio.Event, received: list[str]
+) -> None:
     after = first
     while not done.is_set():
         page, after = await poll_feed(client, key, after)
@@ -205,7 +228,8 @@ async def _poll_old_order(db, org_id: str, done: asyncio.Event, received: list[s
 
 
 async def test_concurrent_emitters_on_two_processes_lose_nothing_for_resuming_consumers(
-        client, server, second_server, make_org, db):
+    client, server, second_server, make_org, db
+):
     org = await make_org("Soak")
     first = (await emit(client, org.admin_key))["id"]
     stop, done = asyncio.Event(), asyncio.Event()
@@ -216,14 +240,18 @@ async def test_concurrent_emitters_on_two_processes_lose_nothing_for_resuming_co
     urls = [server.url, second_server.url]
     # The stream starts from `first` too, so that it owes exactly what the others owe.
     streamed.append(first)
-    writers = [asyncio.create_task(_emit_nonstop(urls[i % 2], org.admin_key, stop,
-                                                 acknowledged, batch=i % 4 == 3))
-               for i in range(12)]
-    writers.append(asyncio.create_task(_commit_slowly(db, org.id, stop, acknowledged,
-                                                      old_order)))
-    readers = [asyncio.create_task(_reconnecting_stream(urls, org.admin_key, done, streamed)),
-               asyncio.create_task(_poll_nonstop(client, org.admin_key, first, done, polled)),
-               asyncio.create_task(_poll_old_order(db, org.id, done, old_order))]
+    writers = [
+        asyncio.create_task(
+            _emit_nonstop(urls[i % 2], org.admin_key, stop, acknowledged, batch=i % 4 == 3)
+        )
+        for i in range(12)
+    ]
+    writers.append(asyncio.create_task(_commit_slowly(db, org.id, stop, acknowledged, old_order)))
+    readers = [
+        asyncio.create_task(_reconnecting_stream(urls, org.admin_key, done, streamed)),
+        asyncio.create_task(_poll_nonstop(client, org.admin_key, first, done, polled)),
+        asyncio.create_task(_poll_old_order(db, org.id, done, old_order)),
+    ]
 
     async def enough_written() -> bool:
         return len(acknowledged) >= 300

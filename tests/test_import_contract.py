@@ -32,15 +32,18 @@ def imported_packages(source: str) -> set[str]:
 
 
 def violations(package: str, files: dict[str, str]) -> list[str]:
-    return [f"{name} imports {sorted(imported_packages(source) & FORBIDDEN[package])}"
-            for name, source in files.items()
-            if imported_packages(source) & FORBIDDEN[package]]
+    return [
+        f"{name} imports {sorted(imported_packages(source) & FORBIDDEN[package])}"
+        for name, source in files.items()
+        if imported_packages(source) & FORBIDDEN[package]
+    ]
 
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))
 def test_package_imports_only_what_it_may(package):
-    sources = {str(path.relative_to(ROOT)): path.read_text()
-               for path in PACKAGES[package].rglob("*.py")}
+    sources = {
+        str(path.relative_to(ROOT)): path.read_text() for path in PACKAGES[package].rglob("*.py")
+    }
     assert sources, f"no sources found for {package}"
     assert violations(package, sources) == []
 
@@ -48,6 +51,8 @@ def test_package_imports_only_what_it_may(package):
 def test_the_check_catches_an_import_hidden_in_a_function():
     hidden = "def later():\n    from ventryx_server.auth import Caller\n    return Caller\n"
     assert violations("ventryx_tui", {"screen.py": hidden}) == [
-        "screen.py imports ['ventryx_server']"]
+        "screen.py imports ['ventryx_server']"
+    ]
     assert violations("ventryx_shared", {"x.py": "import ventryx_tui.app\n"}) == [
-        "x.py imports ['ventryx_tui']"]
+        "x.py imports ['ventryx_tui']"
+    ]

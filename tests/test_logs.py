@@ -10,11 +10,16 @@ async def test_secrets_never_reach_the_server_log(client, org, make_key, server_
     await client.get("/v1/me", headers=bearer(tampered))
     await client.get("/v1/me", params={"api_key": key}, headers=bearer(key))
     await client.get(f"/v1/nowhere/{key}")
-    await client.post("/v1/api-keys", headers=bearer(key), content=key.encode(),
-                      )
-    await client.post("/v1/api-keys", headers={**bearer(org.admin_key),
-                                               "Content-Type": "application/json"},
-                      content=b'{"name": "' + key.encode() + b'", "scopes": 7}')
+    await client.post(
+        "/v1/api-keys",
+        headers=bearer(key),
+        content=key.encode(),
+    )
+    await client.post(
+        "/v1/api-keys",
+        headers={**bearer(org.admin_key), "Content-Type": "application/json"},
+        content=b'{"name": "' + key.encode() + b'", "scopes": 7}',
+    )
     await client.post("/v1/api-keys/revoke-leaked", json={"key": key})
     await client.get("/v1/me", headers=bearer(key))
     assert secrets_found_in_logs(server_log_dir, ledger.values) == []
@@ -35,7 +40,8 @@ def test_the_log_scan_finds_a_secret_or_its_hash_when_one_is_there(tmp_path):
 
 
 async def test_json_log_has_one_object_per_line_with_request_facts_and_no_secret(
-        database_url, server_log_dir, make_org, make_key, ledger):
+    database_url, server_log_dir, make_org, make_key, ledger
+):
     import json
 
     import httpx
@@ -55,8 +61,9 @@ async def test_json_log_has_one_object_per_line_with_request_facts_and_no_secret
     finally:
         process.stop()
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    access = {entry["request_id"]: entry for entry in lines
-              if entry.get("logger") == "ventryx.access"}
+    access = {
+        entry["request_id"]: entry for entry in lines if entry.get("logger") == "ventryx.access"
+    }
     me = access[served.headers["request-id"]]
     assert me["route"] == "/v1/me" and me["status"] == 200 and me["method"] == "GET"
     assert me["credential_id"] == key_id and me["duration_ms"] > 0
@@ -67,8 +74,9 @@ async def test_json_log_has_one_object_per_line_with_request_facts_and_no_secret
     assert secrets_found_in_logs(server_log_dir, {key} | ledger.values) == []
 
 
-async def test_the_default_log_is_for_people_without_a_line_per_request(server, client,
-                                                                        server_log_dir):
+async def test_the_default_log_is_for_people_without_a_line_per_request(
+    server, client, server_log_dir
+):
     response = await client.get("/healthz")
     assert response.status_code == 200
     text = (server_log_dir / "server-a.log").read_text()

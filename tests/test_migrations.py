@@ -38,8 +38,10 @@ class Cluster:
 def postgresql_15_url():
     """A throwaway PostgreSQL 15 cluster on a unix socket, stopped and deleted afterwards."""
     if not (POSTGRESQL_15_BIN / "initdb").exists():
-        pytest.skip(f"no PostgreSQL 15 binaries in {POSTGRESQL_15_BIN} "
-                    "(Debian: apt-get install postgresql-15)")
+        pytest.skip(
+            f"no PostgreSQL 15 binaries in {POSTGRESQL_15_BIN} "
+            "(Debian: apt-get install postgresql-15)"
+        )
     root = Path(tempfile.mkdtemp(prefix="ventryx-pg15-"))
     # initdb and postgres refuse to run as root: use the unprivileged user the embedded
     # wheel creates for exactly this (creating it here if this session never started one).
@@ -50,22 +52,51 @@ def postgresql_15_url():
         run_as = {"user": "embedded_postgres"}
     data = root / "data"
     subprocess.run(
-        [POSTGRESQL_15_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
-         "--encoding=UTF8", "--no-sync"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **run_as)
+        [
+            POSTGRESQL_15_BIN / "initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **run_as,
+    )
     port = free_port()
     # A scratch cluster: durability buys nothing here, and fsync would dominate the run.
     options = f"-k {root} -p {port} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
     # The postmaster inherits pg_ctl's stdout: a pipe there would never close.
     subprocess.run(
-        [POSTGRESQL_15_BIN / "pg_ctl", "-D", data, "-l", root / "server.log", "-w",
-         "-o", options, "start"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **run_as)
+        [
+            POSTGRESQL_15_BIN / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            root / "server.log",
+            "-w",
+            "-o",
+            options,
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **run_as,
+    )
     try:
         yield f"postgresql://postgres@/postgres?host={root}&port={port}"
     finally:
-        subprocess.run([POSTGRESQL_15_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **run_as)
+        subprocess.run(
+            [POSTGRESQL_15_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **run_as,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -73,8 +104,9 @@ def postgresql_15_url():
 def cluster(request) -> Cluster:
     if request.param == "embedded":
         return Cluster("embedded", request.getfixturevalue("admin_url"), WHEEL_BIN / "psql")
-    return Cluster("postgresql-15", request.getfixturevalue("postgresql_15_url"),
-                   POSTGRESQL_15_BIN / "psql")
+    return Cluster(
+        "postgresql-15", request.getfixturevalue("postgresql_15_url"), POSTGRESQL_15_BIN / "psql"
+    )
 
 
 @pytest.fixture
@@ -98,18 +130,34 @@ def all_migrations() -> list[migrations.Migration]:
 def schema_dump(url: str) -> str:
     """``pg_dump --schema-only``, minus the per-run random key of its \\restrict lines."""
     # The wheel's pg_dump is the newest we have, and pg_dump reads servers older than itself.
-    dump = subprocess.run([WHEEL_BIN / "pg_dump", "--schema-only", "--dbname", url],
-                          check=True, capture_output=True, text=True).stdout
-    return "\n".join(line for line in dump.splitlines()
-                     if not line.startswith(("\\restrict", "\\unrestrict")))
+    dump = subprocess.run(
+        [WHEEL_BIN / "pg_dump", "--schema-only", "--dbname", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return "\n".join(
+        line for line in dump.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
+    )
 
 
 def psql_apply(cluster: Cluster, url: str, path: Path) -> subprocess.CompletedProcess:
     """Exactly the command sql/README.md gives a DBA (-X: no ~/.psqlrc to vary it)."""
     return subprocess.run(
-        [cluster.psql, "-X", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", path,
-         "--dbname", url],
-        capture_output=True, text=True)
+        [
+            cluster.psql,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-f",
+            path,
+            "--dbname",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 async def migration_rows(conn: asyncpg.Connection, *, with_times: bool = False) -> list[tuple]:
@@ -121,18 +169,26 @@ async def migration_rows(conn: asyncpg.Connection, *, with_times: bool = False) 
 
 
 def expected_rows(upto: int | None = None) -> list[tuple]:
-    return [(m.version, m.name, m.declared_checksum) for m in all_migrations()
-            if upto is None or m.version <= upto]
+    return [
+        (m.version, m.name, m.declared_checksum)
+        for m in all_migrations()
+        if upto is None or m.version <= upto
+    ]
 
 
 def run_cli(*args: str, database_url: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": database_url, "VENTRYX_PEPPER": TEST_PEPPER.hex()}
-    return subprocess.run([sys.executable, "-m", "ventryx_server", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ventryx_server", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-async def test_every_up_then_every_down_then_every_up_gives_back_the_same_schema(
-        scratch_url, conn):
+async def test_every_up_then_every_down_then_every_up_gives_back_the_same_schema(scratch_url, conn):
     empty = schema_dump(scratch_url)
 
     applied = await migrations.migrate(conn, SQL_DIR)
@@ -162,8 +218,7 @@ async def test_migrating_a_current_schema_changes_nothing(scratch_url, conn):
     assert (schema_dump(scratch_url), await migration_rows(conn, with_times=True)) == before
 
 
-async def test_psql_applied_and_runner_applied_databases_are_identical(cluster, conn,
-                                                                       scratch_url):
+async def test_psql_applied_and_runner_applied_databases_are_identical(cluster, conn, scratch_url):
     psql_url = await create_scratch_database(cluster.admin_url, prefix="vtx_migrations_psql")
     try:
         for migration in all_migrations():
@@ -183,8 +238,9 @@ async def test_psql_applied_and_runner_applied_databases_are_identical(cluster, 
         await drop_database(cluster.admin_url, psql_url)
 
 
-async def test_psql_reapplying_an_applied_file_fails_and_changes_nothing(cluster, scratch_url,
-                                                                        conn):
+async def test_psql_reapplying_an_applied_file_fails_and_changes_nothing(
+    cluster, scratch_url, conn
+):
     await migrations.migrate(conn, SQL_DIR)
     before = schema_dump(scratch_url), await migration_rows(conn, with_times=True)
 
@@ -210,13 +266,18 @@ async def test_concurrent_runners_apply_each_migration_exactly_once(scratch_url)
 def test_two_migrate_commands_at_once_both_succeed(scratch_url):
     env = {**os.environ, "DATABASE_URL": scratch_url}
     command = [sys.executable, "-m", "ventryx_server", "migrate"]
-    processes = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [process.communicate(timeout=60) for process in processes]
 
     assert [process.returncode for process in processes] == [0, 0], outputs
-    applied_lines = sorted(line for stdout, _ in outputs for line in stdout.splitlines()
-                           if line.startswith("applied "))
+    applied_lines = sorted(
+        line for stdout, _ in outputs for line in stdout.splitlines() if line.startswith("applied ")
+    )
     assert applied_lines == sorted(f"applied {m.filename}" for m in all_migrations())
 
 
@@ -227,13 +288,15 @@ def sql_copy(tmp_path) -> Path:
     return copy
 
 
-async def test_an_applied_migration_whose_file_was_edited_is_refused(sql_copy, scratch_url,
-                                                                    conn):
+async def test_an_applied_migration_whose_file_was_edited_is_refused(sql_copy, scratch_url, conn):
     await migrations.migrate(conn, sql_copy)
     before = schema_dump(scratch_url), await migration_rows(conn, with_times=True)
     edited = migrations.load(sql_copy)[1].up_path
-    edited.write_text(edited.read_text().replace(
-        "\n\n", "\n\n-- A comment added after this file was applied.\n", 1))
+    edited.write_text(
+        edited.read_text().replace(
+            "\n\n", "\n\n-- A comment added after this file was applied.\n", 1
+        )
+    )
 
     # Edited without updating its record line: the file itself no longer checks out.
     with pytest.raises(migrations.MigrationError, match=edited.name):
@@ -242,8 +305,10 @@ async def test_an_applied_migration_whose_file_was_edited_is_refused(sql_copy, s
     # Re-stamped so the file agrees with itself: the database still knows what it ran.
     assert migrations.stamp(sql_copy) == [edited.name]
     for attempt in (migrations.migrate, migrations.pending):
-        with pytest.raises(migrations.MigrationError,
-                           match=rf"{edited.name} was applied with checksum .* must not be edited"):
+        with pytest.raises(
+            migrations.MigrationError,
+            match=rf"{edited.name} was applied with checksum .* must not be edited",
+        ):
             await attempt(conn, sql_copy)
     assert (schema_dump(scratch_url), await migration_rows(conn, with_times=True)) == before
 

@@ -32,8 +32,11 @@ def is_public(operation) -> bool:
 
 async def test_every_error_status_is_documented_with_our_error_envelope(document):
     for path, method, operation in operations(document):
-        errors = {status: response for status, response in operation["responses"].items()
-                  if not status.startswith("2")}
+        errors = {
+            status: response
+            for status, response in operation["responses"].items()
+            if not status.startswith("2")
+        }
         for status, response in errors.items():
             schema = response["content"]["application/json"]["schema"]["$ref"]
             batch = operation["operationId"] == "createEventBatch" and status == "422"
@@ -108,12 +111,16 @@ async def test_the_cursor_pattern_is_the_one_the_server_enforces(client, documen
     listing = document["paths"]["/v1/api-keys"]["get"]["parameters"]
     pattern = next(p for p in listing if p["name"] == "starting_after")["schema"]["pattern"]
     assert re.search(pattern, org.admin_key_id)
-    accepted = await client.get("/v1/api-keys", headers=bearer(org.admin_key),
-                                params={"starting_after": org.admin_key_id})
+    accepted = await client.get(
+        "/v1/api-keys", headers=bearer(org.admin_key), params={"starting_after": org.admin_key_id}
+    )
     assert accepted.status_code == 200
     assert not re.search(pattern, "wf_" + org.admin_key_id[4:])
-    refused = await client.get("/v1/api-keys", headers=bearer(org.admin_key),
-                               params={"starting_after": "wf_" + org.admin_key_id[4:]})
+    refused = await client.get(
+        "/v1/api-keys",
+        headers=bearer(org.admin_key),
+        params={"starting_after": "wf_" + org.admin_key_id[4:]},
+    )
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "starting_after"
 

@@ -38,13 +38,17 @@ GROUP_OPTIONS = {"api-keys": ["--exclude-checks", "use_after_free"]}
 
 async def owner_session(client, ledger, org) -> str:
     """The owner's dashboard session, its one-time password changed."""
-    login = await client.post("/v1/sessions", json={"email": org.owner_email,
-                                                    "password": org.owner_password})
+    login = await client.post(
+        "/v1/sessions", json={"email": org.owner_email, "password": org.owner_password}
+    )
     assert login.status_code == 201, login.text
     token = ledger.add(login.json()["data"]["token"])
     new_password = ledger.add(f"fuzz-{org.id}-password")
-    changed = await client.post("/v1/members/me/password", headers=bearer(token), json={
-        "current_password": org.owner_password, "new_password": new_password})
+    changed = await client.post(
+        "/v1/members/me/password",
+        headers=bearer(token),
+        json={"current_password": org.owner_password, "new_password": new_password},
+    )
     assert changed.status_code == 200, changed.text
     return token
 
@@ -52,19 +56,39 @@ async def owner_session(client, ledger, org) -> str:
 async def run_schemathesis(url: str, credential: str, group: str) -> tuple[int, str]:
     # Quick: random generation and the stateful phase, a few seconds per group. Deep: also
     # the coverage phase (boundary and invalid values of every field, minutes).
-    options = ["--max-examples", "300", "--workers", "2"] if DEEP else [
-        "--max-examples", "10", "--workers", "1", "--phases", "examples,fuzzing,stateful"]
+    options = (
+        ["--max-examples", "300", "--workers", "2"]
+        if DEEP
+        else ["--max-examples", "10", "--workers", "1", "--phases", "examples,fuzzing,stateful"]
+    )
     process = await asyncio.create_subprocess_exec(
-        str(SCHEMATHESIS), "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
-        "run", f"{url}/schema/openapi.json",
-        "--header", f"Authorization: Bearer {credential}",
-        "--checks", "all", "--seed", SEED, "--request-timeout", "10",
-        "--suppress-health-check", "all", *options,
+        str(SCHEMATHESIS),
+        "--config-file",
+        str(ROOT / "tests" / "schemathesis.toml"),
+        "run",
+        f"{url}/schema/openapi.json",
+        "--header",
+        f"Authorization: Bearer {credential}",
+        "--checks",
+        "all",
+        "--seed",
+        SEED,
+        "--request-timeout",
+        "10",
+        "--suppress-health-check",
+        "all",
+        *options,
         *[option for tag in GROUPS[group] for option in ("--include-tag", tag)],
         *GROUP_OPTIONS.get(group, []),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
-             "PYTHONPATH": str(ROOT)})
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+            "PYTHONPATH": str(ROOT),
+        },
+    )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=3000 if DEEP else 240)
     return process.returncode, output.decode(errors="replace").replace(credential, "[secret]")
 
@@ -74,10 +98,12 @@ async def test_schemathesis_finds_nothing_in_any_operation(server, client, ledge
     credentials = {}
     for group in GROUPS:
         org = await make_org(f"Fuzzed {group}")
-        credentials[group] = (await owner_session(client, ledger, org)) if (
-            group == "api-keys") else org.admin_key
-    results = await asyncio.gather(*[run_schemathesis(server.url, credentials[group], group)
-                                     for group in GROUPS])
+        credentials[group] = (
+            (await owner_session(client, ledger, org)) if (group == "api-keys") else org.admin_key
+        )
+    results = await asyncio.gather(
+        *[run_schemathesis(server.url, credentials[group], group) for group in GROUPS]
+    )
     failed = {}
     for group, (returncode, report) in zip(GROUPS, results, strict=True):
         cases = re.search(r"(\d+) generated", report)

@@ -35,8 +35,9 @@ async def outage_database(admin_url):
 async def _bootstrap(database_url: str, queries, name: str):
     conn = await asyncpg.connect(database_url)
     try:
-        return await bootstrap(conn, queries, TEST_PEPPER, org_name=name,
-                               owner_email=f"{name.lower()}@example.com")
+        return await bootstrap(
+            conn, queries, TEST_PEPPER, org_name=name, owner_email=f"{name.lower()}@example.com"
+        )
     finally:
         await conn.close()
 
@@ -45,11 +46,14 @@ async def _terminate_backends(admin: asyncpg.Connection, database_url: str) -> i
     name = database_url.split("?")[0].rsplit("/", 1)[1]
     return await admin.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+        "WHERE datname = $1 AND pid <> pg_backend_pid()",
+        name,
+    )
 
 
 async def test_terminated_connections_under_load_answer_503_never_500(
-        admin_url, outage_database, server_log_dir, queries, ledger):
+    admin_url, outage_database, server_log_dir, queries, ledger
+):
     key = ledger.add((await _bootstrap(outage_database, queries, "Outage")).key)
     log_path = server_log_dir / "server-outage.log"
     server = ServerProcess(outage_database, log_path)
@@ -60,8 +64,9 @@ async def test_terminated_connections_under_load_answer_503_never_500(
     async def client_loop(http: httpx.AsyncClient, number: int) -> None:
         while not stop.is_set():
             if number % 2:
-                response = await http.post("/v1/events", headers=bearer(key),
-                                           json={"type": "outage.test", "payload": {}})
+                response = await http.post(
+                    "/v1/events", headers=bearer(key), json={"type": "outage.test", "payload": {}}
+                )
             else:
                 response = await http.get("/v1/api-keys", headers=bearer(key))
             statuses.append(response)
@@ -102,13 +107,15 @@ async def _answers_200(http: httpx.AsyncClient, key: str) -> bool:
 
 
 async def test_usage_recorder_logs_a_failed_flush_and_keeps_running(
-        outage_database, queries, caplog):
+    outage_database, queries, caplog
+):
     """While api_keys is locked past the pool's lock_timeout, flushes fail: each failure
     is logged, the task goes on, and once the lock is gone a flush writes the usage the
     failed ones could not."""
     made = await _bootstrap(outage_database, queries, "Usage")
-    pool = await asyncpg.create_pool(outage_database, min_size=1, max_size=1,
-                                     server_settings={"lock_timeout": "100"})
+    pool = await asyncpg.create_pool(
+        outage_database, min_size=1, max_size=1, server_settings={"lock_timeout": "100"}
+    )
     blocker = await asyncpg.connect(outage_database)
     recorder = UsageRecorder(pool, queries, interval=0.1)
     caplog.set_level(logging.WARNING, logger="ventryx.usage")
@@ -118,8 +125,9 @@ async def test_usage_recorder_logs_a_failed_flush_and_keeps_running(
                 await blocker.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
                 recorder.touch(made.org_id, made.key_id)
                 assert await wait_for(lambda: _logged(caplog), timeout=5)
-            last_used = await wait_for(lambda: _last_used(pool, made.org_id, made.key_id),
-                                       timeout=5)
+            last_used = await wait_for(
+                lambda: _last_used(pool, made.org_id, made.key_id), timeout=5
+            )
     finally:
         await blocker.close()
         await pool.close()
@@ -131,27 +139,34 @@ async def _logged(caplog) -> bool:
 
 
 async def _last_used(pool: asyncpg.Pool, org_id: str, key_id: str):
-    return await pool.fetchval("SELECT last_used_at FROM api_keys WHERE org_id = $1 AND id = $2",
-                               org_id, key_id)
+    return await pool.fetchval(
+        "SELECT last_used_at FROM api_keys WHERE org_id = $1 AND id = $2", org_id, key_id
+    )
 
 
-@pytest.mark.parametrize("error", [
-    asyncpg.exceptions.InternalClientError("cannot switch to state 12"),
-    asyncpg.exceptions.LockNotAvailableError("canceling statement due to lock timeout"),
-    asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
-    asyncpg.exceptions.IdleInTransactionSessionTimeoutError("terminating connection"),
-    asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator"),
-    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
-    TimeoutError(),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.InternalClientError("cannot switch to state 12"),
+        asyncpg.exceptions.LockNotAvailableError("canceling statement due to lock timeout"),
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.exceptions.IdleInTransactionSessionTimeoutError("terminating connection"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        TimeoutError(),
+    ],
+)
 def test_outages_and_timeouts_are_503(error):
     assert is_outage(error)
 
 
-@pytest.mark.parametrize("error", [
-    asyncpg.exceptions.UniqueViolationError("duplicate key"),
-    asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
-    ValueError("a bug"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.UniqueViolationError("duplicate key"),
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        ValueError("a bug"),
+    ],
+)
 def test_other_failures_are_not_outages(error):
     assert not is_outage(error)

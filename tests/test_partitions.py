@@ -22,8 +22,10 @@ from ventryx_server.bootstrap import bootstrap
 from ventryx_shared.tokens import parse_token
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-EVENT_COLUMNS = ("org_id, id, environment, type, payload, occurred_at, created_at, "
-                 "matched_workflows, emitted_by, xact_id")
+EVENT_COLUMNS = (
+    "org_id, id, environment, type, payload, occurred_at, created_at, "
+    "matched_workflows, emitted_by, xact_id"
+)
 
 
 def event_id_at(moment: datetime, serial: int) -> str:
@@ -50,57 +52,84 @@ async def scratch(admin_url):
 
 async def new_org(pool, queries) -> tuple[str, str]:
     async with pool.acquire() as conn:
-        made = await bootstrap(conn, queries, TEST_PEPPER, org_name="Acme",
-                               owner_email=f"owner-{secrets.token_hex(4)}@example.com")
+        made = await bootstrap(
+            conn,
+            queries,
+            TEST_PEPPER,
+            org_name="Acme",
+            owner_email=f"owner-{secrets.token_hex(4)}@example.com",
+        )
     return made.org_id, made.key
 
 
 async def insert_events(conn, org_id: str, environment: str, created_at: list[datetime]):
-    rows = [(org_id, event_id_at(moment, serial), environment, moment)
-            for serial, moment in enumerate(created_at)]
+    rows = [
+        (org_id, event_id_at(moment, serial), environment, moment)
+        for serial, moment in enumerate(created_at)
+    ]
     await conn.executemany(
         "INSERT INTO events (org_id, id, environment, type, payload, occurred_at, created_at, "
-        "emitted_by) VALUES ($1, $2, $3, 'order.created', '{\"n\": 1}', $4, $4, 'test')", rows)
+        "emitted_by) VALUES ($1, $2, $3, 'order.created', '{\"n\": 1}', $4, $4, 'test')",
+        rows,
+    )
     return [row[1] for row in rows]
 
 
 async def partition_names(conn) -> set[str]:
-    return {row["relname"] for row in await conn.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'events'::regclass")}
+    return {
+        row["relname"]
+        for row in await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events'::regclass"
+        )
+    }
 
 
 async def all_events(conn) -> list[tuple]:
-    return [tuple(row) for row in await conn.fetch(
-        f"SELECT {EVENT_COLUMNS} FROM events ORDER BY org_id, environment, xact_id, id")]
+    return [
+        tuple(row)
+        for row in await conn.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events ORDER BY org_id, environment, xact_id, id"
+        )
+    ]
 
 
 async def test_the_migration_converts_a_table_with_rows_and_the_down_file_restores_it(
-        scratch, queries):
+    scratch, queries
+):
     org_id, _ = await new_org(scratch, queries)
     async with scratch.acquire() as conn:
         await migrations.migrate_down(conn, SQL_DIR, to_version=17)
-        assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'") == "r"
+        assert (
+            await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'")
+            == "r"
+        )
         # Rows of past days, of today, and one emitted in its own transaction (its xact_id
         # differs): the feed order is (xact_id, id), and must survive the copy.
-        await insert_events(conn, org_id, "live", [today() - timedelta(days=d, hours=3)
-                                                   for d in range(40)])
+        await insert_events(
+            conn, org_id, "live", [today() - timedelta(days=d, hours=3) for d in range(40)]
+        )
         await insert_events(conn, org_id, "test", [datetime.now(UTC)])
         before = await all_events(conn)
         assert len({row[-1] for row in before}) == 2
 
         await migrations.migrate(conn, SQL_DIR)
-        assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'") == "p"
+        assert (
+            await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'")
+            == "p"
+        )
         assert await all_events(conn) == before
         names = await partition_names(conn)
         assert f"events_before_{today():%Y%m%d}" in names and "events_default" in names
         assert {f"events_{today() + timedelta(days=d):%Y%m%d}" for d in range(8)} <= names
         # Today's row sits in today's partition, the older ones in the one before it.
-        assert await conn.fetchval(
-            f"SELECT count(*) FROM events_{today():%Y%m%d}") == 1
+        assert await conn.fetchval(f"SELECT count(*) FROM events_{today():%Y%m%d}") == 1
 
         await migrations.migrate_down(conn, SQL_DIR, to_version=17)
-        assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'") == "r"
+        assert (
+            await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'")
+            == "r"
+        )
         assert await all_events(conn) == before
         assert not await conn.fetchval("SELECT to_regclass('events_default') IS NOT NULL")
 
@@ -114,13 +143,16 @@ async def test_event_id_time_reads_the_millisecond_an_id_was_minted(scratch):
 async def past_partition(conn, day: datetime) -> str:
     """A partition of a day before the migration, as a database in use for weeks has."""
     name = f"events_{day:%Y%m%d}"
-    await conn.execute(f"CREATE TABLE {name} PARTITION OF events FOR VALUES "
-                       f"FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')")
+    await conn.execute(
+        f"CREATE TABLE {name} PARTITION OF events FOR VALUES "
+        f"FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
+    )
     return name
 
 
 async def test_retention_drops_whole_partitions_and_deletes_shorter_ones_in_batches(
-        scratch, queries):
+    scratch, queries
+):
     short_org, _ = await new_org(scratch, queries)
     long_org, _ = await new_org(scratch, queries)
     async with scratch.acquire() as conn:
@@ -129,13 +161,21 @@ async def test_retention_drops_whole_partitions_and_deletes_shorter_ones_in_batc
         old_day, recent_day = today() - timedelta(days=12), today() - timedelta(days=3)
         old_partition = await past_partition(conn, old_day)
         await past_partition(conn, recent_day)
-        await conn.execute("UPDATE organizations SET event_retention_days_live = 10, "
-                           "event_retention_days_test = 2 WHERE org_id = $1", long_org)
-        await conn.execute("UPDATE organizations SET event_retention_days_live = 2, "
-                           "event_retention_days_test = 2 WHERE org_id = $1", short_org)
+        await conn.execute(
+            "UPDATE organizations SET event_retention_days_live = 10, "
+            "event_retention_days_test = 2 WHERE org_id = $1",
+            long_org,
+        )
+        await conn.execute(
+            "UPDATE organizations SET event_retention_days_live = 2, "
+            "event_retention_days_test = 2 WHERE org_id = $1",
+            short_org,
+        )
         noon = timedelta(hours=12)
         for org_id in (short_org, long_org):
-            await insert_events(conn, org_id, "live", [old_day + noon] * 2 + [recent_day + noon] * 3)
+            await insert_events(
+                conn, org_id, "live", [old_day + noon] * 2 + [recent_day + noon] * 3
+            )
             await insert_events(conn, org_id, "test", [recent_day + noon] * 2)
         kept = await insert_events(conn, short_org, "live", [datetime.now(UTC)])
 
@@ -143,15 +183,17 @@ async def test_retention_drops_whole_partitions_and_deletes_shorter_ones_in_batc
         deleted = [await conn.fetchval("SELECT maintain_events(2)") for _ in range(5)]
         assert deleted == [2, 2, 2, 1, 0]
         assert old_partition not in await partition_names(conn)
-        remaining = await conn.fetch("SELECT org_id, environment, count(*) FROM events "
-                                     "GROUP BY 1, 2 ORDER BY 1, 2")
+        remaining = await conn.fetch(
+            "SELECT org_id, environment, count(*) FROM events GROUP BY 1, 2 ORDER BY 1, 2"
+        )
         assert {(r["org_id"], r["environment"]): r["count"] for r in remaining} == {
-            (long_org, "live"): 3, (short_org, "live"): 1}
+            (long_org, "live"): 3,
+            (short_org, "live"): 1,
+        }
         assert await conn.fetchval("SELECT id FROM events WHERE org_id = $1", short_org) == kept[0]
 
 
-async def test_a_day_without_its_partition_is_kept_in_the_default_one_then_moved(
-        scratch, queries):
+async def test_a_day_without_its_partition_is_kept_in_the_default_one_then_moved(scratch, queries):
     org_id, _ = await new_org(scratch, queries)
     last_day = today() + timedelta(days=7)
     async with scratch.acquire() as conn:
@@ -207,9 +249,13 @@ DAYS = 8
 async def test_list_and_get_plans_touch_only_the_partitions_they_need(scratch, queries):
     org_id, key = await new_org(scratch, queries)
     token = parse_token(key)
-    caller = {"credential_kind": token.kind, "lookup_id": token.lookup_id,
-              "secret_hash": hash_secret(TEST_PEPPER, token.token), "environment": "live",
-              "scope": "events:read"}
+    caller = {
+        "credential_kind": token.kind,
+        "lookup_id": token.lookup_id,
+        "secret_hash": hash_secret(TEST_PEPPER, token.token),
+        "environment": "live",
+        "scope": "events:read",
+    }
     days = [today() + timedelta(days=d) for d in range(DAYS)]
     # One id prefix (minting millisecond) per day, at noon; created_at spreads over the
     # following seconds. One statement generates the million rows.
@@ -222,7 +268,12 @@ async def test_list_and_get_plans_touch_only_the_partitions_they_need(scratch, q
             "'order.created', '{}', now(), "
             "($3::timestamptz[])[g % $4 + 1] + interval '12 hours' + g * interval '1 microsecond', "
             "'bench' FROM generate_series(1, $5) AS g",
-            org_id, prefixes, days, DAYS, MILLION)
+            org_id,
+            prefixes,
+            days,
+            DAYS,
+            MILLION,
+        )
         await conn.execute("ANALYZE events")
         # As planned for the first executions of a prepared statement, and for the later
         # ones (a generic plan prunes when it starts, from the parameters' values).
@@ -232,68 +283,101 @@ async def test_list_and_get_plans_touch_only_the_partitions_they_need(scratch, q
         await conn.execute("RESET plan_cache_mode")
 
 
-async def assert_plans_prune(explaining, queries, caller: dict, days: list[datetime],
-                             prefixes: list[str]) -> None:
+async def assert_plans_prune(
+    explaining, queries, caller: dict, days: list[datetime], prefixes: list[str]
+) -> None:
     day = 3
     event_id = prefixes[day] + f"{day + DAYS * 10:016X}"
-    assert await explaining.conn.fetchval("SELECT created_at FROM events WHERE id = $1",
-                                          event_id) >= days[day]
+    assert (
+        await explaining.conn.fetchval("SELECT created_at FROM events WHERE id = $1", event_id)
+        >= days[day]
+    )
     get_plan = await queries.get_event(explaining, **caller, id=event_id)
     assert scanned_partitions(get_plan) == {f"events_{days[day]:%Y%m%d}"}
 
-    list_params = {**caller, "type": None, "type_prefix": None, "type_prefix_end": None,
-                   "limit": 21}
+    list_params = {
+        **caller,
+        "type": None,
+        "type_prefix": None,
+        "type_prefix_end": None,
+        "limit": 21,
+    }
     one_day = await queries.list_events(
-        explaining, **list_params, since=days[5], until=days[6], starting_after=None)
+        explaining, **list_params, since=days[5], until=days[6], starting_after=None
+    )
     assert scanned_partitions(one_day) == {f"events_{days[5]:%Y%m%d}"}
 
     # A cursor minted on day 2 excludes every later day.
-    older = await queries.list_events(explaining, **list_params, since=None, until=None,
-                                      starting_after=prefixes[2] + "0" * 16)
+    older = await queries.list_events(
+        explaining, **list_params, since=None, until=None, starting_after=prefixes[2] + "0" * 16
+    )
     assert scanned_partitions(older) == {f"events_{d:%Y%m%d}" for d in days[:3]} | {
-        f"events_before_{today():%Y%m%d}"}
+        f"events_before_{today():%Y%m%d}"
+    }
 
 
 async def _retention(db, org_id: str) -> tuple:
-    return tuple(await db.fetchrow(
-        "SELECT event_retention_days_live, event_retention_days_test FROM organizations "
-        "WHERE org_id = $1", org_id))
+    return tuple(
+        await db.fetchrow(
+            "SELECT event_retention_days_live, event_retention_days_test FROM organizations "
+            "WHERE org_id = $1",
+            org_id,
+        )
+    )
 
 
 async def test_an_org_admin_sets_each_environments_retention_and_it_is_audited(client, db, org):
     response = await client.get("/v1/org", headers=bearer(org.admin_key))
     assert response.json()["data"]["event_retention_days"] == {"live": 30, "test": 30}
-    response = await client.patch("/v1/org", headers=bearer(org.admin_key),
-                                  json={"event_retention_days": {"test": 7}})
+    response = await client.patch(
+        "/v1/org", headers=bearer(org.admin_key), json={"event_retention_days": {"test": 7}}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["data"]["event_retention_days"] == {"live": 30, "test": 7}
     assert await _retention(db, org.id) == (30, 7)
-    details = await db.fetchval("SELECT details FROM audit_log WHERE org_id = $1 AND "
-                                "action = 'organization.updated'", org.id)
+    details = await db.fetchval(
+        "SELECT details FROM audit_log WHERE org_id = $1 AND action = 'organization.updated'",
+        org.id,
+    )
     assert json.loads(details) == {"event_retention_days.test": {"from": 30, "to": 7}}
 
 
-@pytest.mark.parametrize("retention", [
-    {}, {"live": 0}, {"live": 3651}, {"live": "7"}, {"test": True}, {"live": 1.5},
-    {"production": 7}, {"live": None}, [7], 7,
-])
+@pytest.mark.parametrize(
+    "retention",
+    [
+        {},
+        {"live": 0},
+        {"live": 3651},
+        {"live": "7"},
+        {"test": True},
+        {"live": 1.5},
+        {"production": 7},
+        {"live": None},
+        [7],
+        7,
+    ],
+)
 async def test_a_bad_retention_is_refused_and_changes_nothing(client, db, org, retention):
-    response = await client.patch("/v1/org", headers=bearer(org.admin_key),
-                                  json={"event_retention_days": retention})
+    response = await client.patch(
+        "/v1/org", headers=bearer(org.admin_key), json={"event_retention_days": retention}
+    )
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["request_id"]
     assert await _retention(db, org.id) == (30, 30)
 
 
 async def test_retention_needs_org_admin_and_stays_within_the_callers_organization(
-        client, db, org, make_org, make_key):
+    client, db, org, make_org, make_key
+):
     other = await make_org("Other")
     _, events_key = await make_key(org, ["events:write", "events:read"])
-    response = await client.patch("/v1/org", headers=bearer(events_key),
-                                  json={"event_retention_days": {"live": 1}})
+    response = await client.patch(
+        "/v1/org", headers=bearer(events_key), json={"event_retention_days": {"live": 1}}
+    )
     assert response.status_code == 403
-    response = await client.patch("/v1/org", headers=bearer(org.admin_key),
-                                  json={"event_retention_days": {"live": 1}})
+    response = await client.patch(
+        "/v1/org", headers=bearer(org.admin_key), json={"event_retention_days": {"live": 1}}
+    )
     assert response.status_code == 200
     assert await _retention(db, org.id) == (1, 30)
     assert await _retention(db, other.id) == (30, 30)
@@ -303,12 +387,21 @@ async def test_a_batch_answers_each_event_exactly_as_a_get_reads_it_back(client,
     # The batch statement returns one row for the whole batch; the answer is assembled
     # from it and must match what was stored, event by event.
     await make_workflow(client, org.admin_key, "orders", "order.*")
-    body = {"events": [
-        {"type": "order.created", "payload": {"n": 1}, "occurred_at": "2026-04-02T10:00:00+05:30"},
-        {"type": "invoice.paid"},
-        {"type": "order.shipped", "payload": {"nested": {"a": [1, 2]}},
-         "occurred_at": "1999-12-31T23:59:59.123456Z"},
-    ]}
+    body = {
+        "events": [
+            {
+                "type": "order.created",
+                "payload": {"n": 1},
+                "occurred_at": "2026-04-02T10:00:00+05:30",
+            },
+            {"type": "invoice.paid"},
+            {
+                "type": "order.shipped",
+                "payload": {"nested": {"a": [1, 2]}},
+                "occurred_at": "1999-12-31T23:59:59.123456Z",
+            },
+        ]
+    }
     response = await client.post("/v1/events/batch", headers=bearer(org.admin_key), json=body)
     assert response.status_code == 201, response.text
     answered = response.json()["data"]

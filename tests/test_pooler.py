@@ -25,11 +25,15 @@ NEVER_SECONDS = 10  # a bounded statement ends long before this
 @pytest.fixture
 async def pooled(pgbouncer, database_url):
     """The server's pool, set up as for VENTRYX_DATABASE_POOLER=transaction."""
-    settings = Settings(database_url=pgbouncer.url_for(database_url), pepper=TEST_PEPPER,
-                        transaction_pooler=True, listen_database_url=database_url,
-                        lock_timeout_seconds=LOCK_SECONDS,
-                        statement_timeout_seconds=STATEMENT_SECONDS,
-                        idle_in_transaction_timeout_seconds=IDLE_SECONDS)
+    settings = Settings(
+        database_url=pgbouncer.url_for(database_url),
+        pepper=TEST_PEPPER,
+        transaction_pooler=True,
+        listen_database_url=database_url,
+        lock_timeout_seconds=LOCK_SECONDS,
+        statement_timeout_seconds=STATEMENT_SECONDS,
+        idle_in_transaction_timeout_seconds=IDLE_SECONDS,
+    )
     pool = await create_pool(settings)
     yield pool
     await pool.close()
@@ -66,13 +70,15 @@ async def test_a_lock_wait_ends_at_the_lock_timeout(pooled, db, make_org):
         await holder.execute("SELECT 1 FROM organizations WHERE org_id = $1 FOR UPDATE", org.id)
         async with asyncio.timeout(NEVER_SECONDS):
             with pytest.raises(asyncpg.LockNotAvailableError):
-                await pooled.execute("UPDATE organizations SET name = name WHERE org_id = $1",
-                                     org.id)
+                await pooled.execute(
+                    "UPDATE organizations SET name = name WHERE org_id = $1", org.id
+                )
             async with pooled.acquire() as connection:
                 with pytest.raises(asyncpg.LockNotAvailableError):
                     async with connection.transaction():
                         await connection.execute(
-                            "UPDATE organizations SET name = name WHERE org_id = $1", org.id)
+                            "UPDATE organizations SET name = name WHERE org_id = $1", org.id
+                        )
 
 
 async def test_a_transaction_left_idle_is_ended(pooled):
@@ -89,28 +95,31 @@ async def test_many_requests_share_few_sessions(pooled, pgbouncer):
     # statements some would land in a session that never prepared them.
     async def read(n: int) -> int:
         async with pooled.acquire() as connection:
-            return await connection.fetchval("SELECT $1::int + count(*) * 0 FROM organizations",
-                                             n)
+            return await connection.fetchval("SELECT $1::int + count(*) * 0 FROM organizations", n)
 
     total = pgbouncer.POOL_SIZE * 10
     assert await asyncio.gather(*map(read, range(total))) == list(range(total))
 
 
 def test_a_server_behind_a_pooler_refuses_to_start_without_a_direct_listen_url(
-        pgbouncer, database_url):
-    env = {**os.environ, **pgbouncer.server_env(database_url),
-           "VENTRYX_PEPPER": TEST_PEPPER.hex()}
+    pgbouncer, database_url
+):
+    env = {**os.environ, **pgbouncer.server_env(database_url), "VENTRYX_PEPPER": TEST_PEPPER.hex()}
     del env["VENTRYX_LISTEN_DATABASE_URL"]
-    finished = subprocess.run([sys.executable, "-m", "ventryx_server", "serve", "--port", "0"],
-                              env=env, cwd=ROOT, capture_output=True,
-                              timeout=60)
+    finished = subprocess.run(
+        [sys.executable, "-m", "ventryx_server", "serve", "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+    )
     assert finished.returncode != 0
     assert b"needs VENTRYX_LISTEN_DATABASE_URL" in finished.stdout + finished.stderr
 
 
-
 async def test_a_server_behind_the_pooler_reaches_postgresql_through_it(
-        pgbouncer, database_url, server_log_dir, org):
+    pgbouncer, database_url, server_log_dir, org
+):
     database = urlsplit(database_url).path.lstrip("/")
 
     def pooled_logins() -> int:

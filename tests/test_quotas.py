@@ -9,32 +9,44 @@ import pytest
 from conftest import bearer
 
 
-async def _set_quotas(db, org_id: str, *, keys: int | None = None,
-                      workflows: int | None = None) -> None:
+async def _set_quotas(
+    db, org_id: str, *, keys: int | None = None, workflows: int | None = None
+) -> None:
     async with db.acquire() as conn:
         await conn.execute(
             "UPDATE organizations SET max_active_api_keys = coalesce($2, max_active_api_keys), "
             "max_workflows = coalesce($3, max_workflows) WHERE org_id = $1",
-            org_id, keys, workflows)
+            org_id,
+            keys,
+            workflows,
+        )
 
 
 async def _counts(db, org_id: str) -> tuple[int, int, int]:
     async with db.acquire() as conn:
-        return (await conn.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org_id),
-                await conn.fetchval("SELECT count(*) FROM workflows WHERE org_id = $1", org_id),
-                await conn.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1", org_id))
+        return (
+            await conn.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org_id),
+            await conn.fetchval("SELECT count(*) FROM workflows WHERE org_id = $1", org_id),
+            await conn.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1", org_id),
+        )
 
 
 async def _create_key(client, org, name: str = "quota key", **extra):
-    return await client.post("/v1/api-keys", headers=bearer(org.admin_key), json={
-        "name": name, "scopes": ["workflows:read"], **extra})
+    return await client.post(
+        "/v1/api-keys",
+        headers=bearer(org.admin_key),
+        json={"name": name, "scopes": ["workflows:read"], **extra},
+    )
 
 
 def _assert_quota_refusal(response, quota: str, limit: int) -> None:
     assert response.status_code == 403, response.text
     error = response.json()["error"]
     assert (error["type"], error["code"], error["param"]) == (
-        "permission_error", "quota_exceeded", quota)
+        "permission_error",
+        "quota_exceeded",
+        quota,
+    )
     assert quota in error["message"] and str(limit) in error["message"]
 
 
@@ -54,41 +66,47 @@ async def test_keys_over_the_quota_are_refused_and_nothing_is_written(client, db
     _assert_quota_refusal(refused, "active_api_keys", 3)
     assert await _counts(db, org.id) == before
     # Revoked and expired keys do not count: revoking one makes room.
-    await client.delete(f"/v1/api-keys/{created.json()['data']['id']}",
-                        headers=bearer(org.admin_key))
+    await client.delete(
+        f"/v1/api-keys/{created.json()['data']['id']}", headers=bearer(org.admin_key)
+    )
     again = await _create_key(client, org, "after a revocation")
     assert again.status_code == 201
     ledger.add(again.json()["data"]["key"])
 
 
 async def test_rotation_counts_the_successor_unless_the_old_key_stops_at_once(
-        client, db, ledger, org):
+    client, db, ledger, org
+):
     await _set_quotas(db, org.id, keys=2)
     created = await _create_key(client, org, "rotated")
     key_id = created.json()["data"]["id"]
     ledger.add(created.json()["data"]["key"])
-    with_grace = await client.post(f"/v1/api-keys/{key_id}/rotate",
-                                   headers=bearer(org.admin_key),
-                                   json={"grace_period_seconds": 3600})
+    with_grace = await client.post(
+        f"/v1/api-keys/{key_id}/rotate",
+        headers=bearer(org.admin_key),
+        json={"grace_period_seconds": 3600},
+    )
     _assert_quota_refusal(with_grace, "active_api_keys", 2)
-    immediate = await client.post(f"/v1/api-keys/{key_id}/rotate",
-                                  headers=bearer(org.admin_key),
-                                  json={"grace_period_seconds": 0})
+    immediate = await client.post(
+        f"/v1/api-keys/{key_id}/rotate",
+        headers=bearer(org.admin_key),
+        json={"grace_period_seconds": 0},
+    )
     assert immediate.status_code == 201, immediate.text
     ledger.add(immediate.json()["data"]["key"])
 
 
 async def test_concurrent_key_creations_cannot_exceed_the_quota(client, db, ledger, org):
     await _set_quotas(db, org.id, keys=4)
-    responses = await asyncio.gather(*[_create_key(client, org, f"racer {n}")
-                                       for n in range(12)])
+    responses = await asyncio.gather(*[_create_key(client, org, f"racer {n}") for n in range(12)])
     for response in responses:
         if response.status_code == 201:
             ledger.add(response.json()["data"]["key"])
     assert sorted(r.status_code for r in responses) == [201] * 3 + [403] * 9
     async with db.acquire() as conn:
-        active = await conn.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1 "
-                                     "AND revoked_at IS NULL", org.id)
+        active = await conn.fetchval(
+            "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org.id
+        )
     assert active == 4
 
 
@@ -96,42 +114,51 @@ def _workflow(name: str) -> dict:
     return {"name": name, "trigger": "order.created", "steps": []}
 
 
-async def test_concurrent_workflow_creations_cannot_exceed_the_quota(client, db, org,
-                                                                     make_key):
+async def test_concurrent_workflow_creations_cannot_exceed_the_quota(client, db, org, make_key):
     await _set_quotas(db, org.id, workflows=3)
     _, test_key = await make_key(org, ["workflows:write"], environment="test")
-    first = await client.post("/v1/workflows", headers=bearer(test_key),
-                              json=_workflow("a test one"))
+    first = await client.post(
+        "/v1/workflows", headers=bearer(test_key), json=_workflow("a test one")
+    )
     assert first.status_code == 201
     # Both environments count against the one quota.
-    responses = await asyncio.gather(*[
-        client.post("/v1/workflows", headers=bearer(org.admin_key),
-                    json=_workflow(f"flow {secrets.token_hex(3)}")) for _ in range(8)])
+    responses = await asyncio.gather(
+        *[
+            client.post(
+                "/v1/workflows",
+                headers=bearer(org.admin_key),
+                json=_workflow(f"flow {secrets.token_hex(3)}"),
+            )
+            for _ in range(8)
+        ]
+    )
     assert sorted(r.status_code for r in responses) == [201] * 2 + [403] * 6
     refused = next(r for r in responses if r.status_code == 403)
     _assert_quota_refusal(refused, "workflows", 3)
     assert (await _counts(db, org.id))[1] == 3
     # Deleting one makes room.
     made = next(r for r in responses if r.status_code == 201).json()["data"]
-    deleted = await client.delete(f"/v1/workflows/{made['id']}",
-                                  headers=bearer(org.admin_key))
+    deleted = await client.delete(f"/v1/workflows/{made['id']}", headers=bearer(org.admin_key))
     assert deleted.status_code == 200, deleted.text
-    assert (await client.post("/v1/workflows", headers=bearer(org.admin_key),
-                              json=_workflow("room again"))).status_code == 201
+    assert (
+        await client.post(
+            "/v1/workflows", headers=bearer(org.admin_key), json=_workflow("room again")
+        )
+    ).status_code == 201
 
 
 @pytest.mark.parametrize("field", ["quotas", "max_active_api_keys"])
 async def test_an_organization_cannot_raise_its_own_quota(client, db, org, field):
     before = await _counts(db, org.id)
-    response = await client.patch("/v1/org", headers=bearer(org.admin_key),
-                                  json={field: {"active_api_keys": 10**6}})
+    response = await client.patch(
+        "/v1/org", headers=bearer(org.admin_key), json={field: {"active_api_keys": 10**6}}
+    )
     assert response.status_code in (400, 422)
     assert response.json()["error"]["param"] == field
     assert await _counts(db, org.id) == before
 
 
-async def test_a_refusal_at_the_quota_leaves_the_idempotency_key_unclaimed(
-        client, db, ledger, org):
+async def test_a_refusal_at_the_quota_leaves_the_idempotency_key_unclaimed(client, db, ledger, org):
     # add_api_key claims the Idempotency-Key before it counts: the refusal must take the
     # claim back, or the retry would replay nothing (or a 409) instead of creating.
     await _set_quotas(db, org.id, keys=2)
@@ -143,11 +170,15 @@ async def test_a_refusal_at_the_quota_leaves_the_idempotency_key_unclaimed(
     refused = await client.post("/v1/api-keys", headers=headers, json=body)
     _assert_quota_refusal(refused, "active_api_keys", 2)
     async with db.acquire() as conn:
-        assert await conn.fetchval(
-            "SELECT count(*) FROM idempotency_keys WHERE org_id = $1 AND idempotency_key = $2",
-            org.id, headers["Idempotency-Key"]) == 0
-    await client.delete(f"/v1/api-keys/{first.json()['data']['id']}",
-                        headers=bearer(org.admin_key))
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM idempotency_keys WHERE org_id = $1 AND idempotency_key = $2",
+                org.id,
+                headers["Idempotency-Key"],
+            )
+            == 0
+        )
+    await client.delete(f"/v1/api-keys/{first.json()['data']['id']}", headers=bearer(org.admin_key))
     retried = await client.post("/v1/api-keys", headers=headers, json=body)
     assert retried.status_code == 201, retried.text
     assert "Idempotent-Replayed" not in retried.headers

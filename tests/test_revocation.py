@@ -1,4 +1,4 @@
-""""Revocation is instantaneous. Any in-flight requests using the revoked key will return
+""" "Revocation is instantaneous. Any in-flight requests using the revoked key will return
 401 Unauthorized." — on every server process, and for writes still in flight."""
 
 import httpx
@@ -8,12 +8,22 @@ from conftest import TEST_PEPPER, bearer
 from ventryx_server.auth import hash_secret
 
 
-async def _hold_write(conn, function: str, token: str, prefix_length: int, scope: str,
-                      expected_id: str, column: str = "credential_id") -> None:
+async def _hold_write(
+    conn,
+    function: str,
+    token: str,
+    prefix_length: int,
+    scope: str,
+    expected_id: str,
+    column: str = "credential_id",
+) -> None:
     """A write in flight: its transaction has run the locked caller and not committed."""
-    caller = await conn.fetchrow(f"SELECT * FROM {function}($1, $2, 'live', $3)",
-                                 token[prefix_length:][:12], hash_secret(TEST_PEPPER, token),
-                                 scope)
+    caller = await conn.fetchrow(
+        f"SELECT * FROM {function}($1, $2, 'live', $3)",
+        token[prefix_length:][:12],
+        hash_secret(TEST_PEPPER, token),
+        scope,
+    )
     assert caller[column] == expected_id
 
 
@@ -28,34 +38,43 @@ async def test_next_request_after_delete_gets_401(client, org, make_key):
 
 
 async def test_revocation_through_one_process_is_seen_by_another(
-        client, second_server, org, make_key):
+    client, second_server, org, make_key
+):
     key_id, key = await make_key(org, ["api-keys:read", "api-keys:write"])
     async with httpx.AsyncClient(base_url=second_server.url) as other:
         assert (await other.get("/v1/api-keys", headers=bearer(key))).status_code == 200
         await client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key))
-        for method, path in (("GET", "/v1/api-keys"), ("GET", "/v1/me"),
-                             ("POST", "/v1/api-keys")):
-            response = await other.request(method, path, headers=bearer(key),
-                                           json={"name": "x", "scopes": ["api-keys:read"]}
-                                           if method == "POST" else None)
+        for method, path in (("GET", "/v1/api-keys"), ("GET", "/v1/me"), ("POST", "/v1/api-keys")):
+            response = await other.request(
+                method,
+                path,
+                headers=bearer(key),
+                json={"name": "x", "scopes": ["api-keys:read"]} if method == "POST" else None,
+            )
             assert response.status_code == 401, (method, path, response.text)
 
 
 async def test_write_in_flight_when_revocation_commits_gets_401_and_writes_nothing(
-        client, org, make_key, db):
+    client, org, make_key, db
+):
     """Hold a revocation open exactly as DELETE does it (lock the row FOR UPDATE, set
     revoked_at), start a write with the key, then commit the revocation."""
     key_id, key = await make_key(org, ["api-keys:write"])
     before = await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id)
     async with open_transaction(
-            db, ("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                 org.id, key_id),
-            ("UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2",
-             org.id, key_id)):
-        write = await queued_on_locks(db, client.post(
-            "/v1/api-keys", headers=bearer(key),
-            json={"name": "in flight", "scopes": ["api-keys:write"]}),
-            "the write did not wait for the revocation's lock")
+        db,
+        ("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id),
+        ("UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2", org.id, key_id),
+    ):
+        write = await queued_on_locks(
+            db,
+            client.post(
+                "/v1/api-keys",
+                headers=bearer(key),
+                json={"name": "in flight", "scopes": ["api-keys:write"]},
+            ),
+            "the write did not wait for the revocation's lock",
+        )
     response = await write
     assert response.status_code == 401, response.text
     assert await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id) == before
@@ -67,15 +86,18 @@ async def test_revocation_waits_for_a_write_already_holding_the_key(client, org,
     key_id, key = await make_key(org, ["api-keys:write"])
     async with open_transaction(db) as write:
         await _hold_write(write, "locked_api_key_caller", key, 9, "api-keys:write", key_id)
-        revoke = await queued_on_locks(db, client.delete(
-            f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
-            "the revocation did not wait for the write in flight")
+        revoke = await queued_on_locks(
+            db,
+            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
+            "the revocation did not wait for the write in flight",
+        )
     assert (await revoke).status_code == 200
     assert (await client.get("/v1/me", headers=bearer(key))).status_code == 401
 
 
 async def test_the_kind_dispatching_caller_functions_agree_with_the_per_kind_ones(
-        client, org, make_key, db):
+    client, org, make_key, db
+):
     """authorized_caller(kind, ...) stays for callers that bind the kind; it must answer
     exactly as api_key_caller does for a key, nothing for the wrong kind, and nothing
     once the key is revoked."""
@@ -85,20 +107,27 @@ async def test_the_kind_dispatching_caller_functions_agree_with_the_per_kind_one
         async with db.acquire() as conn, conn.transaction():
             per_kind = await conn.fetch(
                 f"SELECT * FROM {function.replace('authorized', 'api_key')}($1, $2, $3, $4)",
-                *args, "events:read")
-            by_kind = await conn.fetch(f"SELECT * FROM {function}('api_key', $1, $2, $3, $4)",
-                                       *args, "events:read")
+                *args,
+                "events:read",
+            )
+            by_kind = await conn.fetch(
+                f"SELECT * FROM {function}('api_key', $1, $2, $3, $4)", *args, "events:read"
+            )
             as_session = await conn.fetch(
-                f"SELECT * FROM {function}('session', $1, $2, $3, $4)", *args, "events:read")
+                f"SELECT * FROM {function}('session', $1, $2, $3, $4)", *args, "events:read"
+            )
             wrong_scope = await conn.fetch(
-                f"SELECT * FROM {function}('api_key', $1, $2, $3, $4)", *args, "events:write")
+                f"SELECT * FROM {function}('api_key', $1, $2, $3, $4)", *args, "events:write"
+            )
         assert [dict(r) for r in by_kind] == [dict(r) for r in per_kind]
         assert by_kind[0]["credential_id"] == key_id
         assert as_session == [] and wrong_scope == []
-    assert (await client.delete(f"/v1/api-keys/{key_id}",
-                                headers=bearer(org.admin_key))).status_code == 200
-    assert await db.fetch("SELECT * FROM authorized_caller('api_key', $1, $2, $3, NULL)",
-                          *args) == []
+    assert (
+        await client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key))
+    ).status_code == 200
+    assert (
+        await db.fetch("SELECT * FROM authorized_caller('api_key', $1, $2, $3, NULL)", *args) == []
+    )
 
 
 async def test_a_new_write_cannot_overtake_a_waiting_revocation(client, org, make_key, db):
@@ -108,52 +137,84 @@ async def test_a_new_write_cannot_overtake_a_waiting_revocation(client, org, mak
     key_id, key = await make_key(org, ["events:write"])
     async with open_transaction(db) as in_flight:
         await _hold_write(in_flight, "locked_api_key_caller", key, 9, "events:write", key_id)
-        revoke = await queued_on_locks(db, client.delete(
-            f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
-            "the revocation did not wait for the write in flight")
-        newcomer = await queued_on_locks(db, client.post(
-            "/v1/events", headers=bearer(key), json={"type": "late.write", "payload": {}}),
-            "the new write did not queue behind the revocation", waiting=2)
+        revoke = await queued_on_locks(
+            db,
+            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
+            "the revocation did not wait for the write in flight",
+        )
+        newcomer = await queued_on_locks(
+            db,
+            client.post(
+                "/v1/events", headers=bearer(key), json={"type": "late.write", "payload": {}}
+            ),
+            "the new write did not queue behind the revocation",
+            waiting=2,
+        )
         assert not revoke.done()
     assert (await revoke).status_code == 200
     late = await newcomer
     assert late.status_code == 401, late.text
-    assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
-                             org.id, key_id) == 0
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2", org.id, key_id
+        )
+        == 0
+    )
 
 
-async def test_a_new_write_of_another_key_does_not_wait_for_a_revocation(
-        client, org, make_key, db):
+async def test_a_new_write_of_another_key_does_not_wait_for_a_revocation(client, org, make_key, db):
     """The negative twin: only the revoked key's writes queue; another key's go through."""
     key_id, key = await make_key(org, ["events:write"])
     other_id, other = await make_key(org, ["events:write"])
     async with open_transaction(db) as in_flight:
         await _hold_write(in_flight, "locked_api_key_caller", key, 9, "events:write", key_id)
-        revoke = await queued_on_locks(db, client.delete(
-            f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
-            "the revocation did not wait for the write in flight")
-        passing = await client.post("/v1/events", headers=bearer(other),
-                                    json={"type": "other.write", "payload": {}})
+        revoke = await queued_on_locks(
+            db,
+            client.delete(f"/v1/api-keys/{key_id}", headers=bearer(org.admin_key)),
+            "the revocation did not wait for the write in flight",
+        )
+        passing = await client.post(
+            "/v1/events", headers=bearer(other), json={"type": "other.write", "payload": {}}
+        )
         assert passing.status_code == 201
         assert not revoke.done()
     assert (await revoke).status_code == 200
 
 
-async def test_a_new_write_cannot_overtake_a_waiting_member_removal(
-        client, org, ledger, db):
+async def test_a_new_write_cannot_overtake_a_waiting_member_removal(client, org, ledger, db):
 
     member, token, _ = await member_session(client, ledger, org, "developer")
     async with open_transaction(db) as in_flight:
-        await _hold_write(in_flight, "locked_session_caller", token, 5, "events:write",
-                          member["id"], column="member_id")
-        removal = await queued_on_locks(db, client.delete(
-            f"/v1/members/{member['id']}", headers=bearer(org.admin_key)),
-            "the removal did not wait for the write in flight")
-        newcomer = await queued_on_locks(db, client.post(
-            "/v1/events", headers=bearer(token), json={"type": "late.write", "payload": {}}),
-            "the new write did not queue behind the removal", waiting=2)
+        await _hold_write(
+            in_flight,
+            "locked_session_caller",
+            token,
+            5,
+            "events:write",
+            member["id"],
+            column="member_id",
+        )
+        removal = await queued_on_locks(
+            db,
+            client.delete(f"/v1/members/{member['id']}", headers=bearer(org.admin_key)),
+            "the removal did not wait for the write in flight",
+        )
+        newcomer = await queued_on_locks(
+            db,
+            client.post(
+                "/v1/events", headers=bearer(token), json={"type": "late.write", "payload": {}}
+            ),
+            "the new write did not queue behind the removal",
+            waiting=2,
+        )
         assert not removal.done()
     assert (await removal).status_code == 200
     assert (await newcomer).status_code == 401
-    assert await db.fetchval("SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
-                             org.id, member["id"]) == 0
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM events WHERE org_id = $1 AND emitted_by = $2",
+            org.id,
+            member["id"],
+        )
+        == 0
+    )

@@ -79,8 +79,7 @@ async def revoke_api_key(ctx):
 
 
 async def rotate_api_key(ctx):
-    return Request("POST", f"/v1/api-keys/{await _a_key(ctx)}/rotate",
-                   {"grace_period_seconds": 60})
+    return Request("POST", f"/v1/api-keys/{await _a_key(ctx)}/rotate", {"grace_period_seconds": 60})
 
 
 async def get_me(ctx):
@@ -88,14 +87,16 @@ async def get_me(ctx):
 
 
 async def _a_workflow(ctx: Context) -> str:
-    data = await ctx.create("/v1/workflows", {"name": f"matrix {new_id('wf')}",
-                                              "trigger": "order.*"})
+    data = await ctx.create(
+        "/v1/workflows", {"name": f"matrix {new_id('wf')}", "trigger": "order.*"}
+    )
     return data["id"]
 
 
 async def create_workflow(ctx):
-    return Request("POST", "/v1/workflows", {"name": f"matrix {new_id('wf')}",
-                                             "trigger": "order.created"})
+    return Request(
+        "POST", "/v1/workflows", {"name": f"matrix {new_id('wf')}", "trigger": "order.created"}
+    )
 
 
 async def list_workflows(ctx):
@@ -107,8 +108,9 @@ async def get_workflow(ctx):
 
 
 async def update_workflow(ctx):
-    return Request("PATCH", f"/v1/workflows/{await _a_workflow(ctx)}",
-                   {"version": 1, "enabled": False})
+    return Request(
+        "PATCH", f"/v1/workflows/{await _a_workflow(ctx)}", {"version": 1, "enabled": False}
+    )
 
 
 async def delete_workflow(ctx):
@@ -154,8 +156,10 @@ async def update_organization(ctx):
 
 
 async def _a_member(ctx: Context) -> str:
-    data = await ctx.create("/v1/members", {"email": f"{new_id('mem')}@example.com",
-                                            "name": "matrix target", "role": "viewer"})
+    data = await ctx.create(
+        "/v1/members",
+        {"email": f"{new_id('mem')}@example.com", "name": "matrix target", "role": "viewer"},
+    )
     return data["id"]
 
 
@@ -168,8 +172,11 @@ async def get_member(ctx):
 
 
 async def create_member(ctx):
-    return Request("POST", "/v1/members", {"email": f"{new_id('mem')}@example.com",
-                                           "name": "matrix", "role": "developer"})
+    return Request(
+        "POST",
+        "/v1/members",
+        {"email": f"{new_id('mem')}@example.com", "name": "matrix", "role": "developer"},
+    )
 
 
 async def update_member(ctx):
@@ -181,8 +188,11 @@ async def remove_member(ctx):
 
 
 async def change_own_password(ctx):
-    return Request("POST", "/v1/members/me/password",
-                   {"current_password": "not a key's", "new_password": "n" * 16})
+    return Request(
+        "POST",
+        "/v1/members/me/password",
+        {"current_password": "not a key's", "new_password": "n" * 16},
+    )
 
 
 async def delete_current_session(ctx):
@@ -258,16 +268,22 @@ def guarding_problems(app: Litestar) -> list[str]:
             guarded = handler.resolve_before_request() is require_credential
             public = handler.resolve_security() == [{}]
             if guarded == public:
-                problems.append(f"{route.path} {handler.operation_id}: "
-                                f"{'guarded and public' if guarded else 'unguarded'}")
+                problems.append(
+                    f"{route.path} {handler.operation_id}: "
+                    f"{'guarded and public' if guarded else 'unguarded'}"
+                )
     return problems
 
 
 def test_every_route_is_guarded_or_declared_public():
     app = create_app(Settings(database_url="postgresql://unused", pepper=TEST_PEPPER))
     assert guarding_problems(app) == []
-    public = {h.operation_id for r in app.routes for h in getattr(r, "route_handlers", [])
-              if h.resolve_security() == [{}]}
+    public = {
+        h.operation_id
+        for r in app.routes
+        for h in getattr(r, "route_handlers", [])
+        if h.resolve_security() == [{}]
+    }
     assert public == {"health", "ready", "createSession", "revokeLeakedApiKey"}
 
 
@@ -310,27 +326,44 @@ async def matrix_org(client, db, queries, ledger):
     from ventryx_server.bootstrap import bootstrap
 
     async with db.acquire() as conn:
-        made = await bootstrap(conn, queries, TEST_PEPPER, org_name="Matrix",
-                               owner_email="matrix-owner@example.com")
+        made = await bootstrap(
+            conn, queries, TEST_PEPPER, org_name="Matrix", owner_email="matrix-owner@example.com"
+        )
     ledger.add(made.key)
-    org = Org(made.org_id, "Matrix", made.owner_id, made.owner_email, made.owner_password,
-              made.key_id, made.key)
+    org = Org(
+        made.org_id,
+        "Matrix",
+        made.owner_id,
+        made.owner_email,
+        made.owner_password,
+        made.key_id,
+        made.key,
+    )
     keys = {}
     for scope in SCOPES:
-        response = await client.post("/v1/api-keys", headers=bearer(org.admin_key),
-                                     json={"name": f"only {scope}", "scopes": [scope]})
+        response = await client.post(
+            "/v1/api-keys",
+            headers=bearer(org.admin_key),
+            json={"name": f"only {scope}", "scopes": [scope]},
+        )
         keys[scope] = ledger.add(response.json()["data"]["key"])
     return org, keys
 
 
 @pytest.mark.parametrize("scope", SCOPES)
 @pytest.mark.parametrize("operation_id", sorted(ROUTES))
-async def test_scope_grants_exactly_what_the_seed_table_says(client, matrix_org, operation_id,
-                                                             scope):
+async def test_scope_grants_exactly_what_the_seed_table_says(
+    client, matrix_org, operation_id, scope
+):
     org, keys = matrix_org
     request = await SAMPLES[operation_id](Context(org, scope, client))
-    response = await client.request(request.method, request.path, json=request.json,
-                                    params=request.params, headers=bearer(keys[scope]))
+    response = await client.request(
+        request.method,
+        request.path,
+        json=request.json,
+        params=request.params,
+        headers=bearer(keys[scope]),
+    )
     needed = ROUTES[operation_id]
     if operation_id in SESSION_ONLY:
         assert response.status_code == 403, response.text

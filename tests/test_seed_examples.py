@@ -16,7 +16,8 @@ SEED_RESPONSE_FIELDS = {"id", "name", "key", "scopes", "created_at"}
 
 async def curl(*args: str) -> tuple[int, dict]:
     process = await asyncio.create_subprocess_exec(
-        "curl", "-s", "-w", "\n%{http_code}", *args, stdout=asyncio.subprocess.PIPE)
+        "curl", "-s", "-w", "\n%{http_code}", *args, stdout=asyncio.subprocess.PIPE
+    )
     out, _ = await process.communicate()
     body, _, status = out.decode().rpartition("\n")
     return int(status), json.loads(body) if body else {}
@@ -24,10 +25,16 @@ async def curl(*args: str) -> tuple[int, dict]:
 
 async def test_seed_create_key_example(server, org, ledger, client):
     status, body = await curl(
-        "-X", "POST", f"{server.url}/v1/api-keys",
-        "-H", f"Authorization: Bearer {org.admin_key}",
-        "-H", "Content-Type: application/json",
-        "-d", '{\n    "name": "ci-pipeline",\n    "scopes": ["workflows:read", "events:write"]\n  }')
+        "-X",
+        "POST",
+        f"{server.url}/v1/api-keys",
+        "-H",
+        f"Authorization: Bearer {org.admin_key}",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        '{\n    "name": "ci-pipeline",\n    "scopes": ["workflows:read", "events:write"]\n  }',
+    )
     assert status == 201
     data = body["data"]
     ledger.add(data["key"])
@@ -44,8 +51,13 @@ async def test_seed_create_key_example(server, org, ledger, client):
 
 async def test_seed_revoke_key_example(server, org, make_key, client):
     key_id, key = await make_key(org, ["events:read"])
-    status, body = await curl("-X", "DELETE", f"{server.url}/v1/api-keys/{key_id}",
-                              "-H", f"Authorization: Bearer {org.admin_key}")
+    status, body = await curl(
+        "-X",
+        "DELETE",
+        f"{server.url}/v1/api-keys/{key_id}",
+        "-H",
+        f"Authorization: Bearer {org.admin_key}",
+    )
     assert status == 200
     assert body["data"]["status"] == "revoked"
     # "Revocation is instantaneous."

@@ -29,16 +29,28 @@ def test_every_variable_the_server_reads_is_documented_and_every_documented_one_
 
 def test_an_unset_variable_keeps_the_default_and_a_set_one_is_parsed():
     assert values_from_env({}) == {}
-    settings = Settings(database_url="postgresql://unused", pepper=TEST_PEPPER, **values_from_env({
-        "VENTRYX_STREAM_HEARTBEAT_SECONDS": "0.5", "VENTRYX_USAGE_COUNTING": "off",
-        "VENTRYX_USAGE_MINUTES_KEEP_HOURS": "2", "VENTRYX_MAX_CONNECTIONS": "50",
-        "VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS": "7/30", "UNRELATED": "x"}))
+    settings = Settings(
+        database_url="postgresql://unused",
+        pepper=TEST_PEPPER,
+        **values_from_env(
+            {
+                "VENTRYX_STREAM_HEARTBEAT_SECONDS": "0.5",
+                "VENTRYX_USAGE_COUNTING": "off",
+                "VENTRYX_USAGE_MINUTES_KEEP_HOURS": "2",
+                "VENTRYX_MAX_CONNECTIONS": "50",
+                "VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS": "7/30",
+                "UNRELATED": "x",
+            }
+        ),
+    )
     assert settings.stream_heartbeat_seconds == 0.5
     assert settings.usage_counting is False
     assert settings.usage_minutes_keep_seconds == 2 * 3600
     assert settings.max_connections == 50
-    assert (settings.address_limits["leak_report"].requests,
-            settings.address_limits["leak_report"].window_seconds) == (7, 30)
+    assert (
+        settings.address_limits["leak_report"].requests,
+        settings.address_limits["leak_report"].window_seconds,
+    ) == (7, 30)
     assert settings.address_limits["login"] == Settings.login_limit_per_address
     assert Settings(database_url="x", pepper=TEST_PEPPER).stream_heartbeat_seconds == 15
 
@@ -49,17 +61,29 @@ def test_a_value_a_variable_cannot_take_stops_the_server_naming_it(variable):
         values_from_env({variable: "not a value"})
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("VENTRYX_POOL_TIMEOUT_SECONDS", "0"), ("VENTRYX_POOL_TIMEOUT_SECONDS", "nan"),
-    ("VENTRYX_USAGE_HOURS_KEEP_DAYS", "3661"), ("VENTRYX_MAX_CONNECTIONS", "0"),
-    ("VENTRYX_HEADER_READ_TIMEOUT_SECONDS", "0.01"), ("VENTRYX_LOG_FORMAT", "JSON"),
-    ("VENTRYX_METRICS_ADDRESS", "127.0.0.1:70000"), ("VENTRYX_USAGE_COUNTING", "yes"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VENTRYX_POOL_TIMEOUT_SECONDS", "0"),
+        ("VENTRYX_POOL_TIMEOUT_SECONDS", "nan"),
+        ("VENTRYX_USAGE_HOURS_KEEP_DAYS", "3661"),
+        ("VENTRYX_MAX_CONNECTIONS", "0"),
+        ("VENTRYX_HEADER_READ_TIMEOUT_SECONDS", "0.01"),
+        ("VENTRYX_LOG_FORMAT", "JSON"),
+        ("VENTRYX_METRICS_ADDRESS", "127.0.0.1:70000"),
+        ("VENTRYX_USAGE_COUNTING", "yes"),
+    ],
+)
 def test_a_value_out_of_range_is_refused_and_its_twin_in_range_is_taken(variable, value):
     with pytest.raises(SystemExit, match=f"^{variable}="):
         values_from_env({variable: value})
-    in_range = {"VENTRYX_POOL_TIMEOUT_SECONDS": "0.5", "VENTRYX_USAGE_HOURS_KEEP_DAYS": "3660",
-                "VENTRYX_MAX_CONNECTIONS": "1", "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": "0.1",
-                "VENTRYX_LOG_FORMAT": "json", "VENTRYX_METRICS_ADDRESS": "127.0.0.1:9464",
-                "VENTRYX_USAGE_COUNTING": "on"}[variable]
+    in_range = {
+        "VENTRYX_POOL_TIMEOUT_SECONDS": "0.5",
+        "VENTRYX_USAGE_HOURS_KEEP_DAYS": "3660",
+        "VENTRYX_MAX_CONNECTIONS": "1",
+        "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": "0.1",
+        "VENTRYX_LOG_FORMAT": "json",
+        "VENTRYX_METRICS_ADDRESS": "127.0.0.1:9464",
+        "VENTRYX_USAGE_COUNTING": "on",
+    }[variable]
     assert len(values_from_env({variable: in_range})) == 1

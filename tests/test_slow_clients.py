@@ -17,9 +17,14 @@ EARLIEST, LATEST = TIMEOUT_SECONDS * 0.8, TIMEOUT_SECONDS + 3.0
 
 @pytest.fixture(scope="module")
 def guarded_server(database_url, server_log_dir):
-    process = ServerProcess(database_url, server_log_dir / "server-slow-clients.log", {
-        "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        "VENTRYX_BODY_READ_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS)})
+    process = ServerProcess(
+        database_url,
+        server_log_dir / "server-slow-clients.log",
+        {
+            "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+            "VENTRYX_BODY_READ_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+        },
+    )
     process.wait_ready()
     yield process
     process.stop()
@@ -71,9 +76,12 @@ async def under_normal_traffic(url: str, slow_clients) -> tuple[list, list[int]]
 
 
 async def test_slow_header_connections_are_closed_at_the_header_timeout(guarded_server):
-    slow = [seconds_until_closed(guarded_server.port,
-                                 b"GET /healthz HTTP/1.1\r\nHost: ventryx\r\n", b"X-Slow: 1\r\n")
-            for _ in range(50)]
+    slow = [
+        seconds_until_closed(
+            guarded_server.port, b"GET /healthz HTTP/1.1\r\nHost: ventryx\r\n", b"X-Slow: 1\r\n"
+        )
+        for _ in range(50)
+    ]
     results, statuses = await under_normal_traffic(guarded_server.url, slow)
     for seconds, answer in results:
         assert EARLIEST <= seconds <= LATEST, seconds
@@ -84,9 +92,12 @@ async def test_slow_header_connections_are_closed_at_the_header_timeout(guarded_
 async def test_a_slow_body_gets_408_and_changes_nothing(guarded_server, make_org, db):
     org = await make_org()
     body = b'{"type": "order.created", "payload": {"n": 1}}'
-    opening = (b"POST /v1/events HTTP/1.1\r\nHost: ventryx\r\nContent-Type: application/json\r\n"
-               + f"Authorization: Bearer {org.admin_key}\r\n".encode()
-               + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    opening = (
+        b"POST /v1/events HTTP/1.1\r\nHost: ventryx\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {org.admin_key}\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
     slow = [seconds_until_closed(guarded_server.port, opening, None) for _ in range(20)]
     results, statuses = await under_normal_traffic(guarded_server.url, slow)
     for seconds, answer in results:
@@ -100,6 +111,9 @@ async def test_a_slow_body_gets_408_and_changes_nothing(guarded_server, make_org
 async def test_a_whole_body_sent_in_time_is_served(guarded_server, make_org):
     org = await make_org()
     async with httpx.AsyncClient(base_url=guarded_server.url, timeout=10) as http:
-        response = await http.post("/v1/events", headers=bearer(org.admin_key),
-                                   json={"type": "order.created", "payload": {"n": 1}})
+        response = await http.post(
+            "/v1/events",
+            headers=bearer(org.admin_key),
+            json={"type": "order.created", "payload": {"n": 1}},
+        )
     assert response.status_code == 201

@@ -19,8 +19,7 @@ from conftest import SQL_DIR
 GLOBAL_TABLES = {
     "organizations": "the organization itself: org_id is its whole primary key",
     "schema_migrations": "one schema for every organization",
-    "login_attempts": "a login is throttled by email and address before any organization "
-                      "is known",
+    "login_attempts": "a login is throttled by email and address before any organization is known",
 }
 GLOBAL_UNIQUE_INDEXES = {
     "api_keys_lookup_id": "a key is found by its lookup id before its organization is known",
@@ -52,16 +51,23 @@ WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispa
 
 async def keys_not_led_by_org_id(conn) -> list[str]:
     """Each primary key or unique index whose first column is not org_id, outside the lists."""
-    found = [f"{row['relname']}: no primary key"
-             for row in await conn.fetch(TABLES_WITHOUT_PRIMARY_KEY)
-             if row["relname"] not in GLOBAL_TABLES]
+    found = [
+        f"{row['relname']}: no primary key"
+        for row in await conn.fetch(TABLES_WITHOUT_PRIMARY_KEY)
+        if row["relname"] not in GLOBAL_TABLES
+    ]
     for row in await conn.fetch(KEY_COLUMNS):
-        if (row["first_column"] == "org_id" or row["table_name"] in GLOBAL_TABLES
-                or row["index_name"] in GLOBAL_UNIQUE_INDEXES):
+        if (
+            row["first_column"] == "org_id"
+            or row["table_name"] in GLOBAL_TABLES
+            or row["index_name"] in GLOBAL_UNIQUE_INDEXES
+        ):
             continue
         kind = "primary key" if row["is_primary"] else "unique index"
-        found.append(f"{row['table_name']}: {kind} {row['index_name']} leads with "
-                     f"{row['first_column'] or 'an expression'}")
+        found.append(
+            f"{row['table_name']}: {kind} {row['index_name']} leads with "
+            f"{row['first_column'] or 'an expression'}"
+        )
     return found
 
 
@@ -72,7 +78,9 @@ GLOBAL_MARKER = re.compile(r"^--\s*global:\s*\S", re.M)
 ORG_FILTER = re.compile(
     r"\borg_id\s*(?:=|IN\b|=\s*ANY)\s*\(?\s*(?::\w*org_id|c\.org_id)\b"
     r"|(?::\w*org_id\w*|\bc\.org_id)\s*=\s*\w*\.?org_id\b"
-    r"|unnest\s*\(\s*:\w*org_ids\b", re.I)
+    r"|unnest\s*\(\s*:\w*org_ids\b",
+    re.I,
+)
 # An org_id filter that a NULL parameter switches off does not scope the statement.
 OPTIONAL_ORG_FILTER = re.compile(r":\w*org_id\w*::text\s+IS\s+NULL\s+OR", re.I)
 INSERT_WITH_ORG_ID = re.compile(r"\bINSERT\s+INTO\s+\w+\s*\([^)]*\borg_id\b", re.I)
@@ -83,8 +91,10 @@ LOOKUP_BY_LOOKUP_ID = re.compile(r"\blookup_id\s*=", re.I)
 def named_statements(text: str) -> dict[str, str]:
     """aiosql's ``-- name: x`` blocks: name (without operator suffix) -> the block's text."""
     blocks = re.split(r"^-- name:\s*", text, flags=re.M)[1:]
-    return {block.split("\n", 1)[0].strip().rstrip("^!<>$*#"): block.split("\n", 1)[1]
-            for block in blocks}
+    return {
+        block.split("\n", 1)[0].strip().rstrip("^!<>$*#"): block.split("\n", 1)[1]
+        for block in blocks
+    }
 
 
 def touches_a_table(sql: str, tables: set[str]) -> bool:
@@ -105,10 +115,12 @@ def is_scoped(block: str, tables: set[str]) -> bool:
 
 
 def unscoped_statements(query_dir: Path, tables: set[str]) -> list[str]:
-    return [f"{path.name}: {name}"
-            for path in sorted(query_dir.glob("*.sql"))
-            for name, block in named_statements(path.read_text()).items()
-            if not is_scoped(block, tables)]
+    return [
+        f"{path.name}: {name}"
+        for path in sorted(query_dir.glob("*.sql"))
+        for name, block in named_statements(path.read_text()).items()
+        if not is_scoped(block, tables)
+    ]
 
 
 async def table_names(conn) -> set[str]:
@@ -126,16 +138,19 @@ async def test_a_new_table_keyed_without_org_id_is_caught(db):
         await newcomers.start()
         try:
             await conn.execute("CREATE TABLE webhooks (id text PRIMARY KEY, org_id text)")
-            await conn.execute("CREATE TABLE webhook_urls (org_id text, url text, "
-                               "PRIMARY KEY (org_id, url))")
+            await conn.execute(
+                "CREATE TABLE webhook_urls (org_id text, url text, PRIMARY KEY (org_id, url))"
+            )
             await conn.execute("CREATE UNIQUE INDEX webhook_urls_url ON webhook_urls (url)")
             await conn.execute("CREATE TABLE webhook_log (org_id text, line text)")
             found = await keys_not_led_by_org_id(conn)
         finally:
             await newcomers.rollback()
-    assert sorted(found) == ["webhook_log: no primary key",
-                             "webhook_urls: unique index webhook_urls_url leads with url",
-                             "webhooks: primary key webhooks_pkey leads with id"]
+    assert sorted(found) == [
+        "webhook_log: no primary key",
+        "webhook_urls: unique index webhook_urls_url leads with url",
+        "webhooks: primary key webhooks_pkey leads with id",
+    ]
 
 
 async def test_every_statement_filters_by_org_id_or_says_why_it_is_global(db):
@@ -160,7 +175,11 @@ def test_a_new_statement_without_org_id_is_caught(tmp_path):
         "\n-- name: add-workflow!\nINSERT INTO workflows (org_id, id) VALUES (:org_id, :id);\n"
         "\n-- name: every-name\n-- global: an operator's report across organizations.\n"
         "SELECT name FROM workflows;\n"
-        "\n-- name: wake-up!\nSELECT pg_notify('x', :payload);\n")
+        "\n-- name: wake-up!\nSELECT pg_notify('x', :payload);\n"
+    )
     assert unscoped_statements(tmp_path, tables) == [
-        "newcomer.sql: all-workflows", "newcomer.sql: optional-org", "newcomer.sql: by-key-id",
-        "newcomer.sql: leaked-key"]
+        "newcomer.sql: all-workflows",
+        "newcomer.sql: optional-org",
+        "newcomer.sql: by-key-id",
+        "newcomer.sql: leaked-key",
+    ]

@@ -14,13 +14,19 @@ STEPS = [
 
 
 def workflow_body(**overrides):
-    return {"name": f"wf {new_id('wf')[-8:]}", "trigger": "order.created",
-            "description": "New orders", "steps": STEPS, **overrides}
+    return {
+        "name": f"wf {new_id('wf')[-8:]}",
+        "trigger": "order.created",
+        "description": "New orders",
+        "steps": STEPS,
+        **overrides,
+    }
 
 
 async def create(client, key, **overrides):
-    response = await client.post("/v1/workflows", headers=bearer(key),
-                                 json=workflow_body(**overrides))
+    response = await client.post(
+        "/v1/workflows", headers=bearer(key), json=workflow_body(**overrides)
+    )
     assert response.status_code == 201, response.text
     return response.json()["data"]
 
@@ -30,8 +36,11 @@ async def count_workflows(db, org_id):
 
 
 async def audit_actions(db, org_id, workflow_id):
-    rows = await db.fetch("SELECT action FROM audit_log WHERE org_id = $1 AND target_id = $2 "
-                          "ORDER BY id", org_id, workflow_id)
+    rows = await db.fetch(
+        "SELECT action FROM audit_log WHERE org_id = $1 AND target_id = $2 ORDER BY id",
+        org_id,
+        workflow_id,
+    )
     return [row["action"] for row in rows]
 
 
@@ -58,8 +67,9 @@ async def test_create_returns_the_workflow_at_version_1(client, org, db):
 
 async def test_duplicate_name_in_the_same_environment_is_409(client, org, make_org, make_key):
     first = await create(client, org.admin_key, name="Fulfil orders")
-    response = await client.post("/v1/workflows", headers=bearer(org.admin_key),
-                                 json=workflow_body(name="Fulfil orders"))
+    response = await client.post(
+        "/v1/workflows", headers=bearer(org.admin_key), json=workflow_body(name="Fulfil orders")
+    )
     assert response.status_code == 409
     assert response.json()["error"]["type"] == "conflict_error"
     assert response.json()["error"]["param"] == "name"
@@ -71,7 +81,8 @@ async def test_duplicate_name_in_the_same_environment_is_409(client, org, make_o
 
 
 async def test_other_organization_and_environment_ids_are_404_like_unknown_ones(
-        client, org, make_org, make_key):
+    client, org, make_org, make_key
+):
     live = await create(client, org.admin_key)
     other = await make_org("Other")
     _, test_key = await make_key(org, ["workflows:read", "workflows:write"], "test")
@@ -83,12 +94,17 @@ async def test_other_organization_and_environment_ids_are_404_like_unknown_ones(
 
     unknown_id = new_id("wf")
     for key in (other.admin_key, test_key):
-        for method, extra in (("GET", {}), ("PATCH", {"json": {"version": 1, "name": "x"}}),
-                              ("DELETE", {})):
-            seen = await client.request(method, f"/v1/workflows/{live['id']}",
-                                        headers=bearer(key), **extra)
-            never = await client.request(method, f"/v1/workflows/{unknown_id}",
-                                         headers=bearer(key), **extra)
+        for method, extra in (
+            ("GET", {}),
+            ("PATCH", {"json": {"version": 1, "name": "x"}}),
+            ("DELETE", {}),
+        ):
+            seen = await client.request(
+                method, f"/v1/workflows/{live['id']}", headers=bearer(key), **extra
+            )
+            never = await client.request(
+                method, f"/v1/workflows/{unknown_id}", headers=bearer(key), **extra
+            )
             assert seen.status_code == 404
             expected = without_request_id(never)
             expected[1]["message"] = expected[1]["message"].replace(unknown_id, live["id"])
@@ -107,31 +123,38 @@ async def test_a_test_key_sees_only_test_workflows(client, org, make_key):
     listed = await client.get("/v1/workflows", headers=bearer(test_key), params={"limit": 100})
     ids = [w["id"] for w in listed.json()["data"]]
     assert in_test["id"] in ids and live["id"] not in ids
-    live_listed = await client.get("/v1/workflows", headers=bearer(org.admin_key),
-                                   params={"limit": 100})
+    live_listed = await client.get(
+        "/v1/workflows", headers=bearer(org.admin_key), params={"limit": 100}
+    )
     assert in_test["id"] not in [w["id"] for w in live_listed.json()["data"]]
 
 
-async def test_update_needs_the_current_version_and_a_stale_one_changes_nothing(
-        client, org, db):
+async def test_update_needs_the_current_version_and_a_stale_one_changes_nothing(client, org, db):
     workflow = await create(client, org.admin_key)
     path = f"/v1/workflows/{workflow['id']}"
-    updated = await client.patch(path, headers=bearer(org.admin_key),
-                                 json={"version": 1, "enabled": False, "trigger": "order.*"})
+    updated = await client.patch(
+        path,
+        headers=bearer(org.admin_key),
+        json={"version": 1, "enabled": False, "trigger": "order.*"},
+    )
     assert updated.status_code == 200, updated.text
     data = updated.json()["data"]
     assert (data["version"], data["enabled"], data["trigger"]) == (2, False, "order.*")
     assert data["name"] == workflow["name"] and data["steps"] == STEPS
     assert data["updated_at"] >= workflow["updated_at"]
-    stale = await client.patch(path, headers=bearer(org.admin_key),
-                               json={"version": 1, "name": "lost edit"})
+    stale = await client.patch(
+        path, headers=bearer(org.admin_key), json={"version": 1, "name": "lost edit"}
+    )
     assert stale.status_code == 409
     assert stale.json()["error"]["code"] == "stale_version"
-    row = await db.fetchrow("SELECT name, version FROM workflows WHERE org_id = $1 AND id = $2",
-                            org.id, workflow["id"])
+    row = await db.fetchrow(
+        "SELECT name, version FROM workflows WHERE org_id = $1 AND id = $2", org.id, workflow["id"]
+    )
     assert (row["name"], row["version"]) == (workflow["name"], 2)
-    assert await audit_actions(db, org.id, workflow["id"]) == ["workflow.created",
-                                                              "workflow.updated"]
+    assert await audit_actions(db, org.id, workflow["id"]) == [
+        "workflow.created",
+        "workflow.updated",
+    ]
 
 
 async def test_two_concurrent_patches_of_one_version_one_wins_one_409(client, org, db):
@@ -139,20 +162,24 @@ async def test_two_concurrent_patches_of_one_version_one_wins_one_409(client, or
     path = f"/v1/workflows/{workflow['id']}"
     first, second = await asyncio.gather(
         client.patch(path, headers=bearer(org.admin_key), json={"version": 1, "name": "A"}),
-        client.patch(path, headers=bearer(org.admin_key), json={"version": 1, "name": "B"}))
+        client.patch(path, headers=bearer(org.admin_key), json={"version": 1, "name": "B"}),
+    )
     assert sorted([first.status_code, second.status_code]) == [200, 409]
     winner = first if first.status_code == 200 else second
-    row = await db.fetchrow("SELECT name, version FROM workflows WHERE org_id = $1 AND id = $2",
-                            org.id, workflow["id"])
+    row = await db.fetchrow(
+        "SELECT name, version FROM workflows WHERE org_id = $1 AND id = $2", org.id, workflow["id"]
+    )
     assert (row["name"], row["version"]) == (winner.json()["data"]["name"], 2)
 
 
 async def test_renaming_onto_a_taken_name_is_409(client, org):
     await create(client, org.admin_key, name="Taken")
     workflow = await create(client, org.admin_key)
-    response = await client.patch(f"/v1/workflows/{workflow['id']}",
-                                  headers=bearer(org.admin_key),
-                                  json={"version": 1, "name": "Taken"})
+    response = await client.patch(
+        f"/v1/workflows/{workflow['id']}",
+        headers=bearer(org.admin_key),
+        json={"version": 1, "name": "Taken"},
+    )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "workflow_name_taken"
 
@@ -178,8 +205,10 @@ async def test_delete_removes_it_and_writes_one_audit_entry(client, org, db):
     assert (await client.get(path, headers=bearer(org.admin_key))).status_code == 404
     again = await client.delete(path, headers=bearer(org.admin_key))
     assert again.status_code == 404
-    assert await audit_actions(db, org.id, workflow["id"]) == ["workflow.created",
-                                                              "workflow.deleted"]
+    assert await audit_actions(db, org.id, workflow["id"]) == [
+        "workflow.created",
+        "workflow.deleted",
+    ]
 
 
 async def test_scopes_guard_each_operation(client, org, make_key):
@@ -195,10 +224,14 @@ async def test_scopes_guard_each_operation(client, org, make_key):
     assert "workflows:write" in refused.json()["error"]["message"]
     # write does not imply read
     assert (await client.get(path, headers=bearer(writer))).status_code == 403
-    assert (await client.patch(path, headers=bearer(writer),
-                               json={"version": 1, "enabled": False})).status_code == 200
-    for method, extra in (("GET", {}), ("DELETE", {}), ("PATCH", {"json": {"version": 2,
-                                                                           "name": "n"}})):
+    assert (
+        await client.patch(path, headers=bearer(writer), json={"version": 1, "enabled": False})
+    ).status_code == 200
+    for method, extra in (
+        ("GET", {}),
+        ("DELETE", {}),
+        ("PATCH", {"json": {"version": 2, "name": "n"}}),
+    ):
         response = await client.request(method, path, headers=bearer(events_only), **extra)
         assert response.status_code == 403
 
@@ -211,9 +244,12 @@ async def test_a_revoked_key_gets_401_on_every_operation(client, org, make_key, 
     before = await count_workflows(db, org.id)
     path = f"/v1/workflows/{workflow['id']}"
     for method, target, extra in (
-            ("GET", path, {}), ("GET", "/v1/workflows", {}),
-            ("POST", "/v1/workflows", {"json": workflow_body()}),
-            ("PATCH", path, {"json": {"version": 1, "name": "n"}}), ("DELETE", path, {})):
+        ("GET", path, {}),
+        ("GET", "/v1/workflows", {}),
+        ("POST", "/v1/workflows", {"json": workflow_body()}),
+        ("PATCH", path, {"json": {"version": 1, "name": "n"}}),
+        ("DELETE", path, {}),
+    ):
         response = await client.request(method, target, headers=bearer(key), **extra)
         assert response.status_code == 401, (method, target, response.text)
     assert await count_workflows(db, org.id) == before
@@ -238,8 +274,10 @@ BAD_BODIES = [
     (workflow_body(steps=[{"name": "s", "action": "a.b", "config": []}]), "steps|config"),
     (workflow_body(steps=[{"name": "same", "action": "a.b"}] * 2), "steps"),
     (workflow_body(steps=[{"name": f"s{i}", "action": "a.b"} for i in range(51)]), "steps"),
-    (workflow_body(steps=[{"name": "big", "action": "a.b", "config": {"x": "y" * 66000}}]),
-     "steps"),
+    (
+        workflow_body(steps=[{"name": "big", "action": "a.b", "config": {"x": "y" * 66000}}]),
+        "steps",
+    ),
     (workflow_body(steps=[{"name": "nul", "action": "a.b", "config": {"x": "\x00"}}]), "steps"),
     (workflow_body(enabled="yes"), "enabled"),
     (workflow_body(org_id="org_01HXYZ"), "org_id"),
@@ -264,12 +302,17 @@ async def test_bad_workflow_bodies_are_4xx_and_write_nothing(client, org, db, bo
 async def test_non_json_and_wrong_content_type_are_refused(client, org, db):
     before = await count_workflows(db, org.id)
     headers = bearer(org.admin_key)
-    not_json = await client.post("/v1/workflows", content=b"{name: oops",
-                                 headers={**headers, "Content-Type": "application/json"})
+    not_json = await client.post(
+        "/v1/workflows",
+        content=b"{name: oops",
+        headers={**headers, "Content-Type": "application/json"},
+    )
     assert not_json.status_code == 400
-    form = await client.post("/v1/workflows", content=b"name=x&trigger=a.b",
-                             headers={**headers,
-                                      "Content-Type": "application/x-www-form-urlencoded"})
+    form = await client.post(
+        "/v1/workflows",
+        content=b"name=x&trigger=a.b",
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert form.status_code == 415
     array = await client.post("/v1/workflows", json=[workflow_body()], headers=headers)
     assert array.status_code in (400, 422)
@@ -279,15 +322,26 @@ async def test_non_json_and_wrong_content_type_are_refused(client, org, db):
 async def test_sql_and_unicode_in_strings_are_stored_verbatim(client, org):
     name = "Robert'); DROP TABLE workflows;-- 🚀 ü 漢字"
     description = "line one\nline two ' \" \\ %s %% $1"
-    workflow = await create(client, org.admin_key, name=name, description=description,
-                            steps=[{"name": "ëmoji 🎉", "action": "http.request",
-                                    "config": {"q": "' OR 1=1 --", "nested": {"a": [1, None]}}}])
+    workflow = await create(
+        client,
+        org.admin_key,
+        name=name,
+        description=description,
+        steps=[
+            {
+                "name": "ëmoji 🎉",
+                "action": "http.request",
+                "config": {"q": "' OR 1=1 --", "nested": {"a": [1, None]}},
+            }
+        ],
+    )
     got = await client.get(f"/v1/workflows/{workflow['id']}", headers=bearer(org.admin_key))
     data = got.json()["data"]
     assert (data["name"], data["description"]) == (name, description)
     assert data["steps"][0]["config"]["q"] == "' OR 1=1 --"
-    found = await client.get("/v1/workflows", headers=bearer(org.admin_key),
-                             params={"name": "drop table"})
+    found = await client.get(
+        "/v1/workflows", headers=bearer(org.admin_key), params={"name": "drop table"}
+    )
     assert [w["id"] for w in found.json()["data"]] == [workflow["id"]]
 
 
@@ -312,17 +366,27 @@ async def test_list_filters_and_pages_newest_first(client, make_org):
     assert await ids(name="ORDERS") == [a["id"]]
     first = await client.get("/v1/workflows", headers=bearer(key), params={"limit": 3})
     assert first.json()["has_more"] is True
-    rest = await client.get("/v1/workflows", headers=bearer(key),
-                            params={"limit": 3, "starting_after": c["id"]})
+    rest = await client.get(
+        "/v1/workflows", headers=bearer(key), params={"limit": 3, "starting_after": c["id"]}
+    )
     assert [w["id"] for w in rest.json()["data"]] == [b["id"], a["id"]]
     assert rest.json()["has_more"] is False
 
 
-@pytest.mark.parametrize("params", [
-    {"limit": 1000}, {"limit": 0}, {"limit": "many"}, {"starting_after": "key_123"},
-    {"starting_after": "wf_' OR 1=1 --"}, {"trigger": "Not A Trigger"},
-    {"event_type": "nodots"}, {"enabled": "perhaps"}, {"name": "x" * 101},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 1000},
+        {"limit": 0},
+        {"limit": "many"},
+        {"starting_after": "key_123"},
+        {"starting_after": "wf_' OR 1=1 --"},
+        {"trigger": "Not A Trigger"},
+        {"event_type": "nodots"},
+        {"enabled": "perhaps"},
+        {"name": "x" * 101},
+    ],
+)
 async def test_bad_list_parameters_are_400(client, org, params):
     response = await client.get("/v1/workflows", headers=bearer(org.admin_key), params=params)
     assert response.status_code == 400, response.text
@@ -334,17 +398,23 @@ async def test_create_with_idempotency_key_replays_the_first_response(client, or
     headers = {**bearer(org.admin_key), "Idempotency-Key": new_id("req")}
     first, second = await asyncio.gather(
         client.post("/v1/workflows", headers=headers, json=body),
-        client.post("/v1/workflows", headers=headers, json=body))
+        client.post("/v1/workflows", headers=headers, json=body),
+    )
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()
-    assert await db.fetchval("SELECT count(*) FROM workflows WHERE org_id = $1 AND name = $2",
-                             org.id, body["name"]) == 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM workflows WHERE org_id = $1 AND name = $2", org.id, body["name"]
+        )
+        == 1
+    )
     other_body = await client.post("/v1/workflows", headers=headers, json=workflow_body())
     assert other_body.status_code == 409
 
 
 async def test_a_write_in_flight_when_its_key_is_revoked_gets_401_and_writes_nothing(
-        client, make_org, make_key, db):
+    client, make_org, make_key, db
+):
     org = await make_org("Workflow revoked in flight")
     key_id, key = await make_key(org, ["workflows:write"])
     async with db.acquire() as revoker:
@@ -352,22 +422,30 @@ async def test_a_write_in_flight_when_its_key_is_revoked_gets_401_and_writes_not
         await revocation.start()
         # As DELETE /v1/api-keys/{id} does: FOR UPDATE, which the writer's FOR KEY SHARE
         # waits on.
-        await revoker.execute("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                              org.id, key_id)
-        await revoker.execute("UPDATE api_keys SET revoked_at = now() "
-                              "WHERE org_id = $1 AND id = $2", org.id, key_id)
-        create = asyncio.create_task(client.post("/v1/workflows", headers=bearer(key),
-                                                 json=workflow_body()))
+        await revoker.execute(
+            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id
+        )
+        await revoker.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2", org.id, key_id
+        )
+        create = asyncio.create_task(
+            client.post("/v1/workflows", headers=bearer(key), json=workflow_body())
+        )
 
         async def create_is_waiting_on_the_key():
             return await db.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%locked_api_key_caller%' AND datname = current_database()")
+                "AND query LIKE '%locked_api_key_caller%' AND datname = current_database()"
+            )
 
         assert await wait_for(create_is_waiting_on_the_key, timeout=10)
         await revocation.commit()
     response = await create
     assert response.status_code == 401, response.text
     assert await count_workflows(db, org.id) == 0
-    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE org_id = $1 "
-                             "AND target_type = 'workflow'", org.id) == 0
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM audit_log WHERE org_id = $1 AND target_type = 'workflow'", org.id
+        )
+        == 0
+    )

@@ -51,8 +51,9 @@ def client_address(scope: Scope) -> str:
     proxies = scope["litestar_app"].state.settings.trusted_proxies
     if not proxies or not _is_trusted(peer, proxies):
         return peer
-    forwarded = [value.decode("latin-1") for name, value in scope["headers"]
-                 if name == b"x-forwarded-for"]
+    forwarded = [
+        value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"
+    ]
     hops = [hop.strip() for hop in ",".join(forwarded).split(",") if hop.strip()]
     for hop in reversed(hops):
         if not _is_trusted(hop, proxies):
@@ -86,8 +87,13 @@ class AddressLimit:
 class AddressLimiter:
     """Fixed-window counters per (surface, address), in this process's memory."""
 
-    def __init__(self, limits: dict[str, AddressLimit], *, capacity: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: dict[str, AddressLimit],
+        *,
+        capacity: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limits = limits
         self._capacity = capacity
         self._clock = clock
@@ -105,8 +111,11 @@ class AddressLimiter:
         return limit, entry, start + limit.window_seconds - second
 
     def _forget_ended(self, second: int) -> None:
-        self._counts = {key: entry for key, entry in self._counts.items()
-                        if entry[0] + self._limits[key[0]].window_seconds > second}
+        self._counts = {
+            key: entry
+            for key, entry in self._counts.items()
+            if entry[0] + self._limits[key[0]].window_seconds > second
+        }
         if len(self._counts) >= self._capacity:  # a flood of addresses: start over
             self._counts.clear()
 
@@ -124,23 +133,28 @@ class AddressLimiter:
         entry[1] += 1
 
 
-_WHAT = {"login": "login attempts", "leak_report": "leaked-key reports",
-         "failed_authentication": "requests with an invalid credential"}
+_WHAT = {
+    "login": "login attempts",
+    "leak_report": "leaked-key reports",
+    "failed_authentication": "requests with an invalid credential",
+}
 
 
 def _refusal(surface: str, limit: AddressLimit, reset: int) -> RateLimited:
     return RateLimited(
         f"Too many {_WHAT[surface]} from your address: at most {limit.requests} per "
         f"{limit.window_seconds} seconds. Retry after {reset} seconds.",
-        code="rate_limit_exceeded", headers={"Retry-After": str(reset)})
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(reset)},
+    )
 
 
 def limit_by_address(surface: str) -> Callable[[AppRequest], Awaitable[None]]:
     """A before-request hook for a public route: counts the request against its address."""
+
     async def hook(request: AppRequest) -> None:
         request.app.state.address_limits.count(surface, client_address(request.scope))
         await check_input(request)
 
     hook.__name__ = f"limit_{surface}_by_address"
     return hook
-

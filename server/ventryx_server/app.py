@@ -54,10 +54,13 @@ API_HANDLERS = [
 # itself: /schema renders on a machine without internet access.
 DOCS_ASSETS = "/schema/static"
 DOCS_PAGE = SwaggerRenderPlugin(
-    path="/", js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+    path="/",
+    js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
     css_url=f"{DOCS_ASSETS}/swagger-ui.css",
     standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
-    favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>")
+    favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+)
+
 
 def create_app(settings: Settings | None = None) -> Litestar:
     owns_logging = settings is None  # a server process; tests keep their own logging
@@ -74,40 +77,60 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             await check_schema(pool, settings.sql_dir)
             app.state.pool = pool
-            app.state.usage = usage.UsageRecorder(pool, queries, settings.usage_flush_seconds,
-                                            counting=settings.usage_counting)
+            app.state.usage = usage.UsageRecorder(
+                pool, queries, settings.usage_flush_seconds, counting=settings.usage_counting
+            )
             app.state.rate_limiter = RateLimiter(pool, queries, settings.rate_limit_sync_seconds)
-            async with (app.state.usage.running(), credentials.forgetting(),
-                        app.state.rate_limiter.running(),
-                        in_background(usage.prune_forever(pool, queries, settings))):
+            async with (
+                app.state.usage.running(),
+                credentials.forgetting(),
+                app.state.rate_limiter.running(),
+                in_background(usage.prune_forever(pool, queries, settings)),
+            ):
                 yield
         finally:
             await pool.close()
 
     app = Litestar(
         route_handlers=[
-            HealthController, Router(path="/v1", route_handlers=API_HANDLERS),
-            create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path],
-                                       include_in_schema=False)],
+            HealthController,
+            Router(path="/v1", route_handlers=API_HANDLERS),
+            create_static_files_router(
+                path=DOCS_ASSETS, directories=[swagger_ui_path], include_in_schema=False
+            ),
+        ],
         dependencies={"db": Provide(provide_db)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, options_allow_middleware],
         before_request=check_input,
         lifespan=[lifespan, event_stream.lifespan, partitions.lifespan, metrics.serving],
-        state=State({"settings": settings, "queries": queries, "metrics": metrics.Metrics(),
-                     "credentials": credentials, "connections_per_credential":
-                     ConnectionsPerCredential(settings.connections_per_credential),
-                     "address_limits": AddressLimiter(settings.address_limits)}),
+        state=State(
+            {
+                "settings": settings,
+                "queries": queries,
+                "metrics": metrics.Metrics(),
+                "credentials": credentials,
+                "connections_per_credential": ConnectionsPerCredential(
+                    settings.connections_per_credential
+                ),
+                "address_limits": AddressLimiter(settings.address_limits),
+            }
+        ),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Ventryx API",
             version="1.0.0",
             path="/schema",
-            components=Components(security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer",
-                                         description="An API key (vtx_live_…, vtx_test_…) "
-                                                     "or a dashboard session token (vtxs_…)"),
-            }),
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key (vtx_live_…, vtx_test_…) "
+                        "or a dashboard session token (vtxs_…)",
+                    ),
+                }
+            ),
             security=[{"bearer": []}],
             render_plugins=[DOCS_PAGE],
         ),

@@ -31,6 +31,7 @@ How a request is authorized, followed through ``GET /v1/api-keys/{id}`` (scope
    spends one more query (``authenticate``) only on this refusal, to say 401 (no valid
    credential) or 403 (valid, but without the scope, or a one-time password to change).
 """
+
 import asyncio
 import contextlib
 import hashlib
@@ -65,8 +66,16 @@ _CALLER_PARAMS = "caller_params"
 _USAGE_COUNTED = "usage_counted"  # a request counts once, whatever it checks twice
 # Headers for the response, (name, value) bytes pairs, added by request_ids.py's middleware.
 RESPONSE_HEADERS = "response_headers"
-_QUERY_CREDENTIAL_NAMES = {"api_key", "apikey", "key", "token", "access_token", "bearer",
-                           "authorization", "auth"}
+_QUERY_CREDENTIAL_NAMES = {
+    "api_key",
+    "apikey",
+    "key",
+    "token",
+    "access_token",
+    "bearer",
+    "authorization",
+    "auth",
+}
 
 
 def hash_secret(pepper: bytes, token: str) -> bytes:
@@ -84,9 +93,16 @@ class Credential:
     statement_params: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "statement_params", {
-            "credential_kind": self.kind, "lookup_id": self.lookup_id,
-            "secret_hash": self.secret_hash, "environment": self.environment})
+        object.__setattr__(
+            self,
+            "statement_params",
+            {
+                "credential_kind": self.kind,
+                "lookup_id": self.lookup_id,
+                "secret_hash": self.secret_hash,
+                "environment": self.environment,
+            },
+        )
 
     def __repr__(self) -> str:
         return f"Credential(kind={self.kind!r}, lookup_id={self.lookup_id!r})"
@@ -106,8 +122,13 @@ class AuthorizedCaller:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "AuthorizedCaller":
-        return cls(row["org_id"], row["credential_id"], row["member_id"], row["environment"],
-                   list(row["scopes"]))
+        return cls(
+            row["org_id"],
+            row["credential_id"],
+            row["member_id"],
+            row["environment"],
+            list(row["scopes"]),
+        )
 
 
 def _refuse_credentials_in_query(query_string: bytes) -> None:
@@ -146,8 +167,14 @@ class CredentialReader:
     passes through Python memory that is never scrubbed, memo or not).
     """
 
-    def __init__(self, pepper: bytes, *, capacity: int = 4096, ttl: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pepper: bytes,
+        *,
+        capacity: int = 4096,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pepper = pepper
         self._capacity = capacity
         self._ttl = ttl
@@ -161,15 +188,18 @@ class CredentialReader:
         _refuse_credentials_in_query(scope.get("query_string", b""))
         header = _header(scope, b"authorization")
         if not header:
-            raise Unauthenticated("No credential: send Authorization: Bearer <your API key>.",
-                                  code="missing_credential")
+            raise Unauthenticated(
+                "No credential: send Authorization: Bearer <your API key>.",
+                code="missing_credential",
+            )
         credential = self._remembered(header)
         # Checked for every credential (API keys ignore a valid one): the document allows
         # only live and test, so nothing else may pass.
         environment = _session_environment(scope)
         if credential.environment is None:  # dashboard sessions pick theirs per request
-            credential = Credential(credential.kind, credential.lookup_id,
-                                    credential.secret_hash, environment)
+            credential = Credential(
+                credential.kind, credential.lookup_id, credential.secret_hash, environment
+            )
         return credential
 
     def _remembered(self, header: bytes) -> Credential:
@@ -205,15 +235,21 @@ class CredentialReader:
         scheme, _, token = header.decode("latin-1").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("Use the Bearer scheme: Authorization: Bearer <your API key>.",
-                                  code="invalid_authorization_header")
+            raise Unauthenticated(
+                "Use the Bearer scheme: Authorization: Bearer <your API key>.",
+                code="invalid_authorization_header",
+            )
         parsed = parse_token(token)
         if parsed is None:
             if token.startswith(SESSION_PREFIX):
                 raise _invalid_session()
             raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
-        return Credential(parsed.kind, parsed.lookup_id, hash_secret(self._pepper, parsed.token),
-                          parsed.environment)
+        return Credential(
+            parsed.kind,
+            parsed.lookup_id,
+            hash_secret(self._pepper, parsed.token),
+            parsed.environment,
+        )
 
     def __len__(self) -> int:
         return len(self._current) + len(self._previous)
@@ -223,8 +259,11 @@ def _session_environment(scope: Scope) -> str:
     value = _header(scope, ENVIRONMENT_HEADER.encode())
     environment = value.decode("latin-1") if value is not None else "live"
     if environment not in ("live", "test"):
-        raise InvalidRequest("Ventryx-Environment must be live or test.",
-                             code="invalid_environment", param="Ventryx-Environment")
+        raise InvalidRequest(
+            "Ventryx-Environment must be live or test.",
+            code="invalid_environment",
+            param="Ventryx-Environment",
+        )
     return environment
 
 
@@ -249,8 +288,10 @@ async def require_credential(request: AppRequest) -> None:
         raise
     state = scope["state"]
     state[CREDENTIAL_STATE] = credential
-    state[_CALLER_PARAMS] = {**credential.statement_params,
-                             "scope": scope["route_handler"].opt.get("scope")}
+    state[_CALLER_PARAMS] = {
+        **credential.statement_params,
+        "scope": scope["route_handler"].opt.get("scope"),
+    }
     # The credential's rate limit (rate_limits.py): its headers, or 429 before any work.
     limiter = app_state.rate_limiter
     window = limiter.known(credential)
@@ -266,8 +307,9 @@ async def require_credential(request: AppRequest) -> None:
     await check_input(request)
 
 
-async def _unknown_credential(app_state: State, scope: Scope, credential: Credential,
-                              window: "CredentialWindow | None") -> "CredentialWindow":
+async def _unknown_credential(
+    app_state: State, scope: Scope, credential: Credential, window: "CredentialWindow | None"
+) -> "CredentialWindow":
     """A credential this process does not know to be real: refused (429) from an address
     that failed authentication too often, else looked up once (rate_limits.py)."""
     app_state.address_limits.check("failed_authentication", client_address(scope))
@@ -303,13 +345,15 @@ async def deny(db: asyncpg.Connection, request: AppRequest) -> NoReturn:
     """Raises the right refusal for a credential that an authorized statement turned away."""
     queries = request.app.state.queries
     is_session = credential_of(request).kind == "session"
-    authenticate = (queries.authenticate_in_transaction if db.is_in_transaction()
-                    else queries.authenticate)
+    authenticate = (
+        queries.authenticate_in_transaction if db.is_in_transaction() else queries.authenticate
+    )
     caller = await authenticate(db, **caller_params(request))
     _count_once(request, "denied_scope" if caller is not None else "revoked_or_expired")
     if caller is None:
-        request.app.state.address_limits.count("failed_authentication",
-                                               client_address(request.scope))
+        request.app.state.address_limits.count(
+            "failed_authentication", client_address(request.scope)
+        )
         if is_session:
             raise _invalid_session()
         raise Unauthenticated("Invalid API key provided.", code="invalid_api_key")
@@ -319,18 +363,23 @@ async def deny(db: asyncpg.Connection, request: AppRequest) -> NoReturn:
         raise PermissionDenied(
             "Change your one-time password first: POST /v1/members/me/password. Until then "
             "this session can only do that, read GET /v1/me and GET /v1/org, and log out.",
-            code="password_change_required")
+            code="password_change_required",
+        )
     scope = required_scope(request)
-    raise PermissionDenied(f"This credential lacks the scope this request needs: {scope}.",
-                           code="missing_scope")
+    raise PermissionDenied(
+        f"This credential lacks the scope this request needs: {scope}.", code="missing_scope"
+    )
 
 
 def _invalid_session() -> Unauthenticated:
     return Unauthenticated("Invalid or expired session: log in again.", code="invalid_session")
 
 
-async def authorized(db: asyncpg.Connection, request: AppRequest, row: asyncpg.Record | None,
-                     ) -> asyncpg.Record:
+async def authorized(
+    db: asyncpg.Connection,
+    request: AppRequest,
+    row: asyncpg.Record | None,
+) -> asyncpg.Record:
     """Passes through a row of an authorized read (``caller_org_id`` set), else denies."""
     if row is None or row["caller_org_id"] is None:
         await deny(db, request)
@@ -350,8 +399,9 @@ async def lock_caller(db: asyncpg.Connection, request: AppRequest) -> Authorized
     return caller
 
 
-def _count_once(request: AppRequest, outcome: str, org_id: str | None = None,
-                credential_id: str | None = None) -> None:
+def _count_once(
+    request: AppRequest, outcome: str, org_id: str | None = None, credential_id: str | None = None
+) -> None:
     """Counts the request against its credential (usage.py), once; a success also keeps
     its last_used_at fresh. A refusal of a credential that does not exist is counted too
     but matches no row when flushed."""
@@ -366,8 +416,9 @@ def _count_once(request: AppRequest, outcome: str, org_id: str | None = None,
 
 
 @contextlib.asynccontextmanager
-async def _in_background(coroutine: Coroutine[Any, Any, None],
-                         ) -> AsyncIterator[asyncio.Task[None]]:
+async def _in_background(
+    coroutine: Coroutine[Any, Any, None],
+) -> AsyncIterator[asyncio.Task[None]]:
     """Runs a never-ending coroutine as a task for the length of the block."""
     task = asyncio.create_task(coroutine)
     try:

@@ -22,9 +22,9 @@ from .settings import Settings
 
 # The asyncpg call that runs each kind of aiosql statement (the suffix after its name).
 _CONNECTION_METHOD = {
-    SQLOperationType.SELECT_ONE: "fetchrow",      # name^  -> one record or None
-    SQLOperationType.SELECT_VALUE: "fetchval",    # name$  -> one value or None
-    SQLOperationType.SELECT: "fetch",             # name   -> a list of records
+    SQLOperationType.SELECT_ONE: "fetchrow",  # name^  -> one record or None
+    SQLOperationType.SELECT_VALUE: "fetchval",  # name$  -> one value or None
+    SQLOperationType.SELECT: "fetch",  # name   -> a list of records
     SQLOperationType.INSERT_UPDATE_DELETE: "execute",  # name!  -> the status string
 }
 
@@ -40,8 +40,9 @@ class Statement(Protocol):
     """A named statement of Queries. What it returns follows its suffix (a record or None,
     a value, a list of records, the status string): the SQL decides, so it is Any here."""
 
-    def __call__(self, connection: asyncpg.Connection | PoolConnectionProxy, /,
-                 **params: Any) -> Awaitable[Any]: ...
+    def __call__(
+        self, connection: asyncpg.Connection | PoolConnectionProxy, /, **params: Any
+    ) -> Awaitable[Any]: ...
 
 
 class Queries:
@@ -66,19 +67,20 @@ class Queries:
         def __getattr__(self, name: str) -> Statement: ...
 
     def __init__(self, text: str) -> None:
-        per_kind = {kind: _parse(_CALLER_CALL.sub(rf"\1{kind}_caller(", text))
-                    for kind in CREDENTIAL_KINDS}
+        per_kind = {
+            kind: _parse(_CALLER_CALL.sub(rf"\1{kind}_caller(", text)) for kind in CREDENTIAL_KINDS
+        }
         for name, (operation, sql, names) in per_kind["api_key"].items():
             if "credential_kind" in names:
-                raise ValueError(f"{name}: :credential_kind only as authorized_caller's first "
-                                 "argument")
+                raise ValueError(
+                    f"{name}: :credential_kind only as authorized_caller's first argument"
+                )
             method = _CONNECTION_METHOD[operation]
             sql_by_kind = {kind: statements[name][1] for kind, statements in per_kind.items()}
             if len(set(sql_by_kind.values())) == 1:  # no caller in it: one statement
                 setattr(self, name, _statement(name, method, sql, names))
             else:
-                setattr(self, name,
-                        _statement_by_credential_kind(name, method, sql_by_kind, names))
+                setattr(self, name, _statement_by_credential_kind(name, method, sql_by_kind, names))
 
     @classmethod
     def from_dir(cls, sql_dir: Path) -> "Queries":
@@ -101,8 +103,12 @@ def _parse(text: str) -> dict[str, tuple[SQLOperationType, str, tuple[str, ...]]
     return statements
 
 
-def _arguments(name: str, names: tuple[str, ...], params: dict[str, Any],
-               unused_caller_params: frozenset[str] = frozenset()) -> list[Any]:
+def _arguments(
+    name: str,
+    names: tuple[str, ...],
+    params: dict[str, Any],
+    unused_caller_params: frozenset[str] = frozenset(),
+) -> list[Any]:
     """The statement's arguments in ``$n`` order, when the parameters are not exactly its
     own. A parameter it does not name is refused, never dropped (a misspelt filter would
     otherwise match everything), except the caller's parameters, which travel together
@@ -111,8 +117,7 @@ def _arguments(name: str, names: tuple[str, ...], params: dict[str, Any],
     unknown = params.keys() - set(names) - unused_caller_params
     missing = set(names) - params.keys()
     if unknown or missing:
-        raise TypeError(f"{name}: unknown parameters {sorted(unknown)}, "
-                        f"missing {sorted(missing)}")
+        raise TypeError(f"{name}: unknown parameters {sorted(unknown)}, missing {sorted(missing)}")
     return [params[param] for param in names]
 
 
@@ -134,16 +139,19 @@ def _statement(name: str, method: str, sql: str, names: tuple[str, ...]) -> Any:
     return run
 
 
-def _statement_by_credential_kind(name: str, method: str, sql_by_kind: dict[str, str],
-                                  names: tuple[str, ...]) -> Any:
+def _statement_by_credential_kind(
+    name: str, method: str, sql_by_kind: dict[str, str], names: tuple[str, ...]
+) -> Any:
     count = len(names)
     unused_caller_params = CALLER_PARAMS - set(names)
 
     def run(connection: asyncpg.Connection, *, credential_kind: str, **params: Any) -> Any:
         sql = sql_by_kind.get(credential_kind)
         if sql is None:
-            raise ValueError(f"{name}: credential_kind must be one of {CREDENTIAL_KINDS}, "
-                             f"got {credential_kind!r}")
+            raise ValueError(
+                f"{name}: credential_kind must be one of {CREDENTIAL_KINDS}, "
+                f"got {credential_kind!r}"
+            )
         if len(params) == count:  # in line, as in _statement
             try:
                 arguments = [params[param] for param in names]
@@ -175,8 +183,9 @@ def _timeouts(settings: Settings) -> dict[str, str]:
     return {
         "lock_timeout": _milliseconds(settings.lock_timeout_seconds),
         "statement_timeout": _milliseconds(settings.statement_timeout_seconds),
-        "idle_in_transaction_session_timeout":
-            _milliseconds(settings.idle_in_transaction_timeout_seconds),
+        "idle_in_transaction_session_timeout": _milliseconds(
+            settings.idle_in_transaction_timeout_seconds
+        ),
     }
 
 
@@ -225,12 +234,15 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
     if not settings.transaction_pooler:
         # Session settings of every pooled connection, sent once when it connects.
         return {"server_settings": _timeouts(settings)}
-    set_timeouts = "".join(f" SET LOCAL {name} = {value};"
-                           for name, value in _timeouts(settings).items())
+    set_timeouts = "".join(
+        f" SET LOCAL {name} = {value};" for name, value in _timeouts(settings).items()
+    )
     return {
-        "connection_class": type("BoundedTransactionPooledConnection",
-                                 (TransactionPooledConnection,),
-                                 {"set_timeouts": set_timeouts}),
+        "connection_class": type(
+            "BoundedTransactionPooledConnection",
+            (TransactionPooledConnection,),
+            {"set_timeouts": set_timeouts},
+        ),
         # Named prepared statements live in one PostgreSQL session, which the next
         # transaction may not get; PgBouncer before 1.21 (Debian 12 ships 1.18) does not
         # carry them over. Unnamed ones last within a transaction, where every statement

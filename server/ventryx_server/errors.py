@@ -33,8 +33,14 @@ class ApiError(Exception):
     type: ErrorType = "invalid_request_error"
     code = "invalid_request"
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.code
@@ -103,8 +109,11 @@ def request_id_of(request: AppRequest) -> str:
 
 # RFC 6750: a request without a usable Bearer credential is invalid_request; one whose
 # credential is not (or no longer) valid is invalid_token.
-_MALFORMED_CREDENTIAL_CODES = {"missing_credential", "invalid_authorization_header",
-                               "credential_in_query"}
+_MALFORMED_CREDENTIAL_CODES = {
+    "missing_credential",
+    "invalid_authorization_header",
+    "credential_in_query",
+}
 
 
 def _challenge(error: ApiError) -> str:
@@ -114,13 +123,24 @@ def _challenge(error: ApiError) -> str:
 
 def error_response(request: AppRequest, error: ApiError) -> Response[Any]:
     """The error envelope; Any, since a handler may return it in place of its own response."""
-    body = ErrorBody(ErrorDetail(type=error.type, code=error.code, message=error.message,
-                                 request_id=request_id_of(request), param=error.param))
+    body = ErrorBody(
+        ErrorDetail(
+            type=error.type,
+            code=error.code,
+            message=error.message,
+            request_id=request_id_of(request),
+            param=error.param,
+        )
+    )
     headers = {"Request-Id": body.error.request_id, **error.headers}
     if error.status == 401:
         headers["WWW-Authenticate"] = _challenge(error)
-    return Response(content=msgspec.json.encode(body), status_code=error.status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=error.status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 def _api_error(request: AppRequest, exc: ApiError) -> Response[bytes]:
@@ -133,14 +153,24 @@ def _validation_error(request: AppRequest, exc: ValidationException) -> Response
     param = first.get("key") or None
     detail = first.get("message") or exc.detail
     if unknown := _UNKNOWN_FIELD.search(detail):
-        return error_response(request, UnprocessableEntity(
-            f"Unknown field: {unknown[1]}", code="unknown_field", param=unknown[1]))
+        return error_response(
+            request,
+            UnprocessableEntity(
+                f"Unknown field: {unknown[1]}", code="unknown_field", param=unknown[1]
+            ),
+        )
     if missing := _MISSING_FIELD.search(detail):
-        return error_response(request, UnprocessableEntity(
-            f"Missing required field: {missing[1]}", code="missing_field", param=missing[1]))
+        return error_response(
+            request,
+            UnprocessableEntity(
+                f"Missing required field: {missing[1]}", code="missing_field", param=missing[1]
+            ),
+        )
     if first.get("source") in ("query", "path", "header", "cookie"):
-        return error_response(request, InvalidRequest(f"Invalid {param}: {detail}",
-                                                      code="invalid_parameter", param=param))
+        return error_response(
+            request,
+            InvalidRequest(f"Invalid {param}: {detail}", code="invalid_parameter", param=param),
+        )
     return error_response(request, UnprocessableEntity(detail, code="invalid_value", param=param))
 
 
@@ -159,12 +189,18 @@ def _http_error(request: AppRequest, exc: HTTPException) -> Response[bytes]:
     if exc.detail == _BODY_CUT_SHORT:
         # The ASGI server ends the body early when its framing is broken (a chunk size
         # that is not hexadecimal, a body shorter than Content-Length): the client's fault.
-        return error_response(request, InvalidRequest(
-            "The request body could not be read: its framing (Content-Length or chunked "
-            "encoding) is malformed.", code="malformed_body"))
+        return error_response(
+            request,
+            InvalidRequest(
+                "The request body could not be read: its framing (Content-Length or chunked "
+                "encoding) is malformed.",
+                code="malformed_body",
+            ),
+        )
     if exc.status_code == 400 and "json" in str(exc.detail).lower():
-        return error_response(request, InvalidRequest("The body is not valid JSON.",
-                                                      code="invalid_json"))
+        return error_response(
+            request, InvalidRequest("The body is not valid JSON.", code="invalid_json")
+        )
     kind, code, message = _HTTP_ERRORS.get(exc.status_code, (InvalidRequest, "invalid_request", ""))
     if exc.status_code == 400 and exc.detail and exc.detail != "Bad Request":
         message = f"The body could not be read: {exc.detail}"
@@ -186,20 +222,29 @@ _OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "3D", "55P03", "25P03")
 # TimeoutError: no pooled connection in time (db.provide_db). InternalClientError:
 # asyncpg's protocol state when the connection dies mid-query ("cannot switch to state
 # 12", seen with PostgreSQL stopped under load).
-_OUTAGE_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
-                  asyncpg.exceptions.InternalClientError)
+_OUTAGE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 # SQLSTATE class 22 (data exception): (message, code) per condition.
 _UNSTORABLE = {
-    "22008": ("A date or time in the request is out of the range that can be stored.",
-              "invalid_time"),
-    "22003": ("A number in the request is out of the range that can be stored.",
-              "invalid_number"),
-    "22021": ("The request contains a NUL character or bytes that are not UTF-8.",
-              "invalid_characters"),
-    "22P05": ("The request contains a NUL character, which cannot be stored.",
-              "invalid_characters"),
+    "22008": (
+        "A date or time in the request is out of the range that can be stored.",
+        "invalid_time",
+    ),
+    "22003": ("A number in the request is out of the range that can be stored.", "invalid_number"),
+    "22021": (
+        "The request contains a NUL character or bytes that are not UTF-8.",
+        "invalid_characters",
+    ),
+    "22P05": (
+        "The request contains a NUL character, which cannot be stored.",
+        "invalid_characters",
+    ),
     "22001": ("A value in the request is longer than can be stored.", "invalid_value"),
 }
 
@@ -213,21 +258,32 @@ def is_outage(exc: BaseException) -> bool:
 
 def _unexpected(request: AppRequest, exc: Exception) -> Response[bytes]:
     if is_outage(exc):
-        log.warning("database unavailable request_id=%s: %s", request_id_of(request),
-                    type(exc).__name__)
-        return error_response(request, ServiceUnavailable(
-            "Ventryx is briefly unavailable; retry shortly.", headers={"Retry-After": "1"}))
+        log.warning(
+            "database unavailable request_id=%s: %s", request_id_of(request), type(exc).__name__
+        )
+        return error_response(
+            request,
+            ServiceUnavailable(
+                "Ventryx is briefly unavailable; retry shortly.", headers={"Retry-After": "1"}
+            ),
+        )
     if (sqlstate := str(getattr(exc, "sqlstate", "") or "")).startswith("22"):
         # A value PostgreSQL cannot store that validation let by: say which kind.
         message, code = _UNSTORABLE.get(
-            sqlstate, ("The request contains a value that cannot be stored.", "invalid_value"))
+            sqlstate, ("The request contains a value that cannot be stored.", "invalid_value")
+        )
         return error_response(request, InvalidRequest(message, code=code))
     if isinstance(exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)):
-        return error_response(request, Conflict(
-            "A concurrent change touched the same objects; retry the request.",
-            code="concurrent_change"))
-    log.error("unhandled %s request_id=%s", type(exc).__name__, request_id_of(request),
-              exc_info=exc)
+        return error_response(
+            request,
+            Conflict(
+                "A concurrent change touched the same objects; retry the request.",
+                code="concurrent_change",
+            ),
+        )
+    log.error(
+        "unhandled %s request_id=%s", type(exc).__name__, request_id_of(request), exc_info=exc
+    )
     error = ApiError("Something went wrong on our side.", code="internal_error")
     error.status, error.type = HTTP_500_INTERNAL_SERVER_ERROR, "api_error"
     return error_response(request, error)
@@ -235,8 +291,9 @@ def _unexpected(request: AppRequest, exc: Exception) -> Response[bytes]:
 
 def _nested_too_deeply(request: AppRequest, _: RecursionError) -> Response[bytes]:
     """JSON nested deeper than the decoder recurses is bad input, not a server error."""
-    return error_response(request, InvalidRequest("The body is nested too deeply to be read.",
-                                                  code="invalid_json"))
+    return error_response(
+        request, InvalidRequest("The body is nested too deeply to be read.", code="invalid_json")
+    )
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

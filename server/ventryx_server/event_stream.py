@@ -103,6 +103,7 @@ class EventHub:
 
     def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
         """A task whose failure is logged (never "Task exception was never retrieved")."""
+
         async def logged() -> None:
             try:
                 await work
@@ -121,13 +122,13 @@ class EventHub:
             connection = await asyncpg.connect(
                 self._app.state.settings.listener_url,
                 # So that pg_stat_activity tells a DBA what this long-lived session is.
-                server_settings={"application_name": LISTENER_APPLICATION_NAME})
+                server_settings={"application_name": LISTENER_APPLICATION_NAME},
+            )
             connection.add_termination_listener(self._connection_lost)
             # The stubs type a notification's payload as object; asyncpg passes a str.
             await connection.add_listener(EVENTS_CHANNEL, self._on_events)  # type: ignore[arg-type]
             await connection.add_listener(REVOKED_CHANNEL, self._on_revoked)  # type: ignore[arg-type]
-            await connection.add_listener(ACCESS_CHANGED_CHANNEL,
-                                          self._on_access_changed)  # type: ignore[arg-type]
+            await connection.add_listener(ACCESS_CHANGED_CHANNEL, self._on_access_changed)  # type: ignore[arg-type]
             self._connection = connection
             if self._watcher is None or self._watcher.done():
                 self._watcher = asyncio.create_task(self._watch_listener())
@@ -136,8 +137,9 @@ class EventHub:
         """Wakes every process's streams of this organization and environment, soon."""
         self._announced.add((org_id, environment))
         if self._announcing is None or self._announcing.done():
-            self._announcing = self._in_background(self._announce_pending(),
-                                                   "announcing events to streams")
+            self._announcing = self._in_background(
+                self._announce_pending(), "announcing events to streams"
+            )
 
     async def _announce_pending(self) -> None:
         await asyncio.sleep(ANNOUNCE_SECONDS)
@@ -145,20 +147,37 @@ class EventHub:
             announced, self._announced = self._announced, set()
             try:
                 async with self._pool.acquire() as db:
-                    await self._queries.notify_events(
-                        db, payloads=notification_payloads(announced))
+                    await self._queries.notify_events(db, payloads=notification_payloads(announced))
             except Exception as exc:  # noqa: BLE001 - streams still poll what is held back
-                log.warning("could not announce new events to streams: %s",
-                            type(exc).__name__)
+                log.warning("could not announce new events to streams: %s", type(exc).__name__)
 
-    async def subscribe(self, *, caller_params: dict[str, Any], org_id: str, environment: str,
-                        credential_id: str, member_id: str | None,
-                        type_filter: TypeFilter | None, access_until: float | None,
-                        after: str | None, after_position: Position | None,
-                        follow: bool = True) -> Subscription:
-        subscription = Subscription(self, caller_params, org_id, environment, credential_id,
-                                    member_id, type_filter, access_until, after,
-                                    after_position or START, follow)
+    async def subscribe(
+        self,
+        *,
+        caller_params: dict[str, Any],
+        org_id: str,
+        environment: str,
+        credential_id: str,
+        member_id: str | None,
+        type_filter: TypeFilter | None,
+        access_until: float | None,
+        after: str | None,
+        after_position: Position | None,
+        follow: bool = True,
+    ) -> Subscription:
+        subscription = Subscription(
+            self,
+            caller_params,
+            org_id,
+            environment,
+            credential_id,
+            member_id,
+            type_filter,
+            access_until,
+            after,
+            after_position or START,
+            follow,
+        )
         if self._stopping:
             subscription.close(shutting_down())
             return subscription
@@ -213,7 +232,8 @@ class EventHub:
         try:
             async with self._pool.acquire() as db:
                 tail = await self._queries.stream_feed_tail(
-                    db, org_id=feed.org_id, environment=feed.environment)
+                    db, org_id=feed.org_id, environment=feed.environment
+                )
         except BaseException as exc:
             self._drop_feed(feed)
             if isinstance(exc, Exception):
@@ -246,8 +266,11 @@ class EventHub:
                 delay = 0
             elif held_back:
                 moved = feed.position != before
-                delay = HELD_BACK_FIRST_SECONDS if moved or not delay else min(
-                    delay * 2, HELD_BACK_MAX_SECONDS)
+                delay = (
+                    HELD_BACK_FIRST_SECONDS
+                    if moved or not delay
+                    else min(delay * 2, HELD_BACK_MAX_SECONDS)
+                )
             else:
                 delay = None
 
@@ -256,19 +279,27 @@ class EventHub:
         the page was full and whether committed events wait above the horizon."""
         streams = [s for s in feed.streams if not s.closed]
         credentials: dict[str, tuple[list[str], list[bytes]]] = {
-            "api_key": ([], []), "session": ([], [])}
+            "api_key": ([], []),
+            "session": ([], []),
+        }
         for subscription in streams:
             lookup_ids, secret_hashes = credentials[subscription.caller_params["credential_kind"]]
             lookup_ids.append(subscription.caller_params["lookup_id"])
             secret_hashes.append(subscription.caller_params["secret_hash"])
         async with self._pool.acquire() as db:
             rows = await self._queries.stream_feed(
-                db, org_id=feed.org_id, environment=feed.environment, scope=READ_SCOPE,
-                after_xact_id=feed.position[0], after_id=feed.position[1], limit=FEED_PAGE,
+                db,
+                org_id=feed.org_id,
+                environment=feed.environment,
+                scope=READ_SCOPE,
+                after_xact_id=feed.position[0],
+                after_id=feed.position[1],
+                limit=FEED_PAGE,
                 key_lookup_ids=credentials["api_key"][0],
                 key_secret_hashes=credentials["api_key"][1],
                 session_lookup_ids=credentials["session"][0],
-                session_secret_hashes=credentials["session"][1])
+                session_secret_hashes=credentials["session"][1],
+            )
         allowed = set(rows[0]["allowed_credential_ids"] or ())
         for subscription in streams:
             if subscription.credential_id not in allowed:
@@ -300,16 +331,22 @@ class EventHub:
 
         self._in_background(recheck(), "re-checking a stream's credential")
 
-    async def replay(self, subscription: Subscription,
-                     ) -> AsyncIterator[tuple[Position | None, bytes]]:
+    async def replay(
+        self,
+        subscription: Subscription,
+    ) -> AsyncIterator[tuple[Position | None, bytes]]:
         """What came after ``subscription.replay_after`` in the feed's order, a page at a
         time; (None, farewell) if the credential lost access meanwhile."""
         after = subscription.replay_after
         while True:
             async with self._pool.acquire() as db:
                 rows = await self._queries.events_feed(
-                    db, **subscription.caller_params, after=after, limit=FEED_PAGE,
-                    **type_filter_params(subscription.type_filter))
+                    db,
+                    **subscription.caller_params,
+                    after=after,
+                    limit=FEED_PAGE,
+                    **type_filter_params(subscription.type_filter),
+                )
             if not rows or rows[0]["caller_credential_id"] != subscription.credential_id:
                 yield None, await self.check_access(subscription) or access_lost(None)
                 return
@@ -326,7 +363,8 @@ class EventHub:
         try:
             async with self._pool.acquire() as db:
                 row = await self._queries.authorize_stream(
-                    db, **subscription.caller_params, after=None)
+                    db, **subscription.caller_params, after=None
+                )
                 if row is not None and row["caller_credential_id"] == subscription.credential_id:
                     until = unix_time(row["access_until"])
                     if until is not None and until <= time.time():
@@ -334,7 +372,8 @@ class EventHub:
                     subscription.set_access_until(until)
                     return None
                 reason = await self._queries.stream_access_lost(
-                    db, org_id=subscription.org_id, credential_id=subscription.credential_id)
+                    db, org_id=subscription.org_id, credential_id=subscription.credential_id
+                )
         except Exception as exc:  # noqa: BLE001 - unverifiable access ends the stream
             log.warning("could not re-check a stream's credential: %s", type(exc).__name__)
             return interrupted()
@@ -354,8 +393,7 @@ class EventHub:
         for subscription in self._streams_of(key_id):
             subscription.close(access_lost("key_revoked"))
 
-    def _on_access_changed(self, _connection: Any, _pid: int, _channel: str,
-                           payload: str) -> None:
+    def _on_access_changed(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         _org_id, _, changed_id = payload.partition(" ")
         for subscription in self._streams_of(changed_id):
             self._end_if_no_access(subscription)
@@ -368,8 +406,7 @@ class EventHub:
             if connection is None or connection.is_closed():
                 continue
             try:
-                await asyncio.wait_for(connection.execute("SELECT 1"),
-                                       self.heartbeat_seconds)
+                await asyncio.wait_for(connection.execute("SELECT 1"), self.heartbeat_seconds)
             except Exception:  # noqa: BLE001 - any failure means the listener is gone
                 connection.terminate()  # calls _connection_lost
 
@@ -378,8 +415,10 @@ class EventHub:
         # clients reconnect and resume from the table.
         if self._connection is not None and self._connection is not connection:
             return  # an older connection, already replaced
-        log.warning("event stream listener connection lost; closing %d streams",
-                    sum(len(feed.streams) for feed in self._feeds.values()))
+        log.warning(
+            "event stream listener connection lost; closing %d streams",
+            sum(len(feed.streams) for feed in self._feeds.values()),
+        )
         self._connection = None
         self._close_all(interrupted())
 

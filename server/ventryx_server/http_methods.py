@@ -18,14 +18,23 @@ def options_allow_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         template = scope["path_template"]
-        methods = next((route.methods for route in scope["litestar_app"].routes
-                        if route.path_format == template), ())
+        methods = next(
+            (
+                route.methods
+                for route in scope["litestar_app"].routes
+                if route.path_format == template
+            ),
+            (),
+        )
         allow = ", ".join(sorted(methods)).encode()
 
         async def send_with_allow(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(name, value) for name, value in message.get("headers", [])
-                           if name.lower() != b"allow"]
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != b"allow"
+                ]
                 message["headers"] = [*headers, (b"allow", allow)]
             await send(message)
 

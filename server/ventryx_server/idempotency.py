@@ -24,8 +24,11 @@ def idempotency_key(request: AppRequest) -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 255 or not key.isprintable() or not key.isascii():
-        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.",
-                             code="invalid_idempotency_key", param="Idempotency-Key")
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            code="invalid_idempotency_key",
+            param="Idempotency-Key",
+        )
     return key
 
 
@@ -46,28 +49,43 @@ async def claim(db: asyncpg.Connection, request: AppRequest, org_id: str) -> Res
         return None
     queries = request.app.state.queries
     request_fingerprint = await fingerprint(request)
-    if await queries.claim_idempotency_key(db, org_id=org_id, idempotency_key=key,
-                                           fingerprint=request_fingerprint):
+    if await queries.claim_idempotency_key(
+        db, org_id=org_id, idempotency_key=key, fingerprint=request_fingerprint
+    ):
         return None
     stored = await queries.get_idempotent_response(db, org_id=org_id, idempotency_key=key)
-    return replay(request_fingerprint, stored["request_fingerprint"], stored["response_status"],
-                  stored["response_body"])
+    return replay(
+        request_fingerprint,
+        stored["request_fingerprint"],
+        stored["response_status"],
+        stored["response_body"],
+    )
 
 
-def replay(request_fingerprint: bytes, stored_fingerprint: bytes, status: int,
-           body: bytes) -> Response[Any]:
+def replay(
+    request_fingerprint: bytes, stored_fingerprint: bytes, status: int, body: bytes
+) -> Response[Any]:
     """The stored response of a claimed key, or 409 for a different request with it."""
     if stored_fingerprint != request_fingerprint:
-        raise Conflict("This Idempotency-Key was already used with a different request.",
-                       code="idempotency_key_reused", param="Idempotency-Key")
-    return Response(content=bytes(body), status_code=status, media_type="application/json",
-                    headers={REPLAY_HEADER: "true"})
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request.",
+            code="idempotency_key_reused",
+            param="Idempotency-Key",
+        )
+    return Response(
+        content=bytes(body),
+        status_code=status,
+        media_type="application/json",
+        headers={REPLAY_HEADER: "true"},
+    )
 
 
-async def remember(db: asyncpg.Connection, request: AppRequest, org_id: str, status: int,
-                   body: bytes) -> None:
+async def remember(
+    db: asyncpg.Connection, request: AppRequest, org_id: str, status: int, body: bytes
+) -> None:
     """Stores what a replay returns (for a new key: without the key itself)."""
     key = idempotency_key(request)
     if key is not None:
         await request.app.state.queries.save_idempotent_response(
-            db, org_id=org_id, idempotency_key=key, status=status, body=body)
+            db, org_id=org_id, idempotency_key=key, status=status, body=body
+        )

@@ -45,17 +45,24 @@ def _body_decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any],
 
 @cache
 def _timestamp_parameters(handler: HTTPRouteHandler) -> tuple[str, ...]:
-    return tuple(name for name, field in handler.parsed_fn_signature.parameters.items()
-                 if _without_none(field.annotation) is datetime)
+    return tuple(
+        name
+        for name, field in handler.parsed_fn_signature.parameters.items()
+        if _without_none(field.annotation) is datetime
+    )
 
 
 @cache
 def _never_null_parameters(handler: HTTPRouteHandler) -> tuple[str, ...]:
     """Optional parameters that Litestar would read as None from the text "null" (an enum,
     a boolean); a text filter takes "null" as the text it is."""
-    return tuple(name for name, field in handler.parsed_fn_signature.parameters.items()
-                 if name != "data" and field.is_optional
-                 and _without_none(field.annotation) not in (str, datetime))
+    return tuple(
+        name
+        for name, field in handler.parsed_fn_signature.parameters.items()
+        if name != "data"
+        and field.is_optional
+        and _without_none(field.annotation) not in (str, datetime)
+    )
 
 
 def _check_timestamps(value: Any) -> None:
@@ -74,11 +81,15 @@ def _check_timestamps(value: Any) -> None:
 
 async def _check_body(request: AppRequest) -> None:
     has_body = request.headers.get("content-length", "0") != "0" or (
-        "transfer-encoding" in request.headers)
+        "transfer-encoding" in request.headers
+    )
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if has_body and media_type != "application/json":
-        error = ApiError("Send the body as JSON with Content-Type: application/json.",
-                         code="unsupported_media_type", param="Content-Type")
+        error = ApiError(
+            "Send the body as JSON with Content-Type: application/json.",
+            code="unsupported_media_type",
+            param="Content-Type",
+        )
         error.status = 415
         raise error
     decoder = _body_decoder(request.route_handler)
@@ -97,8 +108,9 @@ async def _check_body(request: AppRequest) -> None:
             if "got `float`" not in str(exc):
                 raise
             # JSON Schema counts 10.0 as an integer, msgspec's strict mode does not.
-            value = msgspec.convert(_integral_floats_as_ints(msgspec.json.decode(body)),
-                                    decode.type, strict=True)
+            value = msgspec.convert(
+                _integral_floats_as_ints(msgspec.json.decode(body)), decode.type, strict=True
+            )
     except msgspec.ValidationError as exc:
         code, message, param = describe_validation_error(exc)
         raise UnprocessableEntity(message, code=code, param=param) from None
@@ -122,12 +134,18 @@ def _check_query(request: AppRequest) -> None:
         return
     for name, value in request.query_params.multi_items():
         if "\x00" in value:
-            raise InvalidRequest(f"{name[:100]} must not contain NUL characters.",
-                                 code="invalid_parameter", param=name[:100])
+            raise InvalidRequest(
+                f"{name[:100]} must not contain NUL characters.",
+                code="invalid_parameter",
+                param=name[:100],
+            )
     for name in _never_null_parameters(request.route_handler):
         if request.query_params.get(name) == "null":
-            raise InvalidRequest(f"{name} cannot be null; leave it out instead.",
-                                 code="invalid_parameter", param=name)
+            raise InvalidRequest(
+                f"{name} cannot be null; leave it out instead.",
+                code="invalid_parameter",
+                param=name,
+            )
     for name in _timestamp_parameters(request.route_handler):
         raw = request.query_params.get(name)
         if raw is None:
@@ -135,8 +153,13 @@ def _check_query(request: AppRequest) -> None:
         try:
             check_time(msgspec.convert(raw, Timestamp, strict=True), name)
         except (msgspec.ValidationError, ValueError) as exc:
-            reason = str(exc) if not isinstance(exc, msgspec.ValidationError) else (
-                f"{name} must be an RFC 3339 time with a time zone, as in 2026-04-02T10:00:00Z")
+            reason = (
+                str(exc)
+                if not isinstance(exc, msgspec.ValidationError)
+                else (
+                    f"{name} must be an RFC 3339 time with a time zone, as in 2026-04-02T10:00:00Z"
+                )
+            )
             raise InvalidRequest(f"{reason}.", code="invalid_parameter", param=name) from None
 
 

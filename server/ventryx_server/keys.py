@@ -24,7 +24,7 @@ class NewKey:
 
 def mint(environment: str, pepper: bytes) -> NewKey:
     token = generate_api_key(environment)  # type: ignore[arg-type]
-    lookup_id = token[len(f"vtx_{environment}_"):][:LOOKUP_LENGTH]
+    lookup_id = token[len(f"vtx_{environment}_") :][:LOOKUP_LENGTH]
     return NewKey(token, lookup_id, hash_secret(pepper, token), token[-REDACTION_TAIL:])
 
 

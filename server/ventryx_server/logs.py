@@ -23,12 +23,18 @@ _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "ascti
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                 + f".{int(record.msecs):03d}Z",
-                 "level": record.levelname.lower(), "logger": record.name,
-                 "message": record.getMessage()}
-        entry.update((name, value) for name, value in vars(record).items()
-                     if name not in _STANDARD_ATTRIBUTES)
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(
+            (name, value)
+            for name, value in vars(record).items()
+            if name not in _STANDARD_ATTRIBUTES
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -37,8 +43,11 @@ class JsonFormatter(logging.Formatter):
 def configure(log_format: str) -> None:
     """The root logger's one handler, on stderr, in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -46,11 +55,23 @@ def configure(log_format: str) -> None:
     access_lines = log_format == "json"
 
 
-def log_request(request_id: str, method: str, route: str, status: int, seconds: float,
-                credential_id: str | None) -> None:
-    access_log.info("%s %s %d", method, route, status, extra={
-        "request_id": request_id, "method": method, "route": route, "status": status,
-        "duration_ms": round(seconds * 1000, 3), "credential_id": credential_id})
+def log_request(
+    request_id: str, method: str, route: str, status: int, seconds: float, credential_id: str | None
+) -> None:
+    access_log.info(
+        "%s %s %d",
+        method,
+        route,
+        status,
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "credential_id": credential_id,
+        },
+    )
 
 
 def granian_config(log_format: str) -> dict[str, Any] | None:

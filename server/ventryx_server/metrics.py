@@ -52,43 +52,61 @@ class Metrics:
             "ventryx_http_request_duration_seconds",
             "Requests answered, by route template and status, and how long each took: "
             "arrival to end of response (a stream: its life).",
-            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.authentications = Counter(
             "ventryx_authentications",
             "Requests that presented a credential, by kind and what the answer made of it: "
             "accepted, rejected (401), forbidden (403: a missing scope), limited (429).",
-            ["kind", "outcome"], registry=self.registry)
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
         self.pool_connections = Gauge(
-            "ventryx_db_pool_connections", "Pooled database connections, by state.",
-            ["state"], registry=self.registry)
+            "ventryx_db_pool_connections",
+            "Pooled database connections, by state.",
+            ["state"],
+            registry=self.registry,
+        )
         self.pool_waiting = Gauge(
-            "ventryx_db_pool_waiting", "Requests waiting for a pooled connection.",
-            registry=self.registry)
+            "ventryx_db_pool_waiting",
+            "Requests waiting for a pooled connection.",
+            registry=self.registry,
+        )
         self.open_streams = Gauge(
-            "ventryx_event_streams_open", "Open GET /v1/events/stream connections.",
-            registry=self.registry)
+            "ventryx_event_streams_open",
+            "Open GET /v1/events/stream connections.",
+            registry=self.registry,
+        )
         self.flush_lag = Gauge(
             "ventryx_background_flush_lag_seconds",
             "Seconds since a background writer last flushed: usage (last_used_at) and "
             "rate_limits (the shared counts). Healthy: about its interval.",
-            ["writer"], registry=self.registry)
+            ["writer"],
+            registry=self.registry,
+        )
         self.migrations_pending = Gauge(
-            "ventryx_migrations_pending", "Migrations in sql/migrations the database lacks.",
-            registry=self.registry)
+            "ventryx_migrations_pending",
+            "Migrations in sql/migrations the database lacks.",
+            registry=self.registry,
+        )
         self._children: dict[tuple[str | int, ...], Any] = {}  # labels() costs µs: each child once
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         child = self._children.get((method, route, status))
         if child is None:
             child = self._children[method, route, status] = self.latency.labels(
-                method, route, str(status))
+                method, route, str(status)
+            )
         child.observe(seconds)
 
     def authenticated(self, kind: str, status: int) -> None:
         child = self._children.get((kind, status))
         if child is None:
             child = self._children[kind, status] = self.authentications.labels(
-                kind, AUTHENTICATION_OUTCOMES.get(status, "accepted"))
+                kind, AUTHENTICATION_OUTCOMES.get(status, "accepted")
+            )
         child.inc()
 
     def refresh(self, app: Litestar) -> None:
@@ -138,8 +156,11 @@ async def serving(app: Litestar) -> AsyncGenerator[None, None]:
     """The listener and the refresher, for the app's life (a lifespan)."""
     settings = app.state.settings
     metrics: Metrics = app.state.metrics
-    server = (_listen(metrics, settings.metrics_address, settings.workers)
-              if settings.metrics_address else None)
+    server = (
+        _listen(metrics, settings.metrics_address, settings.workers)
+        if settings.metrics_address
+        else None
+    )
 
     async def refresh_forever() -> None:
         checked_at = float("-inf")

@@ -27,8 +27,13 @@ NO_STORE = CacheControlHeader(no_store=True)
 
 _REF = "#/components/{kind}/{name}"
 # The id prefix each list's starting_after must carry (controllers/pagination.cursor).
-_CURSOR_PREFIXES = {"listApiKeys": "key", "listMembers": "mem", "listWorkflows": "wf",
-                    "listEvents": "evt", "listAuditLog": "aud"}
+_CURSOR_PREFIXES = {
+    "listApiKeys": "key",
+    "listMembers": "mem",
+    "listWorkflows": "wf",
+    "listEvents": "evt",
+    "listAuditLog": "aud",
+}
 _WITHOUT_DATABASE = {"health"}  # the one operation that never touches the database
 _PROBES = {"health", "ready"}  # for load balancers: never rate limited
 
@@ -39,50 +44,75 @@ _ERROR_DESCRIPTIONS = {
     404: "not_found_error: no such object for this credential (or no such endpoint)",
     408: "invalid_request_error: the body did not arrive in time (`body_timeout`)",
     409: "conflict_error: the change conflicts with the current state, or an "
-         "Idempotency-Key was used with another request",
+    "Idempotency-Key was used with another request",
     413: "invalid_request_error: the body is too large",
     415: "invalid_request_error: the body is not application/json",
-    422: "invalid_request_error: the body is JSON but not a valid request; `param` names "
-         "the field",
+    422: "invalid_request_error: the body is JSON but not a valid request; `param` names the field",
     429: "rate_limit_error: too many requests; retry after Retry-After seconds",
     503: "api_error: briefly unavailable (database unreachable or overloaded); retry "
-         "after Retry-After seconds",
+    "after Retry-After seconds",
 }
 
 _HEADERS: dict[str, dict[str, Any]] = {
-    "Request-Id": {"description": "This request's id, also in error bodies and the audit log",
-                   "required": True,
-                   "schema": {"type": "string", "pattern": id_pattern("req")}},
-    "Idempotent-Replayed": {"description": "true when this response replays the first "
-                                           "response to the same Idempotency-Key",
-                            "schema": {"type": "string", "enum": ["true"]}},
-    "Retry-After": {"description": "Seconds to wait before retrying", "required": True,
-                    "schema": {"type": "string", "pattern": "^[0-9]+$"}},
-    "WWW-Authenticate": {"description": 'Bearer realm="ventryx" with an RFC 6750 error '
-                                        "(invalid_request, invalid_token)",
-                         "required": True, "schema": {"type": "string"}},
-    "RateLimit": {"description": "The caller's remaining quota (IETF RateLimit header)",
-                  "schema": {"type": "string"}},
-    "RateLimit-Policy": {"description": "The quota policy that applies (IETF "
-                                        "RateLimit-Policy header)",
-                         "schema": {"type": "string"}},
-    "Cache-Control": {"description": "no-store: this response carries a secret",
-                      "required": True, "schema": {"type": "string", "pattern": "no-store"}},
+    "Request-Id": {
+        "description": "This request's id, also in error bodies and the audit log",
+        "required": True,
+        "schema": {"type": "string", "pattern": id_pattern("req")},
+    },
+    "Idempotent-Replayed": {
+        "description": "true when this response replays the first "
+        "response to the same Idempotency-Key",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "WWW-Authenticate": {
+        "description": 'Bearer realm="ventryx" with an RFC 6750 error '
+        "(invalid_request, invalid_token)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "The caller's remaining quota (IETF RateLimit header)",
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": "The quota policy that applies (IETF RateLimit-Policy header)",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "no-store: this response carries a secret",
+        "required": True,
+        "schema": {"type": "string", "pattern": "no-store"},
+    },
 }
 
 _REQUEST_HEADERS = {
     "Idempotency-Key": {
-        "name": "Idempotency-Key", "in": "header", "required": False,
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
         "description": "A retry with the same key and body replays the first response; "
-                       "the same key with another body is 409",
+        "the same key with another body is 409",
         # Printable ASCII without spaces at either end, which HTTP would strip.
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                   "pattern": "^[!-~]([ -~]*[!-~])?$"}},
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": "^[!-~]([ -~]*[!-~])?$",
+        },
+    },
     "Ventryx-Environment": {
-        "name": "Ventryx-Environment", "in": "header", "required": False,
+        "name": "Ventryx-Environment",
+        "in": "header",
+        "required": False,
         "description": "For dashboard sessions: the environment of this request "
-                       "(default live). API keys carry their own.",
-        "schema": {"type": "string", "enum": ["live", "test"]}},
+        "(default live). API keys carry their own.",
+        "schema": {"type": "string", "enum": ["live", "test"]},
+    },
 }
 
 
@@ -96,7 +126,8 @@ def _headers(*names: str) -> dict[str, Any]:
 
 def _error_schemas() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [ErrorBody, BatchErrorBody], ref_template=_REF.format(kind="schemas", name="{name}"))
+        [ErrorBody, BatchErrorBody], ref_template=_REF.format(kind="schemas", name="{name}")
+    )
     return components
 
 
@@ -144,12 +175,14 @@ def _error_response(status: int, operation: dict[str, Any]) -> dict[str, Any]:
         headers += ["RateLimit", "RateLimit-Policy"]
     batch = status == 422 and operation["operationId"] == "createEventBatch"
     schema = _ref("schemas", "BatchErrorBody" if batch else "ErrorBody")
-    return {"description": _ERROR_DESCRIPTIONS[status], "headers": _headers(*headers),
-            "content": {"application/json": {"schema": schema}}}
+    return {
+        "description": _ERROR_DESCRIPTIONS[status],
+        "headers": _headers(*headers),
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
-def _document_operation(operation: dict[str, Any], method: str,
-                        handler: HTTPRouteHandler) -> None:
+def _document_operation(operation: dict[str, Any], method: str, handler: HTTPRouteHandler) -> None:
     public = operation.get("security") == [{}]
     creates = method == "post" and not public and "201" in operation["responses"]
     parameters = operation.setdefault("parameters", [])
@@ -165,7 +198,8 @@ def _document_operation(operation: dict[str, Any], method: str,
         if _is_time(parameter["schema"]):
             parameter["schema"]["pattern"] = TIME_RANGE_PATTERN
         elif parameter["schema"].get("type") == "string" and not (
-                {"pattern", "enum"} & set(parameter["schema"])):
+            {"pattern", "enum"} & set(parameter["schema"])
+        ):
             parameter["schema"]["pattern"] = _WITHOUT_NUL  # json_body.check_input refuses NUL
     if not parameters:
         del operation["parameters"]
@@ -214,7 +248,8 @@ def _make_body_optional_when_it_is(operation: dict[str, Any]) -> None:
     if {"type": "null"} in choices and len(choices) == 2:
         body["required"] = False
         body["content"]["application/json"]["schema"] = next(
-            choice for choice in choices if choice != {"type": "null"})
+            choice for choice in choices if choice != {"type": "null"}
+        )
 
 
 def _request_structs(annotation: Any) -> dict[str, msgspec.inspect.StructType]:
@@ -249,19 +284,25 @@ def _field_extras(info: msgspec.inspect.Type) -> dict[str, Any]:
 # Free JSON (an event's payload, a step's config) is stored as jsonb, which cannot hold a
 # NUL character (422 naming the field): any JSON without one.
 _WITHOUT_NUL = "^[^\\x00]*$"
-_JSON_WITHOUT_NUL = {"anyOf": [
-    {"type": "string", "pattern": _WITHOUT_NUL},
-    {"type": ["number", "boolean", "null"]},
-    {"type": "array", "items": _ref("schemas", "JsonWithoutNul")},
-    {"type": "object", "propertyNames": {"pattern": _WITHOUT_NUL},
-     "additionalProperties": _ref("schemas", "JsonWithoutNul")},
-]}
+_JSON_WITHOUT_NUL = {
+    "anyOf": [
+        {"type": "string", "pattern": _WITHOUT_NUL},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": _ref("schemas", "JsonWithoutNul")},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": _WITHOUT_NUL},
+            "additionalProperties": _ref("schemas", "JsonWithoutNul"),
+        },
+    ]
+}
 _FREE_JSON_OBJECT = {"additionalProperties": {}, "type": "object"}
 
 
 def _is_time(schema: dict[str, Any]) -> bool:
     return schema.get("format") == "date-time" or any(
-        option.get("format") == "date-time" for option in schema.get("oneOf", ()))
+        option.get("format") == "date-time" for option in schema.get("oneOf", ())
+    )
 
 
 def _complete_request_schema(schema: dict[str, Any], info: msgspec.inspect.StructType) -> None:
@@ -280,18 +321,33 @@ def _complete_request_schema(schema: dict[str, Any], info: msgspec.inspect.Struc
 def _stream_as_event_stream(operation: dict[str, Any]) -> None:
     """In OpenAPI 3.1 the schema of text/event-stream describes one event (its fields)."""
     json_data = {"type": "string", "contentMediaType": "application/json"}
-    operation["responses"]["200"]["content"] = {"text/event-stream": {"schema": {
-        "description": "A new event (`id: evt_…`, `data: <Event>`), or `event: error` with an "
-                       "error body, after which the stream is closed",
-        "oneOf": [
-            {"type": "object", "required": ["id", "data"], "properties": {
-                "id": {"type": "string", "pattern": id_pattern("evt")},
-                "event": {"const": "message"},
-                "data": {**json_data, "contentSchema": _ref("schemas", "Event")}}},
-            {"type": "object", "required": ["event", "data"], "properties": {
-                "event": {"const": "error"},
-                "data": {**json_data, "contentSchema": _ref("schemas", "ErrorBody")}}},
-        ]}}}
+    operation["responses"]["200"]["content"] = {
+        "text/event-stream": {
+            "schema": {
+                "description": "A new event (`id: evt_…`, `data: <Event>`), or `event: error` with an "
+                "error body, after which the stream is closed",
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["id", "data"],
+                        "properties": {
+                            "id": {"type": "string", "pattern": id_pattern("evt")},
+                            "event": {"const": "message"},
+                            "data": {**json_data, "contentSchema": _ref("schemas", "Event")},
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"const": "error"},
+                            "data": {**json_data, "contentSchema": _ref("schemas", "ErrorBody")},
+                        },
+                    },
+                ],
+            }
+        }
+    }
 
 
 def complete_document(app: Litestar) -> None:

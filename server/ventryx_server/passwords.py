@@ -50,8 +50,9 @@ async def _in_turn(work: Callable[[*_Args], _Result], *args: *_Args) -> _Result:
     try:
         await asyncio.wait_for(_turns.acquire(), HASH_QUEUE_SECONDS)
     except TimeoutError:
-        raise ServiceUnavailable("Too many logins at once; retry shortly.",
-                                 headers={"Retry-After": "1"}) from None
+        raise ServiceUnavailable(
+            "Too many logins at once; retry shortly.", headers={"Retry-After": "1"}
+        ) from None
     try:
         return await asyncio.get_running_loop().run_in_executor(_executor, work, *args)
     finally:

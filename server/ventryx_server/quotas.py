@@ -23,13 +23,19 @@ class QuotaExceeded(ApiError):
 
 _ADVICE = {
     "active_api_keys": "Revoke keys that are no longer used (expired and revoked keys do "
-                       "not count).",
+    "not count).",
     "workflows": "Delete workflows that are no longer used.",
 }
 
 
-async def _check(db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller,
-                 quota: str, query: str, **params: Any) -> None:
+async def _check(
+    db: asyncpg.Connection,
+    request: AppRequest,
+    caller: AuthorizedCaller,
+    quota: str,
+    query: str,
+    **params: Any,
+) -> None:
     queries = request.app.state.queries
     await queries.lock_quota(db, quota=quota, org_id=caller.org_id)
     row = await getattr(queries, query)(db, org_id=caller.org_id, **params)
@@ -41,10 +47,13 @@ def exceeded(quota: str, size: int, used: int) -> QuotaExceeded:
     """The refusal of a creation at the quota (API keys: add_api_key checks it in SQL)."""
     return QuotaExceeded(
         f"Quota exceeded: this organization may hold {size} {quota.replace('_', ' ')} "
-        f"(quota {quota}) and holds {used}. {_ADVICE[quota]}", param=quota)
+        f"(quota {quota}) and holds {used}. {_ADVICE[quota]}",
+        param=quota,
+    )
 
 
-async def check_workflows(db: asyncpg.Connection, request: AppRequest,
-                          caller: AuthorizedCaller) -> None:
+async def check_workflows(
+    db: asyncpg.Connection, request: AppRequest, caller: AuthorizedCaller
+) -> None:
     """Inside a transaction, before a workflow is added: 403 quota_exceeded at the quota."""
     await _check(db, request, caller, "workflows", "workflows_quota")

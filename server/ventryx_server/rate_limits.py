@@ -47,8 +47,17 @@ _RATE_LIMIT_VALUE = f'"{POLICY_NAME}";r=%d;t=%d'.encode()
 class CredentialWindow:
     """One credential's count in its current window, as this process knows it."""
 
-    __slots__ = ("credential", "limit", "window", "start", "synced", "in_flight", "pending",
-                 "policy", "last_used")
+    __slots__ = (
+        "credential",
+        "limit",
+        "window",
+        "start",
+        "synced",
+        "in_flight",
+        "pending",
+        "policy",
+        "last_used",
+    )
 
     def __init__(self, credential: Credential, row: asyncpg.Record | None, now: float) -> None:
         self.credential = credential
@@ -89,19 +98,32 @@ class CredentialWindow:
                 f"Rate limit exceeded: {self.limit} requests per {self.window} seconds for "
                 f"this credential. Retry after {reset} seconds.",
                 code="rate_limit_exceeded",
-                headers={"Retry-After": str(reset), "RateLimit-Policy": self.policy.decode(),
-                         "RateLimit": f'"{POLICY_NAME}";r=0;t={reset}'})
+                headers={
+                    "Retry-After": str(reset),
+                    "RateLimit-Policy": self.policy.decode(),
+                    "RateLimit": f'"{POLICY_NAME}";r=0;t={reset}',
+                },
+            )
         self.pending += 1
-        return [(POLICY_HEADER, self.policy),
-                (RATE_LIMIT_HEADER, _RATE_LIMIT_VALUE % (remaining - 1, reset))]
+        return [
+            (POLICY_HEADER, self.policy),
+            (RATE_LIMIT_HEADER, _RATE_LIMIT_VALUE % (remaining - 1, reset)),
+        ]
 
 
 class RateLimiter:
     """The process's windows, keyed by credential hash, and the loop that syncs them."""
 
-    def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float, *,
-                 idle_seconds: float = 60.0, capacity: int = 100_000,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        queries: Any,
+        interval: float,
+        *,
+        idle_seconds: float = 60.0,
+        capacity: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._pool = pool
         self._queries = queries
         self.interval = interval
@@ -129,18 +151,27 @@ class RateLimiter:
         now = self.clock()
         async with self._pool.acquire() as db:
             row = await self._queries.credential_rate_limit(
-                db, kind=credential.kind, lookup_id=credential.lookup_id,
-                secret_hash=credential.secret_hash, now=now)
+                db,
+                kind=credential.kind,
+                lookup_id=credential.lookup_id,
+                secret_hash=credential.secret_hash,
+                now=now,
+            )
         if len(self._windows) >= self._capacity:
             # A flood of invented credentials: forget those, never a real one's count.
-            self._windows = {key: window for key, window in self._windows.items()
-                             if window.limit is not None}
-        return self._windows.setdefault(credential.secret_hash,
-                                        CredentialWindow(credential, row, now))
+            self._windows = {
+                key: window for key, window in self._windows.items() if window.limit is not None
+            }
+        return self._windows.setdefault(
+            credential.secret_hash, CredentialWindow(credential, row, now)
+        )
 
     def _forget_idle(self, now: float) -> None:
-        idle = [key for key, window in self._windows.items()
-                if now - window.last_used > self._idle_seconds and not window.in_flight]
+        idle = [
+            key
+            for key, window in self._windows.items()
+            if now - window.last_used > self._idle_seconds and not window.in_flight
+        ]
         for key in idle:
             del self._windows[key]
 
@@ -148,8 +179,11 @@ class RateLimiter:
         """Adds this process's counts to the shared ones and learns every total."""
         now = self.clock()
         self._forget_idle(now)
-        sent = [(window, window.start, window.pending)
-                for window in self._windows.values() if window.limit is not None]
+        sent = [
+            (window, window.start, window.pending)
+            for window in self._windows.values()
+            if window.limit is not None
+        ]
         if not sent:
             self.flushed_at = time.monotonic()
             return
@@ -159,22 +193,26 @@ class RateLimiter:
         try:
             async with self._pool.acquire() as db:
                 rows = await self._queries.sync_rate_limits(
-                    db, kinds=[w.credential.kind for w, _, _ in sent],
+                    db,
+                    kinds=[w.credential.kind for w, _, _ in sent],
                     lookup_ids=[w.credential.lookup_id for w, _, _ in sent],
                     secret_hashes=[w.credential.secret_hash for w, _, _ in sent],
                     window_starts=[start for _, start, _ in sent],
-                    counts=[count for _, _, count in sent], now=now)
+                    counts=[count for _, _, count in sent],
+                    now=now,
+                )
         except BaseException:
             for window, start, count in sent:  # counted again at the next sync
                 if window.start == start:
                     window.in_flight -= count
                     window.pending += count
             raise
-        upserted = {row["credential_id"]: row["used"] for row in rows
-                    if row["secret_hash"] is None}
-        limits = {row["secret_hash"]: {**row, "used": upserted.get(row["credential_id"],
-                                                                   row["used"])}
-                  for row in rows if row["secret_hash"] is not None}
+        upserted = {row["credential_id"]: row["used"] for row in rows if row["secret_hash"] is None}
+        limits = {
+            row["secret_hash"]: {**row, "used": upserted.get(row["credential_id"], row["used"])}
+            for row in rows
+            if row["secret_hash"] is not None
+        }
         for window, start, count in sent:
             if window.start == start:
                 window.in_flight -= count
@@ -208,4 +246,3 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._windows)
-

@@ -34,8 +34,9 @@ def within_body_timeout(receive: Receive, seconds: float) -> Receive:
             async with asyncio.timeout(seconds):
                 return await receive()
         except TimeoutError:
-            raise BodyTimeout(f"The request body did not arrive within {seconds:g} s.",
-                              code="body_timeout") from None
+            raise BodyTimeout(
+                f"The request body did not arrive within {seconds:g} s.", code="body_timeout"
+            ) from None
 
     return receive_in_time
 
@@ -48,7 +49,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         started = perf_counter()
         if scope["method"] in METHODS_WITH_BODY:
             receive = within_body_timeout(
-                receive, scope["litestar_app"].state.settings.body_read_timeout_seconds)
+                receive, scope["litestar_app"].state.settings.body_read_timeout_seconds
+            )
         request_id = new_id("req")
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -74,8 +76,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _record(scope: HTTPScope, state: dict[str, Any], request_id: str, status: int,
-            seconds: float) -> None:
+def _record(
+    scope: HTTPScope, state: dict[str, Any], request_id: str, status: int, seconds: float
+) -> None:
     # The template, never the path a client typed. A path no route matches is answered
     # by the router before any middleware, so it is neither counted nor logged.
     route = scope["path_template"]

@@ -86,9 +86,11 @@ class Settings:
     @property
     def address_limits(self) -> dict[str, AddressLimit]:
         """The per-address limits by surface, as addresses.AddressLimiter counts them."""
-        return {"login": self.login_limit_per_address,
-                "leak_report": self.leak_report_limit_per_address,
-                "failed_authentication": self.failed_auth_limit_per_address}
+        return {
+            "login": self.login_limit_per_address,
+            "leak_report": self.leak_report_limit_per_address,
+            "failed_authentication": self.failed_auth_limit_per_address,
+        }
 
     # Behind a pooler in transaction mode (README "Connection poolers"): DATABASE_URL is
     # the pooler, and the event streams' LISTEN, which needs one session of its own for
@@ -107,10 +109,12 @@ class Settings:
             raise SystemExit("DATABASE_URL is not set")
         values = values_from_env()
         if values.get("transaction_pooler") and not values.get("listen_database_url"):
-            raise SystemExit("VENTRYX_DATABASE_POOLER=transaction needs "
-                             "VENTRYX_LISTEN_DATABASE_URL: event streams LISTEN on a direct "
-                             "connection to PostgreSQL, which a pooler in transaction mode "
-                             "cannot give")
+            raise SystemExit(
+                "VENTRYX_DATABASE_POOLER=transaction needs "
+                "VENTRYX_LISTEN_DATABASE_URL: event streams LISTEN on a direct "
+                "connection to PostgreSQL, which a pooler in transaction mode "
+                "cannot give"
+            )
         return cls(database_url=url, pepper=load_pepper(), **values)
 
 
@@ -181,23 +185,25 @@ def _metrics_address(text: str) -> str:
 FROM_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "VENTRYX_USAGE_FLUSH_SECONDS": ("usage_flush_seconds", _seconds),
     "VENTRYX_USAGE_COUNTING": ("usage_counting", _on_off),
-    "VENTRYX_USAGE_MINUTES_KEEP_HOURS": ("usage_minutes_keep_seconds",
-                                         _number(1, 24 * 90, unit=3600)),
+    "VENTRYX_USAGE_MINUTES_KEEP_HOURS": (
+        "usage_minutes_keep_seconds",
+        _number(1, 24 * 90, unit=3600),
+    ),
     "VENTRYX_USAGE_HOURS_KEEP_DAYS": ("usage_hours_keep_seconds", _number(1, 3660, unit=86400)),
     "VENTRYX_TRAFFIC_QUIET_SECONDS": ("traffic_quiet_seconds", _seconds),
     "VENTRYX_POOL_TIMEOUT_SECONDS": ("pool_timeout_seconds", _seconds),
     "VENTRYX_BODY_READ_TIMEOUT_SECONDS": ("body_read_timeout_seconds", _seconds),
     "VENTRYX_LOCK_TIMEOUT_SECONDS": ("lock_timeout_seconds", _seconds),
     "VENTRYX_STATEMENT_TIMEOUT_SECONDS": ("statement_timeout_seconds", _seconds),
-    "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS": ("idle_in_transaction_timeout_seconds",
-                                                    _seconds),
+    "VENTRYX_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS": (
+        "idle_in_transaction_timeout_seconds",
+        _seconds,
+    ),
     "VENTRYX_RATE_LIMIT_SYNC_SECONDS": ("rate_limit_sync_seconds", _number(0.01, 60)),
     "VENTRYX_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
     "VENTRYX_LOGIN_LIMIT_PER_ADDRESS": ("login_limit_per_address", AddressLimit.parse),
-    "VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS": ("leak_report_limit_per_address",
-                                              AddressLimit.parse),
-    "VENTRYX_FAILED_AUTH_LIMIT_PER_ADDRESS": ("failed_auth_limit_per_address",
-                                              AddressLimit.parse),
+    "VENTRYX_LEAK_REPORT_LIMIT_PER_ADDRESS": ("leak_report_limit_per_address", AddressLimit.parse),
+    "VENTRYX_FAILED_AUTH_LIMIT_PER_ADDRESS": ("failed_auth_limit_per_address", AddressLimit.parse),
     "VENTRYX_PASSWORD_HASH_CONCURRENCY": ("password_hash_concurrency", _whole_number(1, 1024)),
     "VENTRYX_STREAM_HEARTBEAT_SECONDS": ("stream_heartbeat_seconds", _seconds),
     "VENTRYX_METRICS_ADDRESS": ("metrics_address", _metrics_address),

@@ -20,10 +20,15 @@ _decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
 
 def event_from_row(row: Any) -> Event:
     return Event(
-        id=row["id"], type=row["type"], payload=_decode_payload(row["payload"]),
-        occurred_at=row["occurred_at"], created_at=row["created_at"],
-        environment=row["environment"], matched_workflows=list(row["matched_workflows"]),
-        emitted_by=row["emitted_by"])
+        id=row["id"],
+        type=row["type"],
+        payload=_decode_payload(row["payload"]),
+        occurred_at=row["occurred_at"],
+        created_at=row["created_at"],
+        environment=row["environment"],
+        matched_workflows=list(row["matched_workflows"]),
+        emitted_by=row["emitted_by"],
+    )
 
 
 def sse_message(event: Event) -> bytes:
@@ -32,8 +37,14 @@ def sse_message(event: Event) -> bytes:
 
 
 def farewell(code: str, message: str, error_type: str) -> bytes:
-    body = ErrorBody(ErrorDetail(type=error_type, code=code,  # type: ignore[arg-type]
-                                 message=message, request_id=new_id("req")))
+    body = ErrorBody(
+        ErrorDetail(
+            type=error_type,  # type: ignore[arg-type]  # callers pass one of its literals
+            code=code,
+            message=message,
+            request_id=new_id("req"),
+        )
+    )
     return b"event: error\ndata: " + msgspec.json.encode(body) + b"\n\n"
 
 
@@ -43,29 +54,41 @@ _ACCESS_LOST = {
     "session_ended": ("authentication_error", "This session ended"),
     "session_expired": ("authentication_error", "This session expired"),
     "member_removed": ("authentication_error", "This member was removed from the organization"),
-    "password_change_required": ("permission_error",
-                                 "This member must change their one-time password first"),
+    "password_change_required": (
+        "permission_error",
+        "This member must change their one-time password first",
+    ),
     "missing_scope": ("permission_error", "This credential no longer holds events:read"),
 }
 
 
 def access_lost(reason: str | None) -> bytes:
     """The farewell of a stream whose credential lost access, naming why (stream-access-lost)."""
-    error_type, words = _ACCESS_LOST.get(reason or "", ("authentication_error",
-                                                        "This credential is no longer valid"))
+    error_type, words = _ACCESS_LOST.get(
+        reason or "", ("authentication_error", "This credential is no longer valid")
+    )
     return farewell(reason or "access_lost", f"{words}; the stream is closed.", error_type)
 
 
 def too_slow() -> bytes:
-    return farewell("stream_lagging", "This stream fell too far behind and was closed; "
-                    "reconnect with Last-Event-ID to resume.", "api_error")
+    return farewell(
+        "stream_lagging",
+        "This stream fell too far behind and was closed; reconnect with Last-Event-ID to resume.",
+        "api_error",
+    )
 
 
 def interrupted() -> bytes:
-    return farewell("stream_interrupted", "The stream was interrupted; reconnect with "
-                    "Last-Event-ID to resume.", "api_error")
+    return farewell(
+        "stream_interrupted",
+        "The stream was interrupted; reconnect with Last-Event-ID to resume.",
+        "api_error",
+    )
 
 
 def shutting_down() -> bytes:
-    return farewell("server_shutting_down", "This server process is stopping; reconnect "
-                    "with Last-Event-ID to resume on another.", "api_error")
+    return farewell(
+        "server_shutting_down",
+        "This server process is stopping; reconnect with Last-Event-ID to resume on another.",
+        "api_error",
+    )

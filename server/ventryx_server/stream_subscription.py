@@ -35,8 +35,11 @@ def type_filter_params(type_filter: TypeFilter | None) -> dict[str, str | None]:
     """A type filter as the statements take it; "order." .. "order/" bounds a prefix's
     index range ("/" is the character after "." in byte order)."""
     exact, prefix = type_filter or (None, None)
-    return {"type": exact, "type_prefix": prefix,
-            "type_prefix_end": prefix[:-1] + "/" if prefix else None}
+    return {
+        "type": exact,
+        "type_prefix": prefix,
+        "type_prefix_end": prefix[:-1] + "/" if prefix else None,
+    }
 
 
 def unix_time(moment: Any) -> float | None:

@@ -41,8 +41,13 @@ PRUNE_BATCH = 1000
 class UsageCounts:
     """This process's counts since the last flush, per credential hash and Unix minute."""
 
-    def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.time,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        capacity: int = 100_000,
+        clock: Callable[[], float] = time.time,
+        enabled: bool = True,
+    ) -> None:
         # Bounds memory between flushes; only refusals of invented credentials (which the
         # per-address limit on failed authentication also stops) could come near it.
         self._capacity = capacity
@@ -81,14 +86,22 @@ class UsageCounts:
         return bool(self._counts)
 
     async def write(self, db: asyncpg.Connection | PoolConnectionProxy, queries: Any) -> None:
-        rows = [(self._credentials[secret_hash], minute, counts)
-                for (secret_hash, minute), counts in self._counts.items()]
-        columns = {name: [counts[outcome] for _, _, counts in rows]
-                   for outcome, name in enumerate(OUTCOMES)}
+        rows = [
+            (self._credentials[secret_hash], minute, counts)
+            for (secret_hash, minute), counts in self._counts.items()
+        ]
+        columns = {
+            name: [counts[outcome] for _, _, counts in rows]
+            for outcome, name in enumerate(OUTCOMES)
+        }
         await queries.record_credential_usage(
-            db, kinds=[c.kind for c, _, _ in rows], lookup_ids=[c.lookup_id for c, _, _ in rows],
+            db,
+            kinds=[c.kind for c, _, _ in rows],
+            lookup_ids=[c.lookup_id for c, _, _ in rows],
             secret_hashes=[c.secret_hash for c, _, _ in rows],
-            minutes=[minute for _, minute, _ in rows], **columns)
+            minutes=[minute for _, minute, _ in rows],
+            **columns,
+        )
 
 
 def _not_counting(credential: Credential, outcome: str) -> None:
@@ -103,8 +116,9 @@ class UsageRecorder:
     counts (usage.py), without a write per request: what was used since the last flush is
     written once, every interval."""
 
-    def __init__(self, pool: asyncpg.Pool, queries: Any, interval: float, *,
-                 counting: bool = True) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, queries: Any, interval: float, *, counting: bool = True
+    ) -> None:
         self._pool = pool
         self._queries = queries
         self._interval = interval
@@ -139,13 +153,15 @@ class UsageRecorder:
         try:
             if keys:
                 org_ids, key_ids = zip(*keys, strict=True)
-                await self._queries.record_key_usage(db, org_ids=list(org_ids),
-                                                     key_ids=list(key_ids))
+                await self._queries.record_key_usage(
+                    db, org_ids=list(org_ids), key_ids=list(key_ids)
+                )
             if sessions:
                 # A session in use stays alive: its idle expiry moves forward here.
                 org_ids, session_ids = zip(*sessions, strict=True)
-                await self._queries.record_session_activity(db, org_ids=list(org_ids),
-                                                            session_ids=list(session_ids))
+                await self._queries.record_session_activity(
+                    db, org_ids=list(org_ids), session_ids=list(session_ids)
+                )
             if counts:
                 await counts.write(db, self._queries)
         finally:
@@ -175,13 +191,16 @@ class UsageRecorder:
             await self._flush_logging_failures()
 
 
-async def prune(pool: asyncpg.Pool, queries: Any, *, minutes_keep_seconds: float,
-                hours_keep_seconds: float) -> int:
+async def prune(
+    pool: asyncpg.Pool, queries: Any, *, minutes_keep_seconds: float, hours_keep_seconds: float
+) -> int:
     """Removes usage rows past their retention, a batch per statement (each its own short
     transaction), until a batch comes back short. Returns how many rows went."""
     removed = 0
-    for statement, keep in ((queries.delete_old_usage_minutes, minutes_keep_seconds),
-                            (queries.delete_old_usage_hours, hours_keep_seconds)):
+    for statement, keep in (
+        (queries.delete_old_usage_minutes, minutes_keep_seconds),
+        (queries.delete_old_usage_hours, hours_keep_seconds),
+    ):
         while True:
             async with pool.acquire() as db:
                 row = await statement(db, keep_seconds=keep, batch=PRUNE_BATCH)
@@ -191,14 +210,19 @@ async def prune(pool: asyncpg.Pool, queries: Any, *, minutes_keep_seconds: float
     return removed
 
 
-async def prune_forever(pool: asyncpg.Pool, queries: Any, settings: Settings,
-                        every: float = 300.0) -> NoReturn:
+async def prune_forever(
+    pool: asyncpg.Pool, queries: Any, settings: Settings, every: float = 300.0
+) -> NoReturn:
     """Prunes every few minutes while the server runs; every process does, and SKIP
     LOCKED lets them share the work."""
     while True:
         try:
-            await prune(pool, queries, minutes_keep_seconds=settings.usage_minutes_keep_seconds,
-                        hours_keep_seconds=settings.usage_hours_keep_seconds)
+            await prune(
+                pool,
+                queries,
+                minutes_keep_seconds=settings.usage_minutes_keep_seconds,
+                hours_keep_seconds=settings.usage_hours_keep_seconds,
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("could not prune key usage: %s", type(exc).__name__)
         await asyncio.sleep(every)
@@ -215,13 +239,17 @@ def parse_duration(text: str, param: str) -> float:
     match = _DURATION.fullmatch(text)
     seconds = int(match[1]) * _DURATION_UNITS[match[2]] if match else 0
     if not 0 < seconds <= 3650 * 86400:
-        raise InvalidRequest(f"{param} must be a whole number of minutes, hours or days "
-                                  "up to 3650d, like 30d, 12h or 90m.", param=param)
+        raise InvalidRequest(
+            f"{param} must be a whole number of minutes, hours or days "
+            "up to 3650d, like 30d, 12h or 90m.",
+            param=param,
+        )
     return float(seconds)
 
 
-def bucket_range(granularity: str, since: datetime | None, until: datetime | None,
-                 now: datetime) -> tuple[int, int, int]:
+def bucket_range(
+    granularity: str, since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[int, int, int]:
     """The first bucket (Unix seconds, aligned to the granularity in UTC), the step and the
     number of buckets that cover [since, until), or 400 for a range out of bounds. The
     input checks (json_body.py) have already refused a time without a time zone or
@@ -237,5 +265,7 @@ def bucket_range(granularity: str, since: datetime | None, until: datetime | Non
         raise InvalidRequest(
             f"That range holds {buckets} {granularity} buckets; at most {MAX_BUCKETS} per "
             "call: narrow since/until or use a coarser granularity.",
-            code="too_many_buckets", param="since")
+            code="too_many_buckets",
+            param="since",
+        )
     return first, step, buckets

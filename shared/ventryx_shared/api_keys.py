@@ -12,16 +12,26 @@ from .scopes import Scope
 
 KeyName = Annotated[
     str,
-    Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN,
-         description="A label for people: what uses this key"),
+    Meta(
+        min_length=1,
+        max_length=100,
+        pattern=PRINTABLE_PATTERN,
+        description="A label for people: what uses this key",
+    ),
 ]
-ScopeList = Annotated[list[Scope], Meta(min_length=1, max_length=7,
-                                         extra_json_schema={"uniqueItems": True})]
+ScopeList = Annotated[
+    list[Scope], Meta(min_length=1, max_length=7, extra_json_schema={"uniqueItems": True})
+]
 KeyStatus = Literal["active", "expired", "revoked"]
 GracePeriod = Annotated[int, Meta(ge=0, le=30 * 24 * 3600)]
-ExpiresAt = Annotated[datetime, Meta(
-    tz=True, description="A future time with a time zone (before 9000-01-01): "
-                         "2027-01-01T00:00:00Z. Default: never")]
+ExpiresAt = Annotated[
+    datetime,
+    Meta(
+        tz=True,
+        description="A future time with a time zone (before 9000-01-01): "
+        "2027-01-01T00:00:00Z. Default: never",
+    ),
+]
 
 
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

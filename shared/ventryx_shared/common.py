@@ -25,16 +25,18 @@ TIME_RANGE_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3})-"
 # bidirectional). msgspec applies patterns with re.search, where a bare $ also matches
 # before a final newline; (?!\n) closes that gap. The same text is the OpenAPI pattern.
 _NAME_CHARACTER = rf"[^\x00-\x1f\x7f{BIDI_CONTROLS}]"
-PRINTABLE_PATTERN = (rf"^{_NAME_CHARACTER}*[^\s\x00-\x1f\x7f{BIDI_CONTROLS}]{_NAME_CHARACTER}*"
-                     rf"$(?!\n)")
+PRINTABLE_PATTERN = (
+    rf"^{_NAME_CHARACTER}*[^\s\x00-\x1f\x7f{BIDI_CONTROLS}]{_NAME_CHARACTER}*"
+    rf"$(?!\n)"
+)
 # Free text (descriptions): line breaks and tabs allowed, other control characters not.
 FREE_TEXT_PATTERN = rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f{BIDI_CONTROLS}]*$"
 
 _PATTERN_RULES = {
     PRINTABLE_PATTERN: "must be visible text without control characters or bidirectional "
-                       "control characters (U+202A-U+202E, U+2066-U+2069)",
+    "control characters (U+202A-U+202E, U+2066-U+2069)",
     FREE_TEXT_PATTERN: "must not contain control characters other than line breaks and tabs, "
-                       "nor bidirectional control characters (U+202A-U+202E, U+2066-U+2069)",
+    "nor bidirectional control characters (U+202A-U+202E, U+2066-U+2069)",
 }
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
 _NAMED_IN_MESSAGE = re.compile(r"([a-z_]+)(?::| must | needs )")
@@ -45,7 +47,7 @@ def describe_validation_error(error: msgspec.ValidationError) -> tuple[str, str,
     ``name must be visible text…`` rather than the regular expression it failed."""
     text = str(error)
     path = _MSGSPEC_PATH.search(text)
-    message = text[:path.start()] if path else text
+    message = text[: path.start()] if path else text
     param = path[1].removeprefix(".") if path and path[1] else None
     if message.startswith("Object contains unknown field `"):
         field = message.split("`")[1]
@@ -61,10 +63,17 @@ def describe_validation_error(error: msgspec.ValidationError) -> tuple[str, str,
         if repr(pattern) in message:
             return "invalid_value", f"{param or 'The value'} {rule}.", param
     if message.startswith("Expected `datetime"):
-        return "invalid_value", (f"{param or 'The value'} must be an RFC 3339 time with a time "
-                                 "zone, as in 2026-04-02T10:00:00Z."), param
+        return (
+            "invalid_value",
+            (
+                f"{param or 'The value'} must be an RFC 3339 time with a time "
+                "zone, as in 2026-04-02T10:00:00Z."
+            ),
+            param,
+        )
     where = f"{param}: " if param else ""
     return "invalid_value", f"{where}{message}.", param
+
 
 ErrorType = Literal[
     "invalid_request_error",

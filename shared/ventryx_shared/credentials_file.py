@@ -60,7 +60,8 @@ def parse(text: str) -> SavedCredentials:
     if "servers" in document:
         servers = document["servers"]
         if not isinstance(servers, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in servers.items()):
+            isinstance(k, str) and isinstance(v, str) for k, v in servers.items()
+        ):
             raise CorruptCredentials('"servers" is not a map of URL to credential')
         default = document.get("default")
         return SavedCredentials(dict(servers), default if default in servers else None)
@@ -122,4 +123,3 @@ def forget(server: str, path: Path | None = None) -> None:
     if saved.default == found[0]:
         saved.default = next(iter(saved.servers))
     write(saved, path)
-

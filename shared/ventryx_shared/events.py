@@ -18,14 +18,22 @@ EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+(?!\n)$"
 # The list filter: an exact type, or a prefix ending in .* (order.*).
 TYPE_FILTER_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$"
 # What parse_type_filter accepts, for the OpenAPI document: a whole type or a prefix.
-TYPE_FILTER_EXACT_PATTERN = (r"^([a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+"
-                             r"|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*)$(?!\n)")
+TYPE_FILTER_EXACT_PATTERN = (
+    r"^([a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+"
+    r"|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*)$(?!\n)"
+)
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _TYPE_FILTER = re.compile(TYPE_FILTER_PATTERN.replace("$", r"\Z"))
 
-EventType = Annotated[str, Meta(
-    min_length=3, max_length=128, pattern=EVENT_TYPE_PATTERN,
-    description="A dotted lowercase name: order.created")]
+EventType = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=128,
+        pattern=EVENT_TYPE_PATTERN,
+        description="A dotted lowercase name: order.created",
+    ),
+]
 
 
 def is_event_type(value: str) -> bool:
@@ -57,8 +65,14 @@ def check_time(value: datetime, field: str) -> None:
         raise ValueError(f"{field} must lie between 1970-01-01 and 9000-01-01")
 
 
-OccurredAt = Annotated[datetime, Meta(tz=True, description="When it happened, with a time "
-                                      "zone: 2026-04-02T10:00:00Z. Default: when received")]
+OccurredAt = Annotated[
+    datetime,
+    Meta(
+        tz=True,
+        description="When it happened, with a time "
+        "zone: 2026-04-02T10:00:00Z. Default: when received",
+    ),
+]
 
 
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -31,7 +31,7 @@ def new_ids(prefix: str, count: int) -> list[str]:
     """``count`` ids minted in the same millisecond (each with its own random bits)."""
     head = f"{prefix}_{_time_characters()}"
     random = os.urandom(16 * count).translate(_RANDOM_CHARACTER).decode()
-    return [head + random[start:start + 16] for start in range(0, 16 * count, 16)]
+    return [head + random[start : start + 16] for start in range(0, 16 * count, 16)]
 
 
 def lowest_id(prefix: str, seconds: float) -> str:

@@ -16,25 +16,40 @@ ROLES: tuple[str, ...] = ("owner", "admin", "developer", "viewer")
 ROLE_SCOPES: dict[str, tuple[str, ...]] = {
     "owner": ("org:admin",),
     "admin": ("org:admin",),
-    "developer": ("workflows:read", "workflows:write", "events:read", "events:write",
-                  "api-keys:read", "api-keys:write"),
+    "developer": (
+        "workflows:read",
+        "workflows:write",
+        "events:read",
+        "events:write",
+        "api-keys:read",
+        "api-keys:write",
+    ),
     "viewer": ("workflows:read", "events:read", "api-keys:read"),
 }
 
 Email = Annotated[
     str,
-    Meta(min_length=3, max_length=254,
-         pattern=rf"^[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+@[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+$(?!\n)",
-         description="The member's email address; unique within an organization"),
+    Meta(
+        min_length=3,
+        max_length=254,
+        pattern=rf"^[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+@[^@\s\x00-\x1f\x7f{BIDI_CONTROLS}]+$(?!\n)",
+        description="The member's email address; unique within an organization",
+    ),
 ]
 MemberName = Annotated[
-    str, Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN,
-              description="How the member is shown to others"),
+    str,
+    Meta(
+        min_length=1,
+        max_length=100,
+        pattern=PRINTABLE_PATTERN,
+        description="How the member is shown to others",
+    ),
 ]
 # Passwords are hashed with argon2id; the upper bound keeps one request from buying
 # unbounded hashing work.
 NewPassword = Annotated[
-    str, Meta(min_length=12, max_length=256, description="At least 12 characters"),
+    str,
+    Meta(min_length=12, max_length=256, description="At least 12 characters"),
 ]
 AnyPassword = Annotated[str, Meta(min_length=1, max_length=256)]
 
@@ -50,9 +65,12 @@ class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: MemberName | None = None
 
     # For the OpenAPI document: an update changes something (else 422 empty_update).
-    json_schema_extra: ClassVar[dict[str, object]] = {"anyOf": [
-        {"required": ["role"], "properties": {"role": {"type": "string"}}},
-        {"required": ["name"], "properties": {"name": {"type": "string"}}}]}
+    json_schema_extra: ClassVar[dict[str, object]] = {
+        "anyOf": [
+            {"required": ["role"], "properties": {"role": {"type": "string"}}},
+            {"required": ["name"], "properties": {"name": {"type": "string"}}},
+        ]
+    }
 
 
 class PasswordChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -10,15 +10,21 @@ from .common import PRINTABLE_PATTERN
 from .rate_limits import RateLimit
 
 OrganizationName = Annotated[
-    str, Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN),
+    str,
+    Meta(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN),
 ]
 
 
 MAX_EVENT_RETENTION_DAYS = 3650
-RetentionDays = Annotated[int, Meta(
-    ge=1, le=MAX_EVENT_RETENTION_DAYS,
-    description="Whole days an event is kept: it is removed once it was received before "
-                "the start of the current UTC day minus this many days")]
+RetentionDays = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_EVENT_RETENTION_DAYS,
+        description="Whole days an event is kept: it is removed once it was received before "
+        "the start of the current UTC day minus this many days",
+    ),
+]
 
 
 class EventRetentionUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -44,14 +50,27 @@ class OrganizationUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     event_retention_days: EventRetentionUpdate | None = None
 
     # For the OpenAPI document: an update changes something (else 422 empty_update).
-    json_schema_extra: ClassVar[dict[str, object]] = {"anyOf": [
-        {"required": ["name"], "properties": {"name": {"type": "string"}}},
-        {"required": ["default_rate_limit"],
-         "properties": {"default_rate_limit": {"type": "object"}}},
-        {"required": ["event_retention_days"], "properties": {"event_retention_days": {
-            "type": "object",  # a null object changes nothing
-            "anyOf": [{"required": [env], "properties": {env: {"type": "integer"}}}
-                      for env in ("live", "test")]}}}]}
+    json_schema_extra: ClassVar[dict[str, object]] = {
+        "anyOf": [
+            {"required": ["name"], "properties": {"name": {"type": "string"}}},
+            {
+                "required": ["default_rate_limit"],
+                "properties": {"default_rate_limit": {"type": "object"}},
+            },
+            {
+                "required": ["event_retention_days"],
+                "properties": {
+                    "event_retention_days": {
+                        "type": "object",  # a null object changes nothing
+                        "anyOf": [
+                            {"required": [env], "properties": {env: {"type": "integer"}}}
+                            for env in ("live", "test")
+                        ],
+                    }
+                },
+            },
+        ]
+    }
 
 
 class Quotas(msgspec.Struct, kw_only=True):

@@ -13,10 +13,10 @@ class RateLimit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """At most ``requests`` requests in each fixed window of ``window_seconds`` seconds,
     counted over every server process (see the README's "Rate limits")."""
 
-    requests: Annotated[int, Meta(ge=1, le=MAX_REQUESTS,
-                                  description="Requests allowed per window")]
-    window_seconds: Annotated[int, Meta(ge=1, le=MAX_WINDOW_SECONDS,
-                                        description="The window's length in seconds")]
+    requests: Annotated[int, Meta(ge=1, le=MAX_REQUESTS, description="Requests allowed per window")]
+    window_seconds: Annotated[
+        int, Meta(ge=1, le=MAX_WINDOW_SECONDS, description="The window's length in seconds")
+    ]
 
 
 def rate_limit_of(requests: int | None, window_seconds: int | None) -> RateLimit | None:

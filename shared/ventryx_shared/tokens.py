@@ -77,8 +77,9 @@ def parse_token(token: str) -> ParsedToken | None:
     return None
 
 
-def _parse(token: str, prefix: str, kind: Literal["api_key", "session"],
-           environment: Environment | None) -> ParsedToken | None:
+def _parse(
+    token: str, prefix: str, kind: Literal["api_key", "session"], environment: Environment | None
+) -> ParsedToken | None:
     body = token[len(prefix) :]
     if len(body) != BODY_LENGTH or not _BASE62_SET.issuperset(body):
         return None

@@ -18,21 +18,41 @@ _LABEL_CHARACTERS = PRINTABLE_PATTERN
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-TRIGGER_PATTERN = (r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*"
-                   r"|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
+TRIGGER_PATTERN = (
+    r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*"
+    r"|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$"
+)
 _TRIGGER = re.compile(TRIGGER_PATTERN.replace("$", r"\Z"))
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 
-WorkflowName = Annotated[str, Meta(min_length=1, max_length=100, pattern=_LABEL_CHARACTERS,
-                                   description="Unique within the organization and environment")]
+WorkflowName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=100,
+        pattern=_LABEL_CHARACTERS,
+        description="Unique within the organization and environment",
+    ),
+]
 Description = Annotated[str, Meta(max_length=1000, pattern=FREE_TEXT_PATTERN)]
-Trigger = Annotated[str, Meta(
-    max_length=128, pattern=TRIGGER_PATTERN,
-    description="The event types that start it: order.created, order.* (a prefix) or *")]
+Trigger = Annotated[
+    str,
+    Meta(
+        max_length=128,
+        pattern=TRIGGER_PATTERN,
+        description="The event types that start it: order.created, order.* (a prefix) or *",
+    ),
+]
 StepName = Annotated[str, Meta(min_length=1, max_length=100, pattern=_LABEL_CHARACTERS)]
-Action = Annotated[str, Meta(min_length=1, max_length=64,
-                             pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$",
-                             description="What the step does, as a dotted name: http.request")]
+Action = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$",
+        description="What the step does, as a dotted name: http.request",
+    ),
+]
 Version = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 
 
@@ -43,8 +63,9 @@ def check_label(value: str, field: str) -> None:
 
 def check_trigger(value: str) -> None:
     if not _TRIGGER.match(value):
-        raise ValueError("trigger must be an event type (order.created), a prefix ending in .* "
-                         "(order.*) or *")
+        raise ValueError(
+            "trigger must be an event type (order.created), a prefix ending in .* (order.*) or *"
+        )
 
 
 def check_description(value: str) -> None:
@@ -65,9 +86,13 @@ class Step(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("action must be a dotted lowercase name such as http.request")
 
 
-Steps = Annotated[list[Step], Meta(max_length=MAX_STEPS,
-                                   description=f"At most {MAX_STEPS} steps and 64 KB of JSON; "
-                                               "each step has its own name")]
+Steps = Annotated[
+    list[Step],
+    Meta(
+        max_length=MAX_STEPS,
+        description=f"At most {MAX_STEPS} steps and 64 KB of JSON; each step has its own name",
+    ),
+]
 
 
 def check_steps(steps: list[Step]) -> None:

@@ -23,18 +23,27 @@ def isolated_config(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def credential_store(isolated_config) -> CredentialStore:
-    return CredentialStore(path=isolated_config / "ventryx" / "credentials.json",
-                           use_keyring=False)
+    return CredentialStore(path=isolated_config / "ventryx" / "credentials.json", use_keyring=False)
 
 
 @pytest.fixture
 def dashboard(server, credential_store):
     """``dashboard(credential, read_only=False)``: an app signed in with that credential."""
 
-    def make(credential: str | None = None, *, read_only: bool = False,
-             server_url: str | None = None, timeout: float = 5.0) -> VentryxApp:
-        return VentryxApp(server_url or server.url, read_only=read_only,
-                          store=credential_store, credential=credential, timeout=timeout)
+    def make(
+        credential: str | None = None,
+        *,
+        read_only: bool = False,
+        server_url: str | None = None,
+        timeout: float = 5.0,
+    ) -> VentryxApp:
+        return VentryxApp(
+            server_url or server.url,
+            read_only=read_only,
+            store=credential_store,
+            credential=credential,
+            timeout=timeout,
+        )
 
     return make
 
@@ -46,8 +55,9 @@ async def settle(pilot, rounds: int = 40) -> None:
     for _ in range(rounds):
         await pilot.pause()
         # The live tail's stream worker runs for as long as its screen shows.
-        finite = [worker for worker in app.workers
-                  if worker.group != "stream" and worker.is_running]
+        finite = [
+            worker for worker in app.workers if worker.group != "stream" and worker.is_running
+        ]
         if not finite:
             await pilot.pause()
             if not any(w.is_running and w.group != "stream" for w in app.workers):
@@ -69,7 +79,13 @@ async def wait_until(pilot, predicate, timeout: float = 10.0) -> bool:
 
 def screen_text(app) -> str:
     """What the terminal shows, as plain text (what export_screenshot draws, without SVG)."""
-    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(),
-                      force_terminal=True, record=True, color_system=None)
+    console = Console(
+        width=app.size.width,
+        height=app.size.height,
+        file=io.StringIO(),
+        force_terminal=True,
+        record=True,
+        color_system=None,
+    )
     console.print(app.screen._compositor.render_update(full=True))
     return console.export_text(styles=False)

@@ -42,8 +42,9 @@ def secret_shown(app) -> str:
     return str(app.screen.query_one("#secret", Static).content)
 
 
-async def test_saved_dev_credentials_connect_without_typing(org, credential_store, dashboard,
-                                                            server):
+async def test_saved_dev_credentials_connect_without_typing(
+    org, credential_store, dashboard, server
+):
     credential_store.save(server.url, org.admin_key)
     app = dashboard(None)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -53,7 +54,8 @@ async def test_saved_dev_credentials_connect_without_typing(org, credential_stor
 
 
 async def test_create_shows_the_secret_once_copies_it_and_never_draws_it_again(
-        org, dashboard, client, ledger, tmp_path, credential_store, server_log_dir):
+    org, dashboard, client, ledger, tmp_path, credential_store, server_log_dir
+):
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_keys(pilot)
@@ -142,7 +144,8 @@ async def test_revoke_needs_the_name_typed_and_is_instant(org, make_key, dashboa
 
 
 async def test_rotate_with_a_grace_period_shows_when_the_old_key_dies(
-        org, make_key, dashboard, client, ledger):
+    org, make_key, dashboard, client, ledger
+):
     key_id, old_key = await make_key(org, ["events:write"], name="ingest")
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -204,8 +207,9 @@ async def test_read_only_hides_every_change(org, dashboard):
         await pilot.press("2")
         await settle(pilot)
         commands = [command.title for command in app.get_system_commands(app.screen)]
-        assert not {"New API key", "Edit API key", "Revoke API key",
-                    "Rotate API key"} & set(commands)
+        assert not {"New API key", "Edit API key", "Revoke API key", "Rotate API key"} & set(
+            commands
+        )
         assert "Refresh API keys" in commands
 
 

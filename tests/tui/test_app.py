@@ -22,7 +22,8 @@ from .conftest import settle, wait_until
 
 
 async def test_without_saved_credentials_it_asks_and_remembers_an_api_key(
-        org, dashboard, credential_store, isolated_config):
+    org, dashboard, credential_store, isolated_config
+):
     app = dashboard(None)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -50,7 +51,8 @@ async def test_a_bad_key_is_refused_with_the_servers_message(dashboard):
 
 
 async def test_member_login_with_one_time_password_changes_it_first(
-        org, dashboard, ledger, credential_store):
+    org, dashboard, ledger, credential_store
+):
     app = dashboard(None)
     new_password = ledger.add("a-much-better-passphrase-42")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -125,16 +127,27 @@ async def test_help_and_palette_list_the_screens_actions(org, dashboard):
         await pilot.press("escape")
         assert isinstance(app.screen, ApiKeysScreen)
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        assert {"Go to Workflows", "Go to Events", "Go to Members", "Go to Audit log",
-                "Switch live/test", "New API key", "Revoke API key", "Rotate API key",
-                "Edit API key", "Filter API keys", "Refresh API keys"} <= titles
+        assert {
+            "Go to Workflows",
+            "Go to Events",
+            "Go to Members",
+            "Go to Audit log",
+            "Switch live/test",
+            "New API key",
+            "Revoke API key",
+            "Rotate API key",
+            "Edit API key",
+            "Filter API keys",
+            "Refresh API keys",
+        } <= titles
         assert "Screenshot" not in titles  # it would write a revealed secret to a file
         await pilot.press("j", "k", "q")
     assert app.return_code == 0 or app.return_code is None
 
 
 async def test_no_color_turns_colour_off_and_state_still_reads_as_words(
-        org, dashboard, monkeypatch):
+    org, dashboard, monkeypatch
+):
     monkeypatch.setenv("NO_COLOR", "1")
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -156,7 +169,11 @@ def _start_server(database_url: str, port: int, log_path) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 - the process owns it until it ends
     return subprocess.Popen(
         [sys.executable, "-m", "ventryx_server", "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
 
 
 async def _ready(url: str) -> bool:
@@ -169,7 +186,8 @@ async def _ready(url: str) -> bool:
 
 @pytest.mark.timeout(90)
 async def test_lost_server_shows_reconnecting_and_recovers_by_itself(
-        org, dashboard, database_url, server_log_dir):
+    org, dashboard, database_url, server_log_dir
+):
     from conftest import free_port, wait_for
 
     port = free_port()
@@ -202,7 +220,8 @@ async def test_lost_server_shows_reconnecting_and_recovers_by_itself(
 
 @pytest.mark.timeout(90)
 async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
-        org, dashboard, credential_store, database_url, server_log_dir):
+    org, dashboard, credential_store, database_url, server_log_dir
+):
     from conftest import free_port
     from ventryx_tui.screens.sign_in import StartScreen
 
@@ -213,12 +232,18 @@ async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
     process = None
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            assert await wait_until(pilot, lambda: "Reconnecting" in str(
-                app.screen.query_one("#start").content) if isinstance(app.screen, StartScreen)
-                else False)
+            assert await wait_until(
+                pilot,
+                lambda: (
+                    "Reconnecting" in str(app.screen.query_one("#start").content)
+                    if isinstance(app.screen, StartScreen)
+                    else False
+                ),
+            )
             process = _start_server(database_url, port, server_log_dir / "tui-late-start.log")
-            assert await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen),
-                                    timeout=40)
+            assert await wait_until(
+                pilot, lambda: isinstance(app.screen, OverviewScreen), timeout=40
+            )
     finally:
         if process is not None:
             process.terminate()
@@ -226,7 +251,8 @@ async def test_saved_credentials_wait_for_a_server_that_is_still_starting(
 
 
 async def test_sign_out_asks_before_deleting_the_only_saved_key_and_keeps_other_servers(
-        org, dashboard, credential_store, server):
+    org, dashboard, credential_store, server
+):
     other = ("https://api.example.com", "vtx_live_of_another_server")
     credential_store.save(*other)
     credential_store.save(server.url, org.admin_key)
@@ -263,15 +289,19 @@ async def test_sign_out_asks_before_deleting_the_only_saved_key_and_keeps_other_
         assert app.screen.keys
 
 
-async def test_a_session_signs_out_without_asking(org, dashboard, client, ledger,
-                                                   credential_store):
-    login = await client.post("/v1/sessions", json={"email": org.owner_email,
-                                                    "password": org.owner_password})
+async def test_a_session_signs_out_without_asking(org, dashboard, client, ledger, credential_store):
+    login = await client.post(
+        "/v1/sessions", json={"email": org.owner_email, "password": org.owner_password}
+    )
     token = ledger.add(login.json()["data"]["token"])
-    changed = await client.post("/v1/members/me/password",
-                                headers={"Authorization": f"Bearer {token}"},
-                                json={"current_password": org.owner_password,
-                                      "new_password": ledger.add("a-long-enough-passphrase")})
+    changed = await client.post(
+        "/v1/members/me/password",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "current_password": org.owner_password,
+            "new_password": ledger.add("a-long-enough-passphrase"),
+        },
+    )
     assert changed.status_code in (200, 201), changed.text
     app = dashboard(None)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -286,16 +316,16 @@ async def test_a_session_signs_out_without_asking(org, dashboard, client, ledger
         assert credential_store.read().servers == {}
 
 
-async def test_a_revoked_credential_brings_back_the_sign_in_form(org, make_key, dashboard,
-                                                                 client):
+async def test_a_revoked_credential_brings_back_the_sign_in_form(org, make_key, dashboard, client):
     key_id, key = await make_key(org, ["api-keys:read"])
     app = dashboard(key)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("2")
         await settle(pilot)
-        response = await client.delete(f"/v1/api-keys/{key_id}",
-                                       headers={"Authorization": f"Bearer {org.admin_key}"})
+        response = await client.delete(
+            f"/v1/api-keys/{key_id}", headers={"Authorization": f"Bearer {org.admin_key}"}
+        )
         assert response.status_code == 200
         await pilot.press("r")
         await settle(pilot)
@@ -308,24 +338,32 @@ async def test_a_revoked_credential_brings_back_the_sign_in_form(org, make_key, 
         assert isinstance(app.screen, OverviewScreen)
 
 
-async def test_an_email_in_two_organizations_is_asked_which_one(make_org, dashboard, client,
-                                                                ledger):
+async def test_an_email_in_two_organizations_is_asked_which_one(
+    make_org, dashboard, client, ledger
+):
     first, second = await make_org("First"), await make_org("Second")
     shared_password = ledger.add("the-same-passphrase-in-both")
-    added = await client.post("/v1/members", headers={
-        "Authorization": f"Bearer {second.admin_key}"}, json={
-        "email": first.owner_email, "name": "Twice", "role": "admin"})
+    added = await client.post(
+        "/v1/members",
+        headers={"Authorization": f"Bearer {second.admin_key}"},
+        json={"email": first.owner_email, "name": "Twice", "role": "admin"},
+    )
     assert added.status_code == 201, added.text
-    for org_id, password in ((first.id, first.owner_password),
-                             (second.id, ledger.add(added.json()["data"]["one_time_password"]))):
-        login = await client.post("/v1/sessions", json={
-            "email": first.owner_email, "password": password, "organization": org_id})
+    for org_id, password in (
+        (first.id, first.owner_password),
+        (second.id, ledger.add(added.json()["data"]["one_time_password"])),
+    ):
+        login = await client.post(
+            "/v1/sessions",
+            json={"email": first.owner_email, "password": password, "organization": org_id},
+        )
         assert login.status_code == 201, login.text
         token = ledger.add(login.json()["data"]["token"])
-        changed = await client.post("/v1/members/me/password",
-                                    headers={"Authorization": f"Bearer {token}"},
-                                    json={"current_password": password,
-                                          "new_password": shared_password})
+        changed = await client.post(
+            "/v1/members/me/password",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"current_password": password, "new_password": shared_password},
+        )
         assert changed.status_code in (200, 201), changed.text
     app = dashboard(None)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -33,8 +33,12 @@ def own_server(database_url, server_log_dir):
         with open(server_log_dir / log_name, "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "ventryx_server", "serve", "--port", str(port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                start_new_session=True)
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
 
     async def start(log_name: str) -> subprocess.Popen:
         process = launch(log_name)
@@ -54,7 +58,8 @@ def own_server(database_url, server_log_dir):
 
 @pytest.mark.timeout(90)
 async def test_an_idle_dashboard_notices_the_server_is_gone_within_5_seconds(
-        org, dashboard, own_server):
+    org, dashboard, own_server
+):
     process = await own_server("tui-idle-1.log")
     app = dashboard(org.admin_key, server_url=own_server.url, timeout=5)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -73,7 +78,8 @@ async def test_an_idle_dashboard_notices_the_server_is_gone_within_5_seconds(
 
 @pytest.mark.timeout(120)
 async def test_stopping_the_server_with_the_tail_open_does_not_hang_and_the_tail_resumes(
-        org, dashboard, own_server):
+    org, dashboard, own_server
+):
     process = await own_server("tui-shutdown-1.log")
     headers = {"Authorization": f"Bearer {org.admin_key}"}
     app = dashboard(org.admin_key, server_url=own_server.url, timeout=5)
@@ -96,15 +102,17 @@ async def test_stopping_the_server_with_the_tail_open_does_not_hang_and_the_tail
         await own_server("tui-shutdown-2.log")
         assert await wait_until(pilot, lambda: screen.tail_state == "streaming", timeout=30)
         async with httpx.AsyncClient(base_url=own_server.url, timeout=10) as http:
-            emitted = await http.post("/v1/events", headers=headers,
-                                      json={"type": "order.after_restart", "payload": {}})
+            emitted = await http.post(
+                "/v1/events", headers=headers, json={"type": "order.after_restart", "payload": {}}
+            )
         assert emitted.status_code == 201, emitted.text
         event_id = emitted.json()["data"]["id"]
         assert await wait_until(pilot, lambda: any(e.id == event_id for e in screen.buffer))
 
 
 async def test_a_key_revoked_while_streaming_ends_the_tail_and_asks_to_sign_in(
-        org, make_key, dashboard, client):
+    org, make_key, dashboard, client
+):
     from ventryx_tui.screens.sign_in import SignInScreen
 
     key_id, key = await make_key(org, ["events:read"])
@@ -115,8 +123,9 @@ async def test_a_key_revoked_while_streaming_ends_the_tail_and_asks_to_sign_in(
         await settle(pilot)
         screen = app.screen
         assert await wait_until(pilot, lambda: screen.tail_state == "streaming")
-        revoked = await client.delete(f"/v1/api-keys/{key_id}",
-                                      headers={"Authorization": f"Bearer {org.admin_key}"})
+        revoked = await client.delete(
+            f"/v1/api-keys/{key_id}", headers={"Authorization": f"Bearer {org.admin_key}"}
+        )
         assert revoked.status_code == 200
         # The server's `event: error` (invalid_api_key) reads as the 401 it stands for.
         assert await wait_until(pilot, lambda: isinstance(app.screen, SignInScreen))
@@ -125,20 +134,28 @@ async def test_a_key_revoked_while_streaming_ends_the_tail_and_asks_to_sign_in(
         assert "request id req_" in str(app.screen.query_one("#sign-in-error").content)
 
 
-@pytest.mark.parametrize(("code", "status"), [
-    ("key_revoked", 401), ("key_expired", 401), ("session_ended", 401),
-    ("member_removed", 401), ("invalid_api_key", 401), ("missing_scope", 403)])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("key_revoked", 401),
+        ("key_expired", 401),
+        ("session_ended", 401),
+        ("member_removed", 401),
+        ("invalid_api_key", 401),
+        ("missing_scope", 403),
+    ],
+)
 def test_a_stream_closed_for_lost_access_reads_as_the_status_a_request_would_get(code, status):
     from ventryx_tui.client import StreamEnded, _stream_error
 
-    error = _stream_error({"type": "authentication_error", "code": code,
-                           "message": "closed", "request_id": "req_1"})
+    error = _stream_error(
+        {"type": "authentication_error", "code": code, "message": "closed", "request_id": "req_1"}
+    )
     assert error.status == status and not isinstance(error, StreamEnded)
     assert error.request_id == "req_1"
 
 
-@pytest.mark.parametrize("code", ["server_shutting_down", "stream_lagging",
-                                  "stream_interrupted"])
+@pytest.mark.parametrize("code", ["server_shutting_down", "stream_lagging", "stream_interrupted"])
 def test_a_stream_closed_for_any_other_reason_is_one_to_reconnect(code):
     from ventryx_tui.client import StreamEnded, _stream_error
 

@@ -23,7 +23,9 @@ def test_without_a_keyring_the_credential_goes_to_a_0600_file(isolated_config):
     assert str(path).startswith(str(isolated_config))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store.read().find("http://127.0.0.1:8000") == (
-        "http://127.0.0.1:8000", "vtx_test_example")
+        "http://127.0.0.1:8000",
+        "vtx_test_example",
+    )
     store.forget("http://127.0.0.1:8000")
     assert not path.exists()
     assert store.read().servers == {}
@@ -35,8 +37,10 @@ def test_saving_for_one_server_keeps_every_other_servers_key(isolated_config):
     credentials_file.save("http://127.0.0.1:8000", "vtx_live_first_dev")
     credentials_file.save("http://127.0.0.1:8000", "vtx_live_second_dev")
     saved = credentials_file.read()
-    assert saved.servers == {"https://api.example.com": "vtx_live_production",
-                             "http://127.0.0.1:8000": "vtx_live_second_dev"}
+    assert saved.servers == {
+        "https://api.example.com": "vtx_live_production",
+        "http://127.0.0.1:8000": "vtx_live_second_dev",
+    }
     assert saved.default == "http://127.0.0.1:8000"
     credentials_file.forget("http://127.0.0.1:8000")
     assert credentials_file.read().servers == {"https://api.example.com": "vtx_live_production"}
@@ -47,7 +51,9 @@ def test_the_first_one_entry_file_still_reads(isolated_config):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"server": "http://127.0.0.1:8000", "credential": "vtx_live_a"}))
     assert CredentialStore(use_keyring=False).read().find("http://127.0.0.1:8000/") == (
-        "http://127.0.0.1:8000", "vtx_live_a")
+        "http://127.0.0.1:8000",
+        "vtx_live_a",
+    )
 
 
 def test_localhost_finds_the_key_saved_for_127_0_0_1_on_the_same_port_only(isolated_config):
@@ -71,7 +77,8 @@ def test_a_corrupt_file_is_reported_in_one_line_and_never_overwritten(isolated_c
 
 
 async def test_the_dashboard_says_a_corrupt_file_was_not_read_and_leaves_it(
-        dashboard, credential_store):
+    dashboard, credential_store
+):
     path = credential_store.path
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
@@ -84,7 +91,8 @@ async def test_the_dashboard_says_a_corrupt_file_was_not_read_and_leaves_it(
 
 
 async def test_localhost_on_the_command_line_uses_the_key_saved_for_127_0_0_1(
-        org, server, dashboard, credential_store):
+    org, server, dashboard, credential_store
+):
     from ventryx_tui.screens.overview import OverviewScreen
 
     credential_store.save(server.url, org.admin_key)

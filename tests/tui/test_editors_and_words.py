@@ -27,20 +27,28 @@ def fully_visible(app, widget) -> bool:
     """Drawn whole inside the dialog box (inside its border) on the terminal."""
     box = app.screen.query_one("#dialog").region
     region = widget.region
-    return (region.height > 0 and region.y > box.y and region.bottom < box.bottom
-            and region.bottom <= app.size.height)
+    return (
+        region.height > 0
+        and region.y > box.y
+        and region.bottom < box.bottom
+        and region.bottom <= app.size.height
+    )
 
 
 async def test_after_a_conflict_at_80x24_text_reload_save_and_cancel_are_in_sight(
-        org, dashboard, client):
+    org, dashboard, client
+):
     workflow = await create_workflow(client, org)
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_section(pilot, "3", WorkflowsScreen)
         await pilot.press("e")
         editor = app.screen
-        await client.patch(f"/v1/workflows/{workflow['id']}", headers=bearer(org.admin_key),
-                           json={"version": workflow["version"], "description": "theirs"})
+        await client.patch(
+            f"/v1/workflows/{workflow['id']}",
+            headers=bearer(org.admin_key),
+            json={"version": workflow["version"], "description": "theirs"},
+        )
         editor.query_one("#wf-description", Input).value = "mine"
         await pilot.press("ctrl+s")
         await settle(pilot)
@@ -70,8 +78,7 @@ async def test_tab_leaves_the_steps_editor_and_its_keys_are_shown(org, dashboard
         assert not steps.has_focus and steps.text == before  # no spaces typed
 
 
-async def test_escape_with_unsaved_edits_asks_and_without_edits_just_closes(
-        org, dashboard, client):
+async def test_escape_with_unsaved_edits_asks_and_without_edits_just_closes(org, dashboard, client):
     workflow = await create_workflow(client, org)
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -94,16 +101,22 @@ async def test_escape_with_unsaved_edits_asks_and_without_edits_just_closes(
 
 
 async def test_key_table_at_80_columns_keeps_status_last_used_and_expires(
-        org, make_key, dashboard, client):
+    org, make_key, dashboard, client
+):
     soon = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    created = await client.post("/v1/api-keys", headers=bearer(org.admin_key), json={
-        "name": "short-lived", "scopes": ["events:read"], "expires_at": soon})
+    created = await client.post(
+        "/v1/api-keys",
+        headers=bearer(org.admin_key),
+        json={"name": "short-lived", "scopes": ["events:read"], "expires_at": soon},
+    )
     revoked_id = created.json()["data"]["id"]
     await client.delete(f"/v1/api-keys/{revoked_id}", headers=bearer(org.admin_key))
     rotated_id, _key = await make_key(org, ["events:write"], name="ingest")
-    rotation = await client.post(f"/v1/api-keys/{rotated_id}/rotate",
-                                 headers=bearer(org.admin_key),
-                                 json={"grace_period_seconds": 3600})
+    rotation = await client.post(
+        f"/v1/api-keys/{rotated_id}/rotate",
+        headers=bearer(org.admin_key),
+        json={"grace_period_seconds": 3600},
+    )
     successor_id = rotation.json()["data"]["id"]
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -114,10 +127,13 @@ async def test_key_table_at_80_columns_keeps_status_last_used_and_expires(
         assert table.virtual_size.width <= 80 - 1  # nothing scrolls out of sight
         cells = dict(zip(titles, table.get_row(revoked_id), strict=True))
         assert cells["Status"] == "revoked" and cells["Expires"] == "-"
-        assert str(dict(zip(titles, table.get_row(rotated_id), strict=True))["Name"]) \
-            == "ingest (old)"
-        assert str(dict(zip(titles, table.get_row(successor_id), strict=True))["Name"]) \
+        assert (
+            str(dict(zip(titles, table.get_row(rotated_id), strict=True))["Name"]) == "ingest (old)"
+        )
+        assert (
+            str(dict(zip(titles, table.get_row(successor_id), strict=True))["Name"])
             == "ingest (new)"
+        )
     async with dashboard(org.admin_key).run_test(size=(120, 40)) as pilot:
         await open_section(pilot, "2", ApiKeysScreen)
         table = pilot.app.screen.query_one(ResourceTable)
@@ -153,28 +169,37 @@ async def test_a_batch_appears_in_the_tail_in_id_order(org, dashboard, client):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_section(pilot, "4", EventsScreen)
         assert await wait_until(pilot, lambda: screen.tail_state == "streaming")
-        batch = await client.post("/v1/events/batch", headers=bearer(org.admin_key), json={
-            "events": [{"type": f"batch.item{n}", "payload": {"n": n}} for n in range(30)]})
+        batch = await client.post(
+            "/v1/events/batch",
+            headers=bearer(org.admin_key),
+            json={"events": [{"type": f"batch.item{n}", "payload": {"n": n}} for n in range(30)]},
+        )
         assert batch.status_code == 201, batch.text
         assert await wait_until(pilot, lambda: len(screen.buffer) == 30)
         ids = [event.id for event in screen.buffer]
         assert ids == sorted(ids)
         table = screen.query_one(ResourceTable)
-        assert [table.coordinate_to_cell_key((row, 0)).row_key.value
-                for row in range(table.row_count)] == ids
+        assert [
+            table.coordinate_to_cell_key((row, 0)).row_key.value for row in range(table.row_count)
+        ] == ids
 
 
 async def test_audit_log_and_overview_name_people_and_actor_search_takes_an_email(
-        org, dashboard, client, ledger):
-    added = await client.post("/v1/members", headers=bearer(org.admin_key), json={
-        "email": "kim@example.com", "name": "Kim", "role": "viewer"})
+    org, dashboard, client, ledger
+):
+    added = await client.post(
+        "/v1/members",
+        headers=bearer(org.admin_key),
+        json={"email": "kim@example.com", "name": "Kim", "role": "viewer"},
+    )
     ledger.add(added.json()["data"]["one_time_password"])
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         overview = app.screen.query_one("#overview-activity").render()
-        assert "kim@example.com" in str(overview.renderable if hasattr(overview, "renderable")
-                                        else app.export_screenshot())
+        assert "kim@example.com" in str(
+            overview.renderable if hasattr(overview, "renderable") else app.export_screenshot()
+        )
         screen = await open_section(pilot, "6", AuditLogScreen)
         table = screen.query_one(ResourceTable)
         row = [str(cell) for cell in table.get_row_at(0)]
@@ -189,12 +214,14 @@ async def test_audit_log_and_overview_name_people_and_actor_search_takes_an_emai
         assert screen.entries and {e.actor_id for e in screen.entries} == {org.owner_id}
 
 
-async def test_server_messages_that_name_endpoints_reach_people_in_words(org, server, client,
-                                                                        ledger):
+async def test_server_messages_that_name_endpoints_reach_people_in_words(
+    org, server, client, ledger
+):
     from ventryx_tui.client import ApiError, VentryxClient
 
-    login = await client.post("/v1/sessions", json={"email": org.owner_email,
-                                                    "password": org.owner_password})
+    login = await client.post(
+        "/v1/sessions", json={"email": org.owner_email, "password": org.owner_password}
+    )
     token = ledger.add(login.json()["data"]["token"])  # a one-time password's session
     dashboard_client = VentryxClient(server.url, token)
     try:

@@ -40,15 +40,28 @@ def test_tui_installs_and_starts_without_the_server_dependencies(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     python = venv / "bin" / "python"
-    install = [uv, "pip", "install", "-q", "--python", str(python),
-               str(ROOT / "shared"), str(ROOT / "tui")]
+    install = [
+        uv,
+        "pip",
+        "install",
+        "-q",
+        "--python",
+        str(python),
+        str(ROOT / "shared"),
+        str(ROOT / "tui"),
+    ]
     # Offline first: the packages are in uv's cache after `uv sync`; fall back to the index.
     if subprocess.run([*install, "--offline"], capture_output=True).returncode != 0:
         subprocess.run(install, check=True)
     script = tmp_path / "starts.py"
     script.write_text(STARTS_HEADLESS)
-    result = subprocess.run([str(python), str(script), *SERVER_ONLY], capture_output=True,
-                            text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [str(python), str(script), *SERVER_ONLY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dashboard started alone" in result.stdout
     assert (venv / "bin" / "ventryx").exists()

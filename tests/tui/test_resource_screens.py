@@ -28,9 +28,17 @@ async def open_section(pilot, key: str, screen_type):
 
 
 async def create_workflow(client, org, name="order-notify", trigger="order.*") -> dict:
-    response = await client.post("/v1/workflows", headers=bearer(org.admin_key), json={
-        "name": name, "trigger": trigger, "steps": [
-            {"name": "notify", "action": "http.request", "config": {"url": "https://x.test"}}]})
+    response = await client.post(
+        "/v1/workflows",
+        headers=bearer(org.admin_key),
+        json={
+            "name": name,
+            "trigger": trigger,
+            "steps": [
+                {"name": "notify", "action": "http.request", "config": {"url": "https://x.test"}}
+            ],
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()["data"]
 
@@ -63,7 +71,8 @@ async def test_workflow_created_in_the_editor_exists_on_the_server(org, dashboar
 
 
 async def test_stale_workflow_edit_shows_the_409_and_reload_brings_the_latest(
-        org, dashboard, client):
+    org, dashboard, client
+):
     workflow = await create_workflow(client, org)
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -72,10 +81,11 @@ async def test_stale_workflow_edit_shows_the_409_and_reload_brings_the_latest(
         editor = app.screen
         assert isinstance(editor, WorkflowEditor)
         # Someone else saves first.
-        response = await client.patch(f"/v1/workflows/{workflow['id']}",
-                                      headers=bearer(org.admin_key),
-                                      json={"version": workflow["version"],
-                                            "description": "changed elsewhere"})
+        response = await client.patch(
+            f"/v1/workflows/{workflow['id']}",
+            headers=bearer(org.admin_key),
+            json={"version": workflow["version"], "description": "changed elsewhere"},
+        )
         assert response.status_code == 200
         editor.query_one("#wf-description", Input).value = "my change"
         await pilot.press("ctrl+s")
@@ -92,8 +102,9 @@ async def test_stale_workflow_edit_shows_the_409_and_reload_brings_the_latest(
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, WorkflowsScreen)
-    current = (await client.get(f"/v1/workflows/{workflow['id']}",
-                                headers=bearer(org.admin_key))).json()["data"]
+    current = (
+        await client.get(f"/v1/workflows/{workflow['id']}", headers=bearer(org.admin_key))
+    ).json()["data"]
     assert current["description"] == "my change, on top of theirs"
     assert current["version"] == workflow["version"] + 2
 
@@ -118,22 +129,25 @@ async def test_workflow_toggle_and_delete(org, dashboard, client):
     assert response.status_code == 404
 
 
-async def test_live_tail_shows_an_event_emitted_through_the_api_and_pauses(
-        org, dashboard, client):
+async def test_live_tail_shows_an_event_emitted_through_the_api_and_pauses(org, dashboard, client):
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_section(pilot, "4", EventsScreen)
         assert await wait_until(pilot, lambda: screen.tail_state == "streaming")
-        response = await client.post("/v1/events", headers=bearer(org.admin_key),
-                                     json={"type": "order.created", "payload": {"total": 42}})
+        response = await client.post(
+            "/v1/events",
+            headers=bearer(org.admin_key),
+            json={"type": "order.created", "payload": {"total": 42}},
+        )
         assert response.status_code == 201
         first = response.json()["data"]["id"]
         table = screen.query_one(ResourceTable)
         assert await wait_until(pilot, lambda: first in [r.value for r in table.rows])
 
         await pilot.press("p")
-        response = await client.post("/v1/events", headers=bearer(org.admin_key),
-                                     json={"type": "order.paid", "payload": {}})
+        response = await client.post(
+            "/v1/events", headers=bearer(org.admin_key), json={"type": "order.paid", "payload": {}}
+        )
         second = response.json()["data"]["id"]
         assert await wait_until(pilot, lambda: screen.held == 1)
         assert second not in [r.value for r in table.rows]
@@ -156,9 +170,18 @@ async def test_live_tail_buffer_is_bounded(org, dashboard):
         screen = await open_section(pilot, "4", EventsScreen)
         now = datetime.now(UTC)
         for number in range(screen.buffer.maxlen + 5):
-            screen.receive(Event(id=f"evt_local{number:05d}", type="load.test", payload={},
-                                 occurred_at=now, created_at=now, environment="live",
-                                 matched_workflows=[], emitted_by="key_local"))
+            screen.receive(
+                Event(
+                    id=f"evt_local{number:05d}",
+                    type="load.test",
+                    payload={},
+                    occurred_at=now,
+                    created_at=now,
+                    environment="live",
+                    matched_workflows=[],
+                    emitted_by="key_local",
+                )
+            )
         assert len(screen.buffer) == screen.buffer.maxlen
         assert screen.query_one(ResourceTable).row_count == screen.buffer.maxlen
         assert screen.buffer[0].id == "evt_local00005"
@@ -179,9 +202,10 @@ async def test_member_add_reveals_the_one_time_password_once(org, dashboard, cli
         assert isinstance(app.screen, MembersScreen)
         assert "dana@example.com" in [m.email for m in app.screen.members]
         assert password not in app.export_screenshot()
-    login = await client.post("/v1/sessions", json={"email": "dana@example.com",
-                                                    "password": password,
-                                                    "organization": org.id})
+    login = await client.post(
+        "/v1/sessions",
+        json={"email": "dana@example.com", "password": password, "organization": org.id},
+    )
     assert login.status_code in (200, 201), login.text
     ledger.add(login.json()["data"]["token"])
 
@@ -196,8 +220,7 @@ async def test_audit_log_lists_what_the_dashboard_did_and_filters(org, make_key,
         table = screen.query_one(ResourceTable)
         await pilot.press("slash", *"api_key.created")
         assert 0 < table.row_count < len(actions) + 1
-        assert all("api_key.created" in str(table.get_row_at(i)[1])
-                   for i in range(table.row_count))
+        assert all("api_key.created" in str(table.get_row_at(i)[1]) for i in range(table.row_count))
 
 
 async def test_a_screen_the_caller_may_not_see_explains_why(org, make_key, dashboard):
@@ -212,8 +235,9 @@ async def test_a_screen_the_caller_may_not_see_explains_why(org, make_key, dashb
 
 async def test_event_search_by_type_and_time_then_back_to_the_tail(org, dashboard, client):
     for event_type in ("order.created", "user.signed_up", "order.paid"):
-        response = await client.post("/v1/events", headers=bearer(org.admin_key),
-                                     json={"type": event_type, "payload": {}})
+        response = await client.post(
+            "/v1/events", headers=bearer(org.admin_key), json={"type": event_type, "payload": {}}
+        )
         assert response.status_code == 201
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -224,7 +248,8 @@ async def test_event_search_by_type_and_time_then_back_to_the_tail(org, dashboar
         await settle(pilot)
         assert sorted(e.type for e in screen.buffer) == ["order.created", "order.paid"]
         assert "SEARCH: type order.*, since" in str(
-            screen.query_one("#tail-status", Static).content)
+            screen.query_one("#tail-status", Static).content
+        )
         await pilot.press("escape")
         await settle(pilot)
         assert len(screen.buffer) == 3
@@ -232,8 +257,11 @@ async def test_event_search_by_type_and_time_then_back_to_the_tail(org, dashboar
 
 
 async def test_member_role_change_and_removal_with_email_typed(org, dashboard, client, ledger):
-    added = await client.post("/v1/members", headers=bearer(org.admin_key), json={
-        "email": "lee@example.com", "name": "Lee", "role": "viewer"})
+    added = await client.post(
+        "/v1/members",
+        headers=bearer(org.admin_key),
+        json={"email": "lee@example.com", "name": "Lee", "role": "viewer"},
+    )
     assert added.status_code == 201
     ledger.add(added.json()["data"]["one_time_password"])
     member_id = added.json()["data"]["id"]
@@ -272,8 +300,7 @@ async def test_audit_log_search_asks_the_server(org, make_key, dashboard, client
         await pilot.press("f")
         await pilot.press("tab", *"api_key.revoked", "enter")
         await settle(pilot)
-        assert [(e.action, e.target_id) for e in screen.entries] == [
-            ("api_key.revoked", key_id)]
+        assert [(e.action, e.target_id) for e in screen.entries] == [("api_key.revoked", key_id)]
         assert "Search: action api_key.revoked" in str(screen.query_one("#detail").content)
         await pilot.press("escape")
         await settle(pilot)

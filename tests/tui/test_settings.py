@@ -23,7 +23,8 @@ def footer_text(app) -> str:
 
 
 async def test_settings_api_keys_new_key_with_the_keys_a_reader_would_guess(
-        org, dashboard, client, ledger):
+    org, dashboard, client, ledger
+):
     app = dashboard(org.admin_key)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -90,7 +91,8 @@ async def test_an_admin_renames_the_organization_and_the_top_bar_follows(org, da
 
 
 async def test_without_org_admin_settings_shows_the_organization_but_no_rename(
-        org, make_key, dashboard, client):
+    org, make_key, dashboard, client
+):
     _id, key = await make_key(org, ["api-keys:read", "api-keys:write"])
     app = dashboard(key)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -101,7 +103,8 @@ async def test_without_org_admin_settings_shows_the_organization_but_no_rename(
         assert org.id in app.export_screenshot()
         assert "Rename" not in footer_text(app)
         assert "Rename organization" not in {
-            command.title for command in app.get_system_commands(app.screen)}
+            command.title for command in app.get_system_commands(app.screen)
+        }
         await pilot.press("e")
         await settle(pilot)
         assert isinstance(app.screen, SettingsScreen)  # nothing opened

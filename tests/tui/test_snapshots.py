@@ -29,17 +29,19 @@ class SVGSnapshot(SVGImageExtension):
 
     file_extension = "svg"
 
+
 _MASKS = [
-    (re.compile(r"\b(key|wf|evt|org|mem|aud|req|ses)_[0-9A-HJKMNP-TV-Z]{26}\b"),
-     lambda m: f"{m.group(1)}_{'0' * 26}"),
+    (
+        re.compile(r"\b(key|wf|evt|org|mem|aud|req|ses)_[0-9A-HJKMNP-TV-Z]{26}\b"),
+        lambda m: f"{m.group(1)}_{'0' * 26}",
+    ),
     (re.compile(r"(vtx_(live|test)_…)[0-9A-Za-z]{4}"), lambda m: m.group(1) + "wxyz"),
     (re.compile(r"owner-[0-9a-f]{8}@"), lambda m: "owner-00000000@"),
     (re.compile(r"terminal-\d+"), lambda m: "terminal-0"),
     # The overview's hour of minutes: which minute the fixture's event fell in depends on
     # the second the test ran (tests/tui/test_key_usage.py checks what it draws).
     # (A text area's border is a run of ▁ too, but never holds a ·.)
-    (re.compile(r"[·▁▂▃▄▅▆▇█]{60}"),
-     lambda m: "·" * 59 + "█" if "·" in m.group(0) else m.group(0)),
+    (re.compile(r"[·▁▂▃▄▅▆▇█]{60}"), lambda m: "·" * 59 + "█" if "·" in m.group(0) else m.group(0)),
 ]
 
 
@@ -72,16 +74,18 @@ def _still(text: str):
 
 @pytest.fixture
 def still_formatting(monkeypatch):
-    monkeypatch.setattr(formatting, "relative",
-                        lambda value, empty="never": empty if value is None else "5m ago")
+    monkeypatch.setattr(
+        formatting, "relative", lambda value, empty="never": empty if value is None else "5m ago"
+    )
     monkeypatch.setattr(formatting, "timestamp", _still("2026-04-02 10:00"))
     monkeypatch.setattr(formatting, "date", _still("2026-04-02"))
     monkeypatch.setattr(formatting, "time_of_day", _still("10:00:00"))
     monkeypatch.setattr(formatting, "precise", _still("2026-04-02 10:00:00Z"))
     monkeypatch.setattr(formatting, "hour", _still("10:00"))
     monkeypatch.setattr(formatting, "day", _still("04-02"))
-    monkeypatch.setattr(formatting, "identifier",
-                        lambda value: ULID.sub("0" * 26, value) if value else "-")
+    monkeypatch.setattr(
+        formatting, "identifier", lambda value: ULID.sub("0" * 26, value) if value else "-"
+    )
     monkeypatch.setattr(formatting, "address", lambda url: "http://127.0.0.1:8000")
 
 
@@ -96,14 +100,32 @@ async def acme(make_org, make_key, client, ledger):
     for path in ("/v1/workflows", "/v1/workflows", "/v1/events"):
         await client.get(path, headers=bearer(ci_key))
     await make_key(org, ["events:read"], environment="test", name="sandbox-reader")
-    await client.post("/v1/workflows", headers=admin, json={
-        "name": "order-notify", "trigger": "order.*", "description": "Tell the shop",
-        "steps": [{"name": "notify", "action": "http.request",
-                   "config": {"url": "https://shop.example/hook"}}]})
-    await client.post("/v1/events", headers=admin,
-                      json={"type": "order.created", "payload": {"order": 1042, "total": 42}})
-    member = await client.post("/v1/members", headers=admin, json={
-        "email": "dana@acme.test", "name": "Dana", "role": "developer"})
+    await client.post(
+        "/v1/workflows",
+        headers=admin,
+        json={
+            "name": "order-notify",
+            "trigger": "order.*",
+            "description": "Tell the shop",
+            "steps": [
+                {
+                    "name": "notify",
+                    "action": "http.request",
+                    "config": {"url": "https://shop.example/hook"},
+                }
+            ],
+        },
+    )
+    await client.post(
+        "/v1/events",
+        headers=admin,
+        json={"type": "order.created", "payload": {"order": 1042, "total": 42}},
+    )
+    member = await client.post(
+        "/v1/members",
+        headers=admin,
+        json={"email": "dana@acme.test", "name": "Dana", "role": "developer"},
+    )
     if member.status_code == 201 and member.json()["data"].get("one_time_password"):
         ledger.add(member.json()["data"]["one_time_password"])
 
@@ -173,8 +195,9 @@ async def test_sign_in_snapshot(size, dashboard, snapshot):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
-async def test_workflow_conflict_snapshot(size, acme, dashboard, client, still_formatting,
-                                          snapshot):
+async def test_workflow_conflict_snapshot(
+    size, acme, dashboard, client, still_formatting, snapshot
+):
     """After someone else saved: the message, Reload latest, Save and Cancel in sight."""
     app = dashboard(acme.admin_key)
     async with app.run_test(size=size) as pilot:
@@ -183,10 +206,11 @@ async def test_workflow_conflict_snapshot(size, acme, dashboard, client, still_f
         await settle(pilot)
         await pilot.press("e")
         workflow = app.screen.workflow
-        changed = await client.patch(f"/v1/workflows/{workflow['id']}",
-                                     headers=bearer(acme.admin_key),
-                                     json={"version": workflow["version"],
-                                           "description": "changed elsewhere"})
+        changed = await client.patch(
+            f"/v1/workflows/{workflow['id']}",
+            headers=bearer(acme.admin_key),
+            json={"version": workflow["version"], "description": "changed elsewhere"},
+        )
         assert changed.status_code == 200
         app.screen.query_one("#wf-description", Input).value = "mine"
         await pilot.press("ctrl+s")
@@ -196,11 +220,15 @@ async def test_workflow_conflict_snapshot(size, acme, dashboard, client, still_f
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
-async def test_sign_out_question_snapshot(size, acme, server, dashboard, credential_store,
-                                          still_formatting, monkeypatch, snapshot):
+async def test_sign_out_question_snapshot(
+    size, acme, server, dashboard, credential_store, still_formatting, monkeypatch, snapshot
+):
     """Where the saved key is, in the redacted form only."""
-    monkeypatch.setattr(type(credential_store), "location",
-                        property(lambda _store: "~/.config/ventryx/credentials.json"))
+    monkeypatch.setattr(
+        type(credential_store),
+        "location",
+        property(lambda _store: "~/.config/ventryx/credentials.json"),
+    )
     credential_store.save(server.url, acme.admin_key)
     app = dashboard(None)
     async with app.run_test(size=size) as pilot:

@@ -60,17 +60,25 @@ class VentryxApp(App):
         Binding("q", "quit", "Quit", show=False, id="quit"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("t", "toggle_environment", "Live/Test", id="toggle-environment"),
-        *(Binding(key, f"go('{mode}')", title, show=mode == "settings", id=f"go-{mode}")
-          for mode, key, title, _screen in SECTIONS),
+        *(
+            Binding(key, f"go('{mode}')", title, show=mode == "settings", id=f"go-{mode}")
+            for mode, key, title, _screen in SECTIONS
+        ),
     ]
 
     environment: reactive[str] = reactive("live")
     connection: reactive[str] = reactive("connecting")
     caller: reactive[Caller | None] = reactive(None)
 
-    def __init__(self, server: str | None = None, *, read_only: bool = False,
-                 store: CredentialStore | None = None, credential: str | None = None,
-                 timeout: float = 10.0):
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        read_only: bool = False,
+        store: CredentialStore | None = None,
+        credential: str | None = None,
+        timeout: float = 10.0,
+    ):
         # Native ANSI colours: the terminal's own 16-colour palette, and under NO_COLOR
         # Textual's filter that drops colour but keeps bold, underline and reverse.
         super().__init__(ansi_color=True)
@@ -108,13 +116,26 @@ class VentryxApp(App):
         if credential:
             self.connect(server, credential, remember=False, wait_for_server=True)
         else:
-            self.push_screen(SignInScreen(server, error=problem and ApiError(
-                f"The saved credentials were not read: {problem}. Sign in here; the file "
-                "is left as it is.")))
+            self.push_screen(
+                SignInScreen(
+                    server,
+                    error=problem
+                    and ApiError(
+                        f"The saved credentials were not read: {problem}. Sign in here; the file "
+                        "is left as it is."
+                    ),
+                )
+            )
 
     @work(exclusive=True, group="connect", exit_on_error=False)
-    async def connect(self, server: str, credential: str, remember: bool = True,
-                      password: str | None = None, wait_for_server: bool = False) -> None:
+    async def connect(
+        self,
+        server: str,
+        credential: str,
+        remember: bool = True,
+        password: str | None = None,
+        wait_for_server: bool = False,
+    ) -> None:
         """Check the credential with ``GET /v1/me``; on success, open the overview.
 
         A saved credential waits for its server (it may still be starting) instead of
@@ -170,12 +191,12 @@ class VentryxApp(App):
         try:
             self.store.save(server, credential)
         except CorruptCredentials as error:
-            self.notify(f"Signed in, but not remembered: {error}.", severity="warning",
-                        timeout=10)
+            self.notify(f"Signed in, but not remembered: {error}.", severity="warning", timeout=10)
 
     @work(exclusive=True, group="connect", exit_on_error=False)
-    async def sign_in_with_password(self, server: str, email: str, password: str,
-                                    organization: str | None = None) -> None:
+    async def sign_in_with_password(
+        self, server: str, email: str, password: str, organization: str | None = None
+    ) -> None:
         client = VentryxClient(server, "", timeout=self.timeout)
         try:
             token = await client.sign_in(email, password, organization)
@@ -230,7 +251,8 @@ class VentryxApp(App):
         """A live key sees both environments' keys, a session may pick either; a test key
         sees test only."""
         return self.caller is not None and (
-            self.caller.credential_type == "session" or self.caller.environment == "live")
+            self.caller.credential_type == "session" or self.caller.environment == "live"
+        )
 
     # Actions
 
@@ -245,8 +267,11 @@ class VentryxApp(App):
 
     def action_toggle_environment(self) -> None:
         if not self.can_switch_environment:
-            self.notify("This test key sees only test data. Sign in with a live key or as a "
-                        "member to switch.", severity="warning")
+            self.notify(
+                "This test key sees only test data. Sign in with a live key or as a "
+                "member to switch.",
+                severity="warning",
+            )
             return
         self.environment = "test" if self.environment == "live" else "live"
 
@@ -260,24 +285,33 @@ class VentryxApp(App):
         # never yanks the user away from a half-typed form.
         if action in {"go", "toggle_environment"}:
             return self.client is not None and not isinstance(
-                self.screen, ModalScreen | SignInScreen | ChangePasswordScreen)
+                self.screen, ModalScreen | SignInScreen | ChangePasswordScreen
+            )
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         # Textual's own "Screenshot" writes the screen to a file: taken over a reveal
         # dialog it would put a secret on disk, so the dashboard leaves it out.
-        yield from (command for command in super().get_system_commands(screen)
-                    if command.title != "Screenshot")
+        yield from (
+            command
+            for command in super().get_system_commands(screen)
+            if command.title != "Screenshot"
+        )
         if self.client is None:
             return
         for mode, key, title, _screen in SECTIONS:
-            yield SystemCommand(f"Go to {title}", f"Open the {title} screen (key {key})",
-                                lambda mode=mode: self.action_go(mode))
-        yield SystemCommand("Switch live/test", "Show the other environment (key t)",
-                            self.action_toggle_environment)
+            yield SystemCommand(
+                f"Go to {title}",
+                f"Open the {title} screen (key {key})",
+                lambda mode=mode: self.action_go(mode),
+            )
+        yield SystemCommand(
+            "Switch live/test", "Show the other environment (key t)", self.action_toggle_environment
+        )
         yield SystemCommand("Help", "Every key on this screen (key ?)", self.action_help)
-        yield SystemCommand("Sign out", "Forget the saved credential and sign in again",
-                            self.action_sign_out)
+        yield SystemCommand(
+            "Sign out", "Forget the saved credential and sign in again", self.action_sign_out
+        )
         if isinstance(screen, SectionScreen):
             yield from screen.palette_commands()
 
@@ -294,12 +328,17 @@ class VentryxApp(App):
             self.sign_out()
             return
         key = self.client.credential
-        self.push_screen(ConfirmDialog(
-            "Sign out", f"Signing out deletes the API key {key[:9]}…{key[-4:]} saved for "
-            f"{fmt.address(found[0])} in {self.store.location}. It is the only copy the "
-            "dashboard has: unless you stored it elsewhere you will need a new key to sign "
-            "in again.",
-            "Sign out and delete it"), lambda sure: self.sign_out() if sure else None)
+        self.push_screen(
+            ConfirmDialog(
+                "Sign out",
+                f"Signing out deletes the API key {key[:9]}…{key[-4:]} saved for "
+                f"{fmt.address(found[0])} in {self.store.location}. It is the only copy the "
+                "dashboard has: unless you stored it elsewhere you will need a new key to sign "
+                "in again.",
+                "Sign out and delete it",
+            ),
+            lambda sure: self.sign_out() if sure else None,
+        )
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def sign_out(self) -> None:
@@ -312,8 +351,9 @@ class VentryxApp(App):
             await self.client.aclose()
         try:
             self.store.forget(server)
-            self.notify(f"Signed out; the credential for {server} is gone from "
-                        f"{self.store.location}.")
+            self.notify(
+                f"Signed out; the credential for {server} is gone from {self.store.location}."
+            )
         except CorruptCredentials as error:
             self.notify(f"Signed out; nothing was deleted: {error}.", severity="warning")
         self.client = None
@@ -347,8 +387,9 @@ class VentryxApp(App):
         if event.state != WorkerState.ERROR or event.worker.error is None:
             return
         error = event.worker.error
-        self.notify(f"Unexpected error ({type(error).__name__}): {error}", severity="error",
-                    timeout=10)
+        self.notify(
+            f"Unexpected error ({type(error).__name__}): {error}", severity="error", timeout=10
+        )
 
     @work(exclusive=True, group="probe", exit_on_error=False)
     async def check_server(self) -> None:
@@ -382,4 +423,3 @@ class VentryxApp(App):
     async def on_unmount(self) -> None:
         if self.client is not None:
             await self.client.aclose()
-

@@ -45,7 +45,7 @@ def grouped(values: Sequence[int], width: int) -> list[int]:
     size = ceil(len(values) / width)
     head = len(values) % size
     groups = [sum(values[:head])] if head else []
-    groups += [sum(values[start:start + size]) for start in range(head, len(values), size)]
+    groups += [sum(values[start : start + size]) for start in range(head, len(values), size)]
     return groups
 
 
@@ -55,8 +55,9 @@ def sparkline(values: Sequence[int], width: int) -> str:
     peak = max(groups, default=0)
     if peak == 0:
         return NOTHING * len(groups)
-    return "".join(NOTHING if value == 0 else LEVELS[ceil(value / peak * len(LEVELS)) - 1]
-                   for value in groups)
+    return "".join(
+        NOTHING if value == 0 else LEVELS[ceil(value / peak * len(LEVELS)) - 1] for value in groups
+    )
 
 
 def bucket_total(bucket: UsageBucket) -> int:
@@ -80,14 +81,17 @@ def _stack(bucket: UsageBucket, cells: int) -> list[Outcome]:
     return [outcome for outcome, share in shares for _ in range(share)]
 
 
-def outcome_chart(buckets: Sequence[UsageBucket], height: int, bar_width: int,
-                  label: Callable[[datetime], str]) -> Text:
+def outcome_chart(
+    buckets: Sequence[UsageBucket], height: int, bar_width: int, label: Callable[[datetime], str]
+) -> Text:
     """A stacked bar per bucket, oldest left, with the peak on the y axis and the first
     and last buckets' ``label`` under the x axis."""
     totals = [bucket_total(bucket) for bucket in buckets]
     peak = max(totals, default=0)
-    bars = [_stack(bucket, ceil(total / peak * height)) if total else []
-            for bucket, total in zip(buckets, totals, strict=True)]
+    bars = [
+        _stack(bucket, ceil(total / peak * height)) if total else []
+        for bucket, total in zip(buckets, totals, strict=True)
+    ]
     axis_width = max(len(str(peak)), 1) + 1
     chart = Text(no_wrap=True, overflow="crop")
     for row in range(height, 0, -1):

@@ -40,8 +40,16 @@ MAX_LIST_ITEMS = 500
 class ApiError(Exception):
     """The server answered with an error envelope (or something we could not read)."""
 
-    def __init__(self, message: str, *, status: int = 0, type: str = "api_error",
-                 code: str = "", request_id: str | None = None, param: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        type: str = "api_error",
+        code: str = "",
+        request_id: str | None = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
@@ -68,14 +76,19 @@ class StreamEnded(ApiError):
 
 # `event: error` codes that mean the credential no longer opens this stream: the dashboard
 # treats them as the 401 (or 403) a request would get now.
-STREAM_ACCESS_LOST = {"key_revoked", "key_expired", "session_ended", "member_removed",
-                      "invalid_api_key"}
+STREAM_ACCESS_LOST = {
+    "key_revoked",
+    "key_expired",
+    "session_ended",
+    "member_removed",
+    "invalid_api_key",
+}
 SERVER_SHUTTING_DOWN = "server_shutting_down"
 
 # Server messages that name endpoints or fields: what a person reads instead.
 PLAIN_WORDS = {
     "password_change_required": "Change your one-time password first; until then you can "
-                                "only change it or sign out.",
+    "only change it or sign out.",
 }
 
 
@@ -95,28 +108,45 @@ def _error_from(response: httpx.Response) -> ApiError:
         body = msgspec.json.decode(response.content, type=ErrorBody)
     except msgspec.DecodeError:
         reason = response.reason_phrase or "error"
-        return ApiError(f"The server answered {response.status_code} {reason}.",
-                        status=response.status_code, request_id=request_id)
+        return ApiError(
+            f"The server answered {response.status_code} {reason}.",
+            status=response.status_code,
+            request_id=request_id,
+        )
     detail = body.error
-    return ApiError(PLAIN_WORDS.get(detail.code, detail.message), status=response.status_code,
-                    type=detail.type,
-                    code=detail.code, request_id=detail.request_id or request_id,
-                    param=detail.param)
+    return ApiError(
+        PLAIN_WORDS.get(detail.code, detail.message),
+        status=response.status_code,
+        type=detail.type,
+        code=detail.code,
+        request_id=detail.request_id or request_id,
+        param=detail.param,
+    )
 
 
 class VentryxClient:
     """One credential talking to one server. ``environment`` is sent only for member sessions,
     which choose live or test per request; an API key's environment is fixed by its prefix."""
 
-    def __init__(self, server: str, credential: str, *, environment: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        server: str,
+        credential: str,
+        *,
+        environment: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.server = server.rstrip("/")
         self.credential = credential
         self.environment = environment
         self.timeout = timeout
         self._http = httpx.AsyncClient(
-            base_url=self.server, timeout=timeout, transport=transport,
-            headers={"User-Agent": f"ventryx-dashboard/{__version__}"})
+            base_url=self.server,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": f"ventryx-dashboard/{__version__}"},
+        )
 
     @property
     def is_session(self) -> bool:
@@ -131,9 +161,16 @@ class VentryxClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, method: str, path: str, *, json: Any = None,
-                    params: dict[str, Any] | None = None, idempotent_post: bool = False,
-                    authenticated: bool = True) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent_post: bool = False,
+        authenticated: bool = True,
+    ) -> httpx.Response:
         extra = {"Idempotency-Key": str(uuid.uuid4())} if idempotent_post else None
         headers = self._headers(extra) if authenticated else (extra or {})
         if json is not None:
@@ -141,11 +178,16 @@ class VentryxClient:
         params = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = await self._http.request(
-                method, path, headers=headers, params=params,
-                content=None if json is None else msgspec.json.encode(json))
+                method,
+                path,
+                headers=headers,
+                params=params,
+                content=None if json is None else msgspec.json.encode(json),
+            )
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
-                f"The server at {self.server} did not answer within {self.timeout:g} s.") from exc
+                f"The server at {self.server} did not answer within {self.timeout:g} s."
+            ) from exc
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"Cannot reach the server at {self.server}.") from exc
         if response.status_code >= 400:
@@ -157,18 +199,29 @@ class VentryxClient:
         try:
             return msgspec.json.decode(response.content, type=type)
         except msgspec.DecodeError as exc:
-            raise ApiError(f"The server's answer to {method} {path} was not understood: {exc}",
-                           status=response.status_code,
-                           request_id=response.headers.get("request-id")) from exc
+            raise ApiError(
+                f"The server's answer to {method} {path} was not understood: {exc}",
+                status=response.status_code,
+                request_id=response.headers.get("request-id"),
+            ) from exc
 
-    async def _gather(self, path: str, item: type[T], params: dict[str, Any] | None = None,
-                      limit: int = MAX_LIST_ITEMS) -> tuple[list[T], bool]:
+    async def _gather(
+        self,
+        path: str,
+        item: type[T],
+        params: dict[str, Any] | None = None,
+        limit: int = MAX_LIST_ITEMS,
+    ) -> tuple[list[T], bool]:
         """Every page of a list up to ``limit`` items; the flag says whether more were left."""
         items: list[T] = []
         cursor = None
         while True:
-            page = await self._call("GET", path, Page[item], params={
-                **(params or {}), "limit": 100, "starting_after": cursor})
+            page = await self._call(
+                "GET",
+                path,
+                Page[item],
+                params={**(params or {}), "limit": 100, "starting_after": cursor},
+            )
             items.extend(page.data)
             if not page.has_more or not page.data:
                 return items, False
@@ -200,14 +253,19 @@ class VentryxClient:
         data = body.get("data", {}) if isinstance(body, dict) else {}
         token = data.get("token") or (data.get("session") or {}).get("token")
         if not isinstance(token, str):
-            raise ApiError("The server's sign-in answer carried no session token.",
-                           status=response.status_code,
-                           request_id=response.headers.get("request-id"))
+            raise ApiError(
+                "The server's sign-in answer carried no session token.",
+                status=response.status_code,
+                request_id=response.headers.get("request-id"),
+            )
         return token
 
     async def change_password(self, current_password: str, new_password: str) -> None:
-        await self._send("POST", "/v1/members/me/password", json={
-            "current_password": current_password, "new_password": new_password})
+        await self._send(
+            "POST",
+            "/v1/members/me/password",
+            json={"current_password": current_password, "new_password": new_password},
+        )
 
     async def sign_out(self) -> None:
         if self.is_session:
@@ -218,36 +276,52 @@ class VentryxClient:
     async def list_api_keys(self, environment: str | None = None) -> tuple[list[ApiKey], bool]:
         return await self._gather("/v1/api-keys", ApiKey, {"environment": environment})
 
-    async def create_api_key(self, name: str, scopes: list[str], environment: str | None,
-                             expires_at: str | None) -> ApiKeyCreated:
+    async def create_api_key(
+        self, name: str, scopes: list[str], environment: str | None, expires_at: str | None
+    ) -> ApiKeyCreated:
         body: dict[str, Any] = {"name": name, "scopes": scopes}
         if environment:
             body["environment"] = environment
         if expires_at:
             body["expires_at"] = expires_at
-        return (await self._call("POST", "/v1/api-keys", Data[ApiKeyCreated], json=body,
-                                 idempotent_post=True)).data
+        return (
+            await self._call(
+                "POST", "/v1/api-keys", Data[ApiKeyCreated], json=body, idempotent_post=True
+            )
+        ).data
 
-    async def update_api_key(self, key_id: str, *, name: str | None = None,
-                             scopes: list[str] | None = None) -> ApiKey:
+    async def update_api_key(
+        self, key_id: str, *, name: str | None = None, scopes: list[str] | None = None
+    ) -> ApiKey:
         body = {k: v for k, v in {"name": name, "scopes": scopes}.items() if v is not None}
-        return (await self._call("PATCH", f"/v1/api-keys/{key_id}", Data[ApiKey],
-                                 json=body)).data
+        return (await self._call("PATCH", f"/v1/api-keys/{key_id}", Data[ApiKey], json=body)).data
 
     async def revoke_api_key(self, key_id: str) -> ApiKey:
         return (await self._call("DELETE", f"/v1/api-keys/{key_id}", Data[ApiKey])).data
 
     async def rotate_api_key(self, key_id: str, grace_period_seconds: int) -> ApiKeyRotated:
-        return (await self._call("POST", f"/v1/api-keys/{key_id}/rotate", Data[ApiKeyRotated],
-                                 json={"grace_period_seconds": grace_period_seconds},
-                                 idempotent_post=True)).data
+        return (
+            await self._call(
+                "POST",
+                f"/v1/api-keys/{key_id}/rotate",
+                Data[ApiKeyRotated],
+                json={"grace_period_seconds": grace_period_seconds},
+                idempotent_post=True,
+            )
+        ).data
 
-    async def api_key_usage(self, key_id: str, granularity: Granularity,
-                            since: datetime | None = None) -> KeyUsage:
+    async def api_key_usage(
+        self, key_id: str, granularity: Granularity, since: datetime | None = None
+    ) -> KeyUsage:
         """Requests counted against a key per bucket, by outcome, up to now."""
-        return (await self._call("GET", f"/v1/api-keys/{key_id}/usage", Data[KeyUsage],
-                                 params={"granularity": granularity,
-                                         "since": since and since.isoformat()})).data
+        return (
+            await self._call(
+                "GET",
+                f"/v1/api-keys/{key_id}/usage",
+                Data[KeyUsage],
+                params={"granularity": granularity, "since": since and since.isoformat()},
+            )
+        ).data
 
     # Workflows
 
@@ -258,39 +332,61 @@ class VentryxClient:
         return (await self._call("GET", f"/v1/workflows/{workflow_id}", Data[Workflow])).data
 
     async def create_workflow(self, body: dict) -> Workflow:
-        return (await self._call("POST", "/v1/workflows", Data[Workflow], json=body,
-                                 idempotent_post=True)).data
+        return (
+            await self._call(
+                "POST", "/v1/workflows", Data[Workflow], json=body, idempotent_post=True
+            )
+        ).data
 
     async def update_workflow(self, workflow_id: str, body: dict) -> Workflow:
-        return (await self._call("PATCH", f"/v1/workflows/{workflow_id}", Data[Workflow],
-                                 json=body)).data
+        return (
+            await self._call("PATCH", f"/v1/workflows/{workflow_id}", Data[Workflow], json=body)
+        ).data
 
     async def delete_workflow(self, workflow_id: str, version: int | None = None) -> None:
         await self._send("DELETE", f"/v1/workflows/{workflow_id}", params={"version": version})
 
     # Events
 
-    async def list_events(self, *, type: str | None = None, since: str | None = None,
-                          until: str | None = None, limit: int = 100) -> list[Event]:
-        page = await self._call("GET", "/v1/events", Page[Event], params={
-            "type": type, "since": since, "until": until, "limit": min(limit, 100)})
+    async def list_events(
+        self,
+        *,
+        type: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        page = await self._call(
+            "GET",
+            "/v1/events",
+            Page[Event],
+            params={"type": type, "since": since, "until": until, "limit": min(limit, 100)},
+        )
         return page.data
 
     async def get_event(self, event_id: str) -> Event:
         return (await self._call("GET", f"/v1/events/{event_id}", Data[Event])).data
 
     async def emit_event(self, type: str, payload: dict) -> Event:
-        return (await self._call("POST", "/v1/events", Data[Event],
-                                 json={"type": type, "payload": payload},
-                                 idempotent_post=True)).data
+        return (
+            await self._call(
+                "POST",
+                "/v1/events",
+                Data[Event],
+                json={"type": type, "payload": payload},
+                idempotent_post=True,
+            )
+        ).data
 
     async def event_rate(self, minutes: int = 60) -> EventRate:
         """Events received per minute in this environment, the current minute last."""
-        return (await self._call("GET", "/v1/events/rate", Data[EventRate],
-                                 params={"minutes": minutes})).data
+        return (
+            await self._call("GET", "/v1/events/rate", Data[EventRate], params={"minutes": minutes})
+        ).data
 
-    async def stream_events(self, last_event_id: str | None = None,
-                            type: str | None = None) -> AsyncIterator[StreamedEvent]:
+    async def stream_events(
+        self, last_event_id: str | None = None, type: str | None = None
+    ) -> AsyncIterator[StreamedEvent]:
         """Server-sent events until the server closes the stream, after an ``open`` marker
         once connected. No read timeout: a quiet stream is normal (the server's keep-alive
         comments are skipped)."""
@@ -299,9 +395,13 @@ class VentryxClient:
             headers["Last-Event-ID"] = last_event_id
         timeout = httpx.Timeout(self.timeout, read=None)
         try:
-            async with self._http.stream("GET", "/v1/events/stream", headers=headers,
-                                         params={"type": type} if type else None,
-                                         timeout=timeout) as response:
+            async with self._http.stream(
+                "GET",
+                "/v1/events/stream",
+                headers=headers,
+                params={"type": type} if type else None,
+                timeout=timeout,
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error_from(response)
@@ -322,7 +422,8 @@ class VentryxClient:
                     yield StreamedEvent(message.id or None, message.event, data, event)
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
-                f"The server at {self.server} did not answer within {self.timeout:g} s.") from exc
+                f"The server at {self.server} did not answer within {self.timeout:g} s."
+            ) from exc
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"Lost the event stream from {self.server}.") from exc
         except SSEError as exc:  # a 200 that is no event stream: a proxy's page, say
@@ -339,20 +440,28 @@ class VentryxClient:
         return (await self._call("GET", "/v1/org", Data[dict[str, Any]])).data
 
     async def rename_org(self, name: str) -> OrganizationDetails:
-        return (await self._call("PATCH", "/v1/org", Data[OrganizationDetails],
-                                 json={"name": name})).data
+        return (
+            await self._call("PATCH", "/v1/org", Data[OrganizationDetails], json={"name": name})
+        ).data
 
     async def list_members(self) -> tuple[list[Member], bool]:
         return await self._gather("/v1/members", Member)
 
     async def add_member(self, email: str, name: str, role: str) -> MemberCreated:
-        return (await self._call("POST", "/v1/members", Data[MemberCreated],
-                                 json={"email": email, "name": name, "role": role},
-                                 idempotent_post=True)).data
+        return (
+            await self._call(
+                "POST",
+                "/v1/members",
+                Data[MemberCreated],
+                json={"email": email, "name": name, "role": role},
+                idempotent_post=True,
+            )
+        ).data
 
     async def update_member(self, member_id: str, **changes) -> Member:
-        return (await self._call("PATCH", f"/v1/members/{member_id}", Data[Member],
-                                 json=changes)).data
+        return (
+            await self._call("PATCH", f"/v1/members/{member_id}", Data[Member], json=changes)
+        ).data
 
     async def remove_member(self, member_id: str) -> MemberRemoved:
         return (await self._call("DELETE", f"/v1/members/{member_id}", Data[MemberRemoved])).data
@@ -365,8 +474,11 @@ def _stream_error(detail: dict) -> ApiError:
     """The error a stream's closing ``event: error`` stands for: access lost reads as the
     401 (a missing scope as the 403) a request would get; anything else may be retried."""
     code = detail.get("code", "")
-    fields = {"type": detail.get("type", "api_error"), "code": code,
-              "request_id": detail.get("request_id")}
+    fields = {
+        "type": detail.get("type", "api_error"),
+        "code": code,
+        "request_id": detail.get("request_id"),
+    }
     message = PLAIN_WORDS.get(code, detail.get("message", "The event stream was closed."))
     if code in STREAM_ACCESS_LOST:
         return ApiError(message, status=401, **fields)

@@ -74,8 +74,11 @@ class CredentialStore:
                 saved.servers[server.rstrip("/")] = credential
                 saved.default = server.rstrip("/")
                 try:
-                    self._keyring.set_password(KEYRING_SERVICE, KEYRING_ACCOUNT, json.dumps(
-                        {"default": saved.default, "servers": saved.servers}))
+                    self._keyring.set_password(
+                        KEYRING_SERVICE,
+                        KEYRING_ACCOUNT,
+                        json.dumps({"default": saved.default, "servers": saved.servers}),
+                    )
                     return
                 except Exception:  # noqa: BLE001, S110 - the file is the fallback
                     pass
@@ -91,8 +94,11 @@ class CredentialStore:
                 if saved.default == found[0]:
                     saved.default = next(iter(saved.servers), None)
                 try:
-                    self._keyring.set_password(KEYRING_SERVICE, KEYRING_ACCOUNT, json.dumps(
-                        {"default": saved.default, "servers": saved.servers}))
+                    self._keyring.set_password(
+                        KEYRING_SERVICE,
+                        KEYRING_ACCOUNT,
+                        json.dumps({"default": saved.default, "servers": saved.servers}),
+                    )
                 except Exception:  # noqa: BLE001, S110 - the file is the fallback
                     pass
         credentials_file.forget(server, self.path)

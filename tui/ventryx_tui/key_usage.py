@@ -38,8 +38,9 @@ async def last_day(client: VentryxClient, key_id: str) -> list[int]:
 
 async def recent_successes(client: VentryxClient, key_id: str) -> int:
     """Requests the key served (successes) in the last 15 minutes."""
-    usage = await client.api_key_usage(key_id, "minute",
-                                       since=fmt.now() - timedelta(minutes=RECENT_MINUTES))
+    usage = await client.api_key_usage(
+        key_id, "minute", since=fmt.now() - timedelta(minutes=RECENT_MINUTES)
+    )
     return sum(bucket.success for bucket in usage.buckets)
 
 
@@ -52,9 +53,13 @@ def rotation_status(key: ApiKey, recent: int | None) -> str:
     """For a rotated key in its grace period: whether its clients have moved to the
     successor yet, from the server's traffic_migrated and the last 15 minutes' count."""
     if key.traffic_migrated:
-        return ("Traffic migrated: no successful request for the server's quiet period "
-                "(15 minutes unless configured). x revokes it.")
+        return (
+            "Traffic migrated: no successful request for the server's quiet period "
+            "(15 minutes unless configured). x revokes it."
+        )
     if recent is None:
         return "Still serving requests (counting the last 15 minutes...). x revokes it."
-    return (f"Still serving {fmt.rate(recent, RECENT_MINUTES)} requests/min "
-            f"({recent:,} in the last {RECENT_MINUTES} minutes). x revokes it.")
+    return (
+        f"Still serving {fmt.rate(recent, RECENT_MINUTES)} requests/min "
+        f"({recent:,} in the last {RECENT_MINUTES} minutes). x revokes it."
+    )

@@ -14,8 +14,7 @@ class Directory:
         self.members: dict[str, Member] = {}
         self.key_names: dict[str, str] = {}
 
-    def learn(self, members: list[Member] | None = None,
-              keys: list[ApiKey] | None = None) -> None:
+    def learn(self, members: list[Member] | None = None, keys: list[ApiKey] | None = None) -> None:
         self.members.update((member.id, member) for member in members or [])
         self.key_names.update((key.id, key.name) for key in keys or [])
 

@@ -30,8 +30,11 @@ def to_audit_entry(row: asyncpg.Record) -> AuditEntry:
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a time zone, as in 2026-04-02T10:00:00Z.",
-                             code="invalid_parameter", param=name)
+        raise InvalidRequest(
+            f"{name} needs a time zone, as in 2026-04-02T10:00:00Z.",
+            code="invalid_parameter",
+            param=name,
+        )
     return value
 
 
@@ -42,11 +45,16 @@ class AuditLogController(Controller):
 
     @get("/", operation_id="listAuditLog", opt=ADMIN)
     async def list_audit_log(
-        self, request: AppRequest, db: Db, limit: Limit = 20,
+        self,
+        request: AppRequest,
+        db: Db,
+        limit: Limit = 20,
         starting_after: StartingAfter = None,
         actor: Annotated[Filter, Parameter(description="An actor id: mem_… or key_…")] = None,
-        action: Annotated[Filter, Parameter(
-            description="An action (member.created), or a family of them (member.*)")] = None,
+        action: Annotated[
+            Filter,
+            Parameter(description="An action (member.created), or a family of them (member.*)"),
+        ] = None,
         target: Annotated[Filter, Parameter(description="A target's id")] = None,
         since: Annotated[datetime | None, Parameter(description="From this time on")] = None,
         until: Annotated[datetime | None, Parameter(description="Before this time")] = None,
@@ -56,7 +64,16 @@ class AuditLogController(Controller):
         if action is not None and action.endswith(".*"):
             action_prefix, action = action[:-1], None
         return await authorized_page(
-            db, request, request.app.state.queries.list_audit_entries, to_audit_entry, limit,
-            actor=actor, action=action, action_prefix=action_prefix, target=target,
-            since=_aware("since", since), until=_aware("until", until),
-            starting_after=cursor("aud", starting_after))
+            db,
+            request,
+            request.app.state.queries.list_audit_entries,
+            to_audit_entry,
+            limit,
+            actor=actor,
+            action=action,
+            action_prefix=action_prefix,
+            target=target,
+            since=_aware("since", since),
+            until=_aware("until", until),
+            starting_after=cursor("aud", starting_after),
+        )

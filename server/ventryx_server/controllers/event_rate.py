@@ -32,19 +32,33 @@ class EventRateController(Controller):
 
     @get("/", operation_id="getEventRate", opt=READ)
     async def get_event_rate(
-        self, request: AppRequest, db: Db,
-        minutes: Annotated[int, Parameter(
-            ge=1, le=MAX_MINUTES,
-            description="How many minutes, the current one (partial) last")] = MAX_MINUTES,
+        self,
+        request: AppRequest,
+        db: Db,
+        minutes: Annotated[
+            int,
+            Parameter(
+                ge=1, le=MAX_MINUTES, description="How many minutes, the current one (partial) last"
+            ),
+        ] = MAX_MINUTES,
     ) -> Data[EventRate]:
         """Events received per minute in this environment, oldest first, zero-filled."""
         current_minute = datetime.now(UTC).replace(second=0, microsecond=0)
         since = current_minute - timedelta(minutes=minutes - 1)
         rows = await request.app.state.queries.event_rate(
-            db, **caller_params(request), since=since, minutes=minutes,
-            lowest_id=lowest_id("evt", (since - _CLOCK_AGREEMENT).timestamp()))
+            db,
+            **caller_params(request),
+            since=since,
+            minutes=minutes,
+            lowest_id=lowest_id("evt", (since - _CLOCK_AGREEMENT).timestamp()),
+        )
         await authorized(db, request, rows[0] if rows else None)
-        return Data(EventRate(
-            since=since, until=current_minute + timedelta(minutes=1),
-            buckets=[EventRateBucket(start=row["bucket_start"], events=row["events"])
-                     for row in rows]))
+        return Data(
+            EventRate(
+                since=since,
+                until=current_minute + timedelta(minutes=1),
+                buckets=[
+                    EventRateBucket(start=row["bucket_start"], events=row["events"]) for row in rows
+                ],
+            )
+        )

@@ -24,11 +24,14 @@ class HealthController(Controller):
             async with state.pool.acquire(timeout=2) as db:
                 todo = await migrations.pending(db, state.settings.sql_dir)
         except Exception as exc:  # any failure means not ready; its kind says why
-            raise ServiceUnavailable(f"The database is unavailable ({type(exc).__name__}).",
-                                     headers={"Retry-After": "1"}) from None
+            raise ServiceUnavailable(
+                f"The database is unavailable ({type(exc).__name__}).", headers={"Retry-After": "1"}
+            ) from None
         if todo:
             raise ServiceUnavailable(
                 "The database schema is behind; pending migrations: "
-                f"{', '.join(m.filename for m in todo)}.", code="schema_behind",
-                headers={"Retry-After": "5"})
+                f"{', '.join(m.filename for m in todo)}.",
+                code="schema_behind",
+                headers={"Retry-After": "5"},
+            )
         return {"status": "ready"}

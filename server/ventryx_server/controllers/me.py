@@ -21,11 +21,13 @@ class MeController(Controller):
         """Who am I: any valid credential may ask."""
         row = await request.app.state.queries.get_me(db, **caller_params(request))
         row = await authorized(db, request, row)
-        return Data(Caller(
-            credential_type=credential_of(request).kind,
-            credential_id=row["credential_id"],
-            member_id=row["member_id"],
-            organization=Organization(id=row["org_id"], name=row["org_name"]),
-            environment=row["environment"],
-            scopes=list(row["scopes"]),
-        ))
+        return Data(
+            Caller(
+                credential_type=credential_of(request).kind,
+                credential_id=row["credential_id"],
+                member_id=row["member_id"],
+                organization=Organization(id=row["org_id"], name=row["org_name"]),
+                environment=row["environment"],
+                scopes=list(row["scopes"]),
+            )
+        )

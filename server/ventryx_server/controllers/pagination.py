@@ -17,8 +17,11 @@ StartingAfter = Annotated[
 
 def cursor(prefix: str, starting_after: str | None) -> str | None:
     if starting_after is not None and not is_id(prefix, starting_after):
-        raise InvalidRequest(f"starting_after must be an id of the form {prefix}_…",
-                             code="invalid_cursor", param="starting_after")
+        raise InvalidRequest(
+            f"starting_after must be an id of the form {prefix}_…",
+            code="invalid_cursor",
+            param="starting_after",
+        )
     return starting_after
 
 

@@ -21,20 +21,32 @@ from .pagination import page
 Item = TypeVar("Item")
 
 
-async def authorized_one(db: asyncpg.Connection, request: AppRequest, statement: Any,
-                         to_item: Callable[[Any], Item], what: str, resource_id: str,
-                         **params: Any) -> Data[Item]:
+async def authorized_one(
+    db: asyncpg.Connection,
+    request: AppRequest,
+    statement: Any,
+    to_item: Callable[[Any], Item],
+    what: str,
+    resource_id: str,
+    **params: Any,
+) -> Data[Item]:
     """One resource by id, or 404 naming it (``what``: "API key", "workflow", …)."""
-    row = await authorized(db, request, await statement(db, **caller_params(request),
-                                                        id=resource_id, **params))
+    row = await authorized(
+        db, request, await statement(db, **caller_params(request), id=resource_id, **params)
+    )
     if row["id"] is None:
         raise no_such(what, resource_id)
     return Data(to_item(row))
 
 
-async def authorized_page(db: asyncpg.Connection, request: AppRequest, statement: Any,
-                          to_item: Callable[[Any], Item], limit: int,
-                          **params: Any) -> Page[Item]:
+async def authorized_page(
+    db: asyncpg.Connection,
+    request: AppRequest,
+    statement: Any,
+    to_item: Callable[[Any], Item],
+    limit: int,
+    **params: Any,
+) -> Page[Item]:
     """A page of at most ``limit`` (the statement is asked for one more)."""
     rows = await statement(db, **caller_params(request), limit=limit + 1, **params)
     await authorized(db, request, rows[0] if rows else None)

@@ -44,8 +44,9 @@ def to_session(row: asyncpg.Record) -> Session:
     return msgspec.convert({f: row[f] for f in Session.__struct_fields__}, Session)
 
 
-async def _matching_members(candidates: list[asyncpg.Record],
-                            password: str) -> list[asyncpg.Record]:
+async def _matching_members(
+    candidates: list[asyncpg.Record], password: str
+) -> list[asyncpg.Record]:
     if not candidates:
         await verify_password(_DUMMY_HASH, password)
         return []
@@ -59,10 +60,17 @@ async def _matching_members(candidates: list[asyncpg.Record],
 async def _record_failure(request: AppRequest, candidates: list[asyncpg.Record]) -> None:
     async with request.app.state.pool.acquire() as db, db.transaction():
         for member in candidates:
-            await audit.record(db, request, org_id=member["org_id"], actor_id=member["id"],
-                               action="session.login_failed", target_type="member",
-                               target_id=member["id"], environment=None,
-                               details={"reason": "incorrect_password"})
+            await audit.record(
+                db,
+                request,
+                org_id=member["org_id"],
+                actor_id=member["id"],
+                action="session.login_failed",
+                target_type="member",
+                target_id=member["id"],
+                environment=None,
+                details={"reason": "incorrect_password"},
+            )
 
 
 class SessionsController(Controller):
@@ -71,16 +79,24 @@ class SessionsController(Controller):
 
     # [{}], not []: Litestar drops an empty list, and the operation would then inherit the
     # document's bearer requirement; {} is OpenAPI's "no credential needed".
-    @post("/", operation_id="createSession", status_code=201, security=[{}],
-          before_request=limit_by_address("login"), cache_control=NO_STORE)
-    async def create_session(self, request: AppRequest, db: Db,
-                             data: JSONBody[SessionCreate]) -> Response[Data[SessionCreated]]:
+    @post(
+        "/",
+        operation_id="createSession",
+        status_code=201,
+        security=[{}],
+        before_request=limit_by_address("login"),
+        cache_control=NO_STORE,
+    )
+    async def create_session(
+        self, request: AppRequest, db: Db, data: JSONBody[SessionCreate]
+    ) -> Response[Data[SessionCreated]]:
         """Log a member in: a dashboard session token, shown once. No credential needed."""
         queries = request.app.state.queries
         throttle = LoginThrottle.of(request, data.email)
         attempt_ids = await throttle.claim_attempt(db, request)
         candidates = await queries.find_login_candidates(
-            db, email=data.email, org_id=data.organization)
+            db, email=data.email, org_id=data.organization
+        )
         matched = await _matching_members(candidates, data.password)
         if not matched:
             refusal = error_response(request, Unauthenticated(_WRONG_LOGIN, code="invalid_login"))
@@ -95,7 +111,10 @@ class SessionsController(Controller):
             choices = ", ".join(f"{m['org_id']} ({m['org_name']})" for m in matched)
             raise UnprocessableEntity(
                 f"This email is a member of several organizations; send organization, one "
-                f"of: {choices}.", code="organization_required", param="organization")
+                f"of: {choices}.",
+                code="organization_required",
+                param="organization",
+            )
         member = matched[0]
         verified_hash = member["password_hash"]
         fresh_hash = (await hash_password(data.password)) if needs_rehash(verified_hash) else None
@@ -103,30 +122,53 @@ class SessionsController(Controller):
         async with db.transaction():
             await throttle.succeeded(db, request, attempt_ids)
             row = await queries.insert_session(
-                db, org_id=member["org_id"], id=new_id("ses"), member_id=member["id"],
-                lookup_id=token[len(SESSION_PREFIX):][:LOOKUP_LENGTH],
+                db,
+                org_id=member["org_id"],
+                id=new_id("ses"),
+                member_id=member["id"],
+                lookup_id=token[len(SESSION_PREFIX) :][:LOOKUP_LENGTH],
                 secret_hash=hash_secret(request.app.state.settings.pepper, token),
                 idle_seconds=float(SESSION_IDLE_SECONDS),
                 lifetime_seconds=float(SESSION_LIFETIME_SECONDS),
-                verified_hash=verified_hash, client_address=addresses.client_address(request.scope))
+                verified_hash=verified_hash,
+                client_address=addresses.client_address(request.scope),
+            )
             if row is None:  # the password changed, or the member left, a moment ago
                 raise Unauthenticated(_WRONG_LOGIN, code="invalid_login")
             if fresh_hash is not None:
                 await queries.rehash_member_password(
-                    db, org_id=member["org_id"], id=member["id"], new_hash=fresh_hash,
-                    verified_hash=verified_hash)
-            await audit.record(db, request, org_id=member["org_id"], actor_id=member["id"],
-                               action="session.created", target_type="session",
-                               target_id=row["id"], environment=None)
+                    db,
+                    org_id=member["org_id"],
+                    id=member["id"],
+                    new_hash=fresh_hash,
+                    verified_hash=verified_hash,
+                )
+            await audit.record(
+                db,
+                request,
+                org_id=member["org_id"],
+                actor_id=member["id"],
+                action="session.created",
+                target_type="session",
+                target_id=row["id"],
+                environment=None,
+            )
         created = SessionCreated(
-            token=token, session=to_session(row), member=to_member(member),
-            organization=Organization(id=member["org_id"], name=member["org_name"]))
+            token=token,
+            session=to_session(row),
+            member=to_member(member),
+            organization=Organization(id=member["org_id"], name=member["org_name"]),
+        )
         return Response(Data(created), status_code=201)
 
-    @delete("/current", operation_id="deleteCurrentSession", before_request=require_credential,
-            opt={"scope": None}, status_code=200)
-    async def delete_current_session(self, request: AppRequest,
-                                     db: Db) -> Data[Session]:
+    @delete(
+        "/current",
+        operation_id="deleteCurrentSession",
+        before_request=require_credential,
+        opt={"scope": None},
+        status_code=200,
+    )
+    async def delete_current_session(self, request: AppRequest, db: Db) -> Data[Session]:
         """Log out: the session used for this request ends at once."""
         queries = request.app.state.queries
         async with db.transaction():
@@ -135,7 +177,7 @@ class SessionsController(Controller):
             caller = await lock_caller(db, request)
             require_session(caller)
             row = await queries.end_session(db, org_id=caller.org_id, id=caller.credential_id)
-            await audit.record_change(db, request, caller, "session.ended",
-                                      caller.credential_id, caller.environment)
+            await audit.record_change(
+                db, request, caller, "session.ended", caller.credential_id, caller.environment
+            )
         return Data(to_session(row))
-

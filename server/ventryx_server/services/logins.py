@@ -33,8 +33,7 @@ class LoginThrottle:
     def of(cls, request: AppRequest, email: str) -> "LoginThrottle":
         # The email is kept only as an HMAC: the table is no address book.
         address = client_address(request.scope)
-        digest = hash_secret(request.app.state.settings.pepper,
-                             f"{email.lower()} {address}").hex()
+        digest = hash_secret(request.app.state.settings.pepper, f"{email.lower()} {address}").hex()
         return cls(f"email:{digest}", f"address:{address}")
 
     @property
@@ -47,20 +46,27 @@ class LoginThrottle:
         async with db.transaction():
             await queries.lock_throttle_keys(db, throttle_keys=self.keys)
             limits = await queries.login_throttle(
-                db, throttle_keys=self.keys,
+                db,
+                throttle_keys=self.keys,
                 max_failures=[MAX_FAILURES_PER_EMAIL_AT_ADDRESS, MAX_FAILURES_PER_ADDRESS],
-                window_seconds=float(LOGIN_WINDOW_SECONDS))
+                window_seconds=float(LOGIN_WINDOW_SECONDS),
+            )
             blocked = [r for r in limits if r["failures"] >= r["max_failures"]]
             if blocked:
                 retry_after = max(r["retry_after_seconds"] for r in blocked)
                 raise RateLimited(
                     f"Too many failed logins; try again in {retry_after} seconds.",
-                    code="too_many_login_attempts", headers={"Retry-After": str(retry_after)})
+                    code="too_many_login_attempts",
+                    headers={"Retry-After": str(retry_after)},
+                )
             rows = await queries.record_login_attempt(
-                db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS))
+                db, throttle_keys=self.keys, window_seconds=float(LOGIN_WINDOW_SECONDS)
+            )
         return [row["id"] for row in rows]
 
-    async def succeeded(self, db: asyncpg.Connection, request: AppRequest,
-                        attempt_ids: list[int]) -> None:
+    async def succeeded(
+        self, db: asyncpg.Connection, request: AppRequest, attempt_ids: list[int]
+    ) -> None:
         await request.app.state.queries.forget_login_failures(
-            db, email_key=self.email_key, attempt_ids=attempt_ids)
+            db, email_key=self.email_key, attempt_ids=attempt_ids
+        )

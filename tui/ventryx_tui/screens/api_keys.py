@@ -54,14 +54,20 @@ def short_scopes(scopes: list[str]) -> str:
 class ApiKeysScreen(SectionScreen):
     SECTION = "API keys"
     PARENT = ("settings", "Settings")
-    HELP = ("Scopes are shortened in the table (wf = workflows, ev = events, keys = api-keys; "
-            "r = read, w = write); the line under the table spells out the selected key. "
-            "Last 24h draws each key's requests (every outcome) over the last day, oldest "
-            "left, · for none; \"unused\" marks an active key without a successful request "
-            "for 30 days. enter opens a key's usage chart by outcome. "
-            "A new key's secret is shown once, in its reveal dialog, and never again.")
-    MUTATING = {"new_key": "api-keys:write", "edit_key": "api-keys:write",
-                "revoke_key": "api-keys:write", "rotate_key": "api-keys:write"}
+    HELP = (
+        "Scopes are shortened in the table (wf = workflows, ev = events, keys = api-keys; "
+        "r = read, w = write); the line under the table spells out the selected key. "
+        "Last 24h draws each key's requests (every outcome) over the last day, oldest "
+        'left, · for none; "unused" marks an active key without a successful request '
+        "for 30 days. enter opens a key's usage chart by outcome. "
+        "A new key's secret is shown once, in its reveal dialog, and never again."
+    )
+    MUTATING = {
+        "new_key": "api-keys:write",
+        "edit_key": "api-keys:write",
+        "revoke_key": "api-keys:write",
+        "rotate_key": "api-keys:write",
+    }
     BINDINGS = [
         Binding("n", "new_key", "New", id="new-key"),
         Binding("e", "edit_key", "Edit", id="edit-key"),
@@ -75,8 +81,17 @@ class ApiKeysScreen(SectionScreen):
     # table keep them) and scopes narrow, before Status, Last 24h, Last used or Expires
     # would scroll out of sight. Last 24h is one character per two hours, per hour from
     # HOURLY_TERMINAL columns.
-    COLUMNS = (("Name", 0), ("Status", 7), ("Key", 14), ("Scopes", 11), ("Env", 4),
-               ("Created", 10), ("Last 24h", 12), ("Last used", 9), ("Expires", 9))
+    COLUMNS = (
+        ("Name", 0),
+        ("Status", 7),
+        ("Key", 14),
+        ("Scopes", 11),
+        ("Env", 4),
+        ("Created", 10),
+        ("Last 24h", 12),
+        ("Last used", 9),
+        ("Expires", 9),
+    )
     NARROW_DROPS = {"Key", "Env", "Created"}
     WIDE_TERMINAL = 110
     HOURLY_TERMINAL = 132
@@ -105,8 +120,11 @@ class ApiKeysScreen(SectionScreen):
     def shown_columns(self) -> list[tuple[str, int]]:
         wide = self._layout is not None and self._layout[1]
         hourly = self._layout is not None and self._layout[0] >= self.HOURLY_TERMINAL
-        return [(title, 24 if title == "Last 24h" and hourly else width)
-                for title, width in self.COLUMNS if wide or title not in self.NARROW_DROPS]
+        return [
+            (title, 24 if title == "Last 24h" and hourly else width)
+            for title, width in self.COLUMNS
+            if wide or title not in self.NARROW_DROPS
+        ]
 
     def _fit_columns(self, width: int) -> None:
         """Names get what the other columns leave (two cells of padding each, and room
@@ -149,7 +167,8 @@ class ApiKeysScreen(SectionScreen):
         try:
             days, recents = await asyncio.gather(
                 asyncio.gather(*(gated(last_day, key.id) for key in busy)),
-                asyncio.gather(*(gated(recent_successes, key.id) for key in rotated)))
+                asyncio.gather(*(gated(recent_successes, key.id) for key in rotated)),
+            )
         except ApiError as error:
             self.notice.show_error(error, "Loading key usage")
             self.app.report_error(error)
@@ -167,10 +186,19 @@ class ApiKeysScreen(SectionScreen):
         self.render_rows()
 
     def visible_keys(self) -> list[ApiKey]:
-        return [key for key in self.keys
-                if self.matches(key.name, key.redacted_key, key.id, key.status,
-                                key.environment, " ".join(key.scopes),
-                                "unused" if is_unused(key) else "")]
+        return [
+            key
+            for key in self.keys
+            if self.matches(
+                key.name,
+                key.redacted_key,
+                key.id,
+                key.status,
+                key.environment,
+                " ".join(key.scopes),
+                "unused" if is_unused(key) else "",
+            )
+        ]
 
     def activity(self, key: ApiKey, width: int) -> str:
         if not key.requests_last_24h:
@@ -180,8 +208,7 @@ class ApiKeysScreen(SectionScreen):
             return f"{key.requests_last_24h:,} req" if self.activity_loaded else ""
         return sparkline(hours, width)
 
-    def cells(self, key: ApiKey, successors: set[str],
-              activity_width: int) -> dict[str, object]:
+    def cells(self, key: ApiKey, successors: set[str], activity_width: int) -> dict[str, object]:
         name = key.name
         if key.rotated_to:
             name += " (old)"
@@ -189,14 +216,19 @@ class ApiKeysScreen(SectionScreen):
             name += " (new)"
         # A revoked key's expiry is moot: it already stopped working.
         expires = "-" if key.status == "revoked" else fmt.relative(key.expires_at, empty="never")
-        return {"Name": Text(name, overflow="ellipsis", no_wrap=True), "Status": key.status,
-                "Key": fmt.redacted_key(key.redacted_key),
-                "Scopes": Text(short_scopes(key.scopes), overflow="ellipsis", no_wrap=True),
-                "Env": key.environment, "Created": fmt.date(key.created_at),
-                "Last 24h": self.activity(key, activity_width),
-                "Last used": Text("unused", style="bold") if is_unused(key)
-                else fmt.relative(key.last_used_at),
-                "Expires": expires}
+        return {
+            "Name": Text(name, overflow="ellipsis", no_wrap=True),
+            "Status": key.status,
+            "Key": fmt.redacted_key(key.redacted_key),
+            "Scopes": Text(short_scopes(key.scopes), overflow="ellipsis", no_wrap=True),
+            "Env": key.environment,
+            "Created": fmt.date(key.created_at),
+            "Last 24h": self.activity(key, activity_width),
+            "Last used": Text("unused", style="bold")
+            if is_unused(key)
+            else fmt.relative(key.last_used_at),
+            "Expires": expires,
+        }
 
     def render_rows(self) -> None:
         table = self.query_one(ResourceTable)
@@ -228,8 +260,10 @@ class ApiKeysScreen(SectionScreen):
             shown, total = len(self.visible_keys()), len(self.keys)
             if total == 0:
                 text = "No API keys in this environment." + (
-                    "" if self.app.read_only or not self.app.may("api-keys:write")
-                    else " Press n to create one.")
+                    ""
+                    if self.app.read_only or not self.app.may("api-keys:write")
+                    else " Press n to create one."
+                )
             else:
                 text = f"No key matches the filter ({shown} of {total})."
             detail.update(Text(text))
@@ -243,9 +277,11 @@ class ApiKeysScreen(SectionScreen):
         if predecessor is not None:
             lines.append(f"  successor of {fmt.identifier(predecessor.id)}")
         lines.append("\nscopes: " + ", ".join(key.scopes))
-        lines.append(f"\n{key.environment}, {key.status}, "
-                     f"{fmt.plural(key.requests_last_24h, 'request')} in 24 h, "
-                     f"last used {fmt.relative(key.last_used_at)}")
+        lines.append(
+            f"\n{key.environment}, {key.status}, "
+            f"{fmt.plural(key.requests_last_24h, 'request')} in 24 h, "
+            f"last used {fmt.relative(key.last_used_at)}"
+        )
         if key.revoked_at:
             lines.append(f", revoked {fmt.precise(key.revoked_at)}")
         elif key.expires_at:
@@ -253,8 +289,9 @@ class ApiKeysScreen(SectionScreen):
             lines.append(f", {verb} {fmt.precise(key.expires_at)}")
         else:
             lines.append(", never expires")
-        lines.append(f"\ncreated {fmt.date(key.created_at)} by "
-                     f"{self.app.people.label(key.created_by)}")
+        lines.append(
+            f"\ncreated {fmt.date(key.created_at)} by {self.app.people.label(key.created_by)}"
+        )
         if is_unused(key):
             lines.append("\nunused: no successful request for 30 days", style="bold")
         if in_grace(key):
@@ -273,8 +310,9 @@ class ApiKeysScreen(SectionScreen):
         return [scope for scope in SCOPE_DESCRIPTIONS if scope in held]
 
     def action_new_key(self) -> None:
-        self.app.push_screen(CreateKeyDialog(self.grantable_scopes(), self.app.environment),
-                             self._created)
+        self.app.push_screen(
+            CreateKeyDialog(self.grantable_scopes(), self.app.environment), self._created
+        )
 
     def _created(self, created: ApiKeyCreated | None) -> None:
         if created is None:
@@ -318,8 +356,9 @@ class ApiKeysScreen(SectionScreen):
         if key is None:
             return
         if key.status == "revoked" or key.rotated_to:
-            self.notify("Only an active key that was not rotated yet can be rotated.",
-                        severity="warning")
+            self.notify(
+                "Only an active key that was not rotated yet can be rotated.", severity="warning"
+            )
             return
         self.app.push_screen(RotateKeyDialog(key), self._rotated)
 
@@ -327,8 +366,10 @@ class ApiKeysScreen(SectionScreen):
         if rotated is None:
             return
         old = rotated.previous_key
-        dies = (f"The old key {old.redacted_key} stops working "
-                f"{fmt.precise(old.expires_at or old.revoked_at, empty='now')}.")
+        dies = (
+            f"The old key {old.redacted_key} stops working "
+            f"{fmt.precise(old.expires_at or old.revoked_at, empty='now')}."
+        )
         self.app.push_screen(RevealDialog.for_key(rotated, note=dies), lambda _done: self.load())
 
     def palette_commands(self) -> Iterable[SystemCommand]:

@@ -21,16 +21,24 @@ from .search import SearchDialog, describe
 
 class AuditLogScreen(SectionScreen):
     SECTION = "Audit log"
-    HELP = ("Every change to keys, workflows, members and the organization, and every "
-            "login, newest first (needs org:admin). Actors and targets show as emails and "
-            "key names where known. / narrows the rows shown; f finds entries on the "
-            "server by actor (an email or id), action (member.* for a family), target and "
-            "time; esc returns to the newest entries.")
+    HELP = (
+        "Every change to keys, workflows, members and the organization, and every "
+        "login, newest first (needs org:admin). Actors and targets show as emails and "
+        "key names where known. / narrows the rows shown; f finds entries on the "
+        "server by actor (an email or id), action (member.* for a family), target and "
+        "time; esc returns to the newest entries."
+    )
     BINDINGS = [Binding("f", "search", "Find", id="search-audit-log")]
     # (title, width); 0: Actor and Target share what the others leave, so 80 columns show
     # who did what to what, and wider terminals show whole emails and ids.
-    COLUMNS = (("Time", 16), ("Action", 20), ("Actor", 0), ("Target", 0), ("Env", 4),
-               ("Request id", 30))
+    COLUMNS = (
+        ("Time", 16),
+        ("Action", 20),
+        ("Actor", 0),
+        ("Target", 0),
+        ("Env", 4),
+        ("Request id", 30),
+    )
     AT_80_COLUMNS = (20, 14)
 
     def __init__(self):
@@ -56,23 +64,28 @@ class AuditLogScreen(SectionScreen):
         table = self.query_one(ResourceTable)
         table.clear(columns=True)
         for title, column_width in self.COLUMNS:
-            table.add_column(title, width=column_width or {"Actor": actor,
-                                                           "Target": target}[title])
+            table.add_column(title, width=column_width or {"Actor": actor, "Target": target}[title])
         self.render_rows()
 
     async def fetch(self, client: VentryxClient):
         # Members and keys name the actors; the log needs org:admin, which reads both.
         log, members, keys = await asyncio.gather(
-            client.list_audit_log(**self.search), client.list_members(),
-            client.list_api_keys(), return_exceptions=True)
+            client.list_audit_log(**self.search),
+            client.list_members(),
+            client.list_api_keys(),
+            return_exceptions=True,
+        )
         if isinstance(log, BaseException):
             raise log
         for known in (members, keys):
             if isinstance(known, ServerUnreachable) or (
-                    isinstance(known, BaseException) and not isinstance(known, ApiError)):
+                isinstance(known, BaseException) and not isinstance(known, ApiError)
+            ):
                 raise known
-        self.app.people.learn(members=members[0] if isinstance(members, tuple) else None,
-                              keys=keys[0] if isinstance(keys, tuple) else None)
+        self.app.people.learn(
+            members=members[0] if isinstance(members, tuple) else None,
+            keys=keys[0] if isinstance(keys, tuple) else None,
+        )
         return log
 
     def show(self, result) -> None:
@@ -92,14 +105,26 @@ class AuditLogScreen(SectionScreen):
         people = self.app.people
         for entry in self.entries:
             actor, target = people.short(entry.actor_id), people.short(entry.target_id)
-            if not self.matches(entry.action, entry.actor_id, entry.target_id, actor, target,
-                                entry.target_type, entry.request_id, entry.environment):
+            if not self.matches(
+                entry.action,
+                entry.actor_id,
+                entry.target_id,
+                actor,
+                target,
+                entry.target_type,
+                entry.request_id,
+                entry.environment,
+            ):
                 continue
-            table.add_row(fmt.timestamp(entry.created_at), entry.action,
-                          Text(actor, overflow="ellipsis", no_wrap=True),
-                          Text(target, overflow="ellipsis", no_wrap=True),
-                          entry.environment or "-", fmt.identifier(entry.request_id),
-                          key=entry.id)
+            table.add_row(
+                fmt.timestamp(entry.created_at),
+                entry.action,
+                Text(actor, overflow="ellipsis", no_wrap=True),
+                Text(target, overflow="ellipsis", no_wrap=True),
+                entry.environment or "-",
+                fmt.identifier(entry.request_id),
+                key=entry.id,
+            )
         self.update_detail()
 
     def on_data_table_row_highlighted(self) -> None:
@@ -109,32 +134,51 @@ class AuditLogScreen(SectionScreen):
         entry_id = self.query_one(ResourceTable).selected_key
         entry = next((e for e in self.entries if e.id == entry_id), None)
         detail = self.query_one("#detail", Static)
-        searching = f"Search: {describe(self.search)} (esc: newest entries)\n" \
-            if self.search else ""
+        searching = (
+            f"Search: {describe(self.search)} (esc: newest entries)\n" if self.search else ""
+        )
         if entry is None:
-            empty = ("Nothing matches this search; f changes it." if self.search
-                     else "No audit log entries yet: changes to keys, workflows and members "
-                     "appear here.")
-            detail.update(Text(searching + (empty if not self.entries else
-                                            "No entry matches the filter; esc clears it.")))
+            empty = (
+                "Nothing matches this search; f changes it."
+                if self.search
+                else "No audit log entries yet: changes to keys, workflows and members appear here."
+            )
+            detail.update(
+                Text(
+                    searching
+                    + (empty if not self.entries else "No entry matches the filter; esc clears it.")
+                )
+            )
             return
         people = self.app.people
         details = ", ".join(f"{k}={v}" for k, v in (entry.details or {}).items())
-        detail.update(Text(
-            searching + f"{entry.action} on {entry.target_type} "
-            f"{people.label(entry.target_id)} by "
-            f"{people.label(entry.actor_id)} from {entry.client_address or '-'}\n"
-            f"at {fmt.precise(entry.created_at)}  request {fmt.identifier(entry.request_id)}"
-            + (f"\n{details}" if details else "")))
+        detail.update(
+            Text(
+                searching + f"{entry.action} on {entry.target_type} "
+                f"{people.label(entry.target_id)} by "
+                f"{people.label(entry.actor_id)} from {entry.client_address or '-'}\n"
+                f"at {fmt.precise(entry.created_at)}  request {fmt.identifier(entry.request_id)}"
+                + (f"\n{details}" if details else "")
+            )
+        )
 
     def action_search(self) -> None:
-        self.app.push_screen(SearchDialog(
-            "Search the audit log", [("actor", "Actor"), ("action", "Action"),
-                                     ("target", "Target"), ("since", "Since"),
-                                     ("until", "Until")],
-            self.search, "Actor: a member's email, or a mem_ or key_ id. Action: "
-            "api_key.revoked, or api_key.*."),
-            self._searched)
+        self.app.push_screen(
+            SearchDialog(
+                "Search the audit log",
+                [
+                    ("actor", "Actor"),
+                    ("action", "Action"),
+                    ("target", "Target"),
+                    ("since", "Since"),
+                    ("until", "Until"),
+                ],
+                self.search,
+                "Actor: a member's email, or a mem_ or key_ id. Action: "
+                "api_key.revoked, or api_key.*.",
+            ),
+            self._searched,
+        )
 
     def _searched(self, search: dict[str, str] | None) -> None:
         if search is None:
@@ -158,5 +202,6 @@ class AuditLogScreen(SectionScreen):
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield from super().palette_commands()
-        yield SystemCommand("Find in audit log", "By actor, action, target and time (key f)",
-                            self.action_search)
+        yield SystemCommand(
+            "Find in audit log", "By actor, action, target and time (key f)", self.action_search
+        )

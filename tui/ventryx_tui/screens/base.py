@@ -50,8 +50,11 @@ class SectionScreen(Screen):
         yield TopBar(f"{self.PARENT[1]} › {self.SECTION}" if self.PARENT else self.SECTION)
         yield Notice(id="notice")
         yield from self.compose_body()
-        yield Input(placeholder="filter: type to narrow, enter to keep, esc to clear",
-                    id="filter", compact=True)
+        yield Input(
+            placeholder="filter: type to narrow, enter to keep, esc to clear",
+            id="filter",
+            compact=True,
+        )
         yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
@@ -110,8 +113,10 @@ class SectionScreen(Screen):
         keys, but not test workflows or events. Say so rather than show live data."""
         key_environment = self.app.caller.environment if self.app.caller else None
         if not client.is_session and key_environment != self.app.environment:
-            raise ApiError(f"This {key_environment} API key sees only {key_environment} {noun}. "
-                           "Press t to switch back, or sign in as a member to see both.")
+            raise ApiError(
+                f"This {key_environment} API key sees only {key_environment} {noun}. "
+                "Press t to switch back, or sign in as a member to see both."
+            )
 
     async def fetch(self, client: VentryxClient) -> Any:
         return None
@@ -124,8 +129,9 @@ class SectionScreen(Screen):
 
     # Changes
 
-    def change(self, what: str, call: Callable[[VentryxClient], Awaitable[T]],
-               done: Callable[[T], None]) -> None:
+    def change(
+        self, what: str, call: Callable[[VentryxClient], Awaitable[T]], done: Callable[[T], None]
+    ) -> None:
         """Run a mutating call in the screen's exclusive ``change`` worker."""
         self._change(what, call, done)
 
@@ -193,11 +199,11 @@ class SectionScreen(Screen):
             self.app.switch_mode(back_to)
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand(f"Refresh {self.SECTION}", "Load it again (key r)",
-                            self.action_refresh)
+        yield SystemCommand(f"Refresh {self.SECTION}", "Load it again (key r)", self.action_refresh)
         if self.check_action("filter", ()):
-            yield SystemCommand(f"Filter {self.SECTION}", "Narrow the rows (key /)",
-                                self.action_filter)
+            yield SystemCommand(
+                f"Filter {self.SECTION}", "Narrow the rows (key /)", self.action_filter
+            )
 
 
 class Dialog(ModalScreen[T]):

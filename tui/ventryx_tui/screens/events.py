@@ -31,8 +31,10 @@ HISTORY = 100
 
 
 class EventDetail(ModalScreen[None]):
-    BINDINGS = [Binding("escape", "close", "Close", id="close-event"),
-                Binding("q", "close", "Close", show=False)]
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="close-event"),
+        Binding("q", "close", "Close", show=False),
+    ]
 
     def __init__(self, event: Event):
         super().__init__()
@@ -43,13 +45,15 @@ class EventDetail(ModalScreen[None]):
         payload = msgspec.json.format(msgspec.json.encode(event.payload), indent=2)
         header = Text()
         header.append(f"{event.type}\n", style="bold")
-        header.append(f"id           {fmt.identifier(event.id)}\n"
-                      f"occurred at  {fmt.precise(event.occurred_at)}\n"
-                      f"received at  {fmt.precise(event.created_at)}\n"
-                      f"emitted by   {self.app.people.label(event.emitted_by)}\n"
-                      f"environment  {event.environment}\n"
-                      "matched      "
-                      f"{', '.join(event.matched_workflows or []) or 'no workflow'}\n")
+        header.append(
+            f"id           {fmt.identifier(event.id)}\n"
+            f"occurred at  {fmt.precise(event.occurred_at)}\n"
+            f"received at  {fmt.precise(event.created_at)}\n"
+            f"emitted by   {self.app.people.label(event.emitted_by)}\n"
+            f"environment  {event.environment}\n"
+            "matched      "
+            f"{', '.join(event.matched_workflows or []) or 'no workflow'}\n"
+        )
         with VerticalScroll(id="dialog", classes="editor"):
             yield Static(Text("Event", style="bold"), classes="dialog-title")
             yield Static(header)
@@ -64,13 +68,15 @@ class EventDetail(ModalScreen[None]):
 
 class EventsScreen(SectionScreen):
     SECTION = "Events"
-    HELP = ("A live tail of new events in this environment (newest at the bottom, the "
-            f"newest {BUFFER_SIZE} kept; times are UTC; Matched counts the workflows whose "
-            "trigger matched). p pauses and resumes; while paused, new events are "
-            "held and counted. f finds past events by type and time; esc returns to the "
-            "tail. Enter opens an event with its payload. When the stream ends (the "
-            "server restarts or stops) the tail says reconnecting and picks up where it "
-            "left off.")
+    HELP = (
+        "A live tail of new events in this environment (newest at the bottom, the "
+        f"newest {BUFFER_SIZE} kept; times are UTC; Matched counts the workflows whose "
+        "trigger matched). p pauses and resumes; while paused, new events are "
+        "held and counted. f finds past events by type and time; esc returns to the "
+        "tail. Enter opens an event with its payload. When the stream ends (the "
+        "server restarts or stops) the tail says reconnecting and picks up where it "
+        "left off."
+    )
     BINDINGS = [
         Binding("p", "pause", "Pause/resume", id="pause-tail"),
         Binding("f", "search", "Find", id="search-events"),
@@ -147,11 +153,13 @@ class EventsScreen(SectionScreen):
 
     def _add_row(self, table: ResourceTable, event: Event) -> None:
         matched = len(event.matched_workflows)
-        table.add_row(fmt.time_of_day(event.created_at),
-                      Text(event.type, overflow="ellipsis", no_wrap=True),
-                      str(matched) if matched else "-",
-                      fmt.identifier(event.id),
-                      key=event.id)
+        table.add_row(
+            fmt.time_of_day(event.created_at),
+            Text(event.type, overflow="ellipsis", no_wrap=True),
+            str(matched) if matched else "-",
+            fmt.identifier(event.id),
+            key=event.id,
+        )
 
     def receive(self, event: Event) -> None:
         """One event from the stream: kept in the bounded buffer, drawn unless paused."""
@@ -191,13 +199,16 @@ class EventsScreen(SectionScreen):
         elif self.paused:
             state = f"PAUSED, {self.held} new held (p resumes)"
         else:
-            state = {"streaming": "LIVE TAIL: streaming", "starting": "LIVE TAIL: connecting",
-                     "reconnecting": "LIVE TAIL: reconnecting...",
-                     "stopped": "LIVE TAIL: stopped (r retries)"}.get(self.tail_state,
-                                                                      self.tail_state)
+            state = {
+                "streaming": "LIVE TAIL: streaming",
+                "starting": "LIVE TAIL: connecting",
+                "reconnecting": "LIVE TAIL: reconnecting...",
+                "stopped": "LIVE TAIL: stopped (r retries)",
+            }.get(self.tail_state, self.tail_state)
         hint = "enter: details" if self.buffer else "new events appear here; f finds older"
-        self.query_one("#tail-status", Static).update(Text(
-            f"{state}   buffer {len(self.buffer)}/{BUFFER_SIZE}   {hint}", style="bold"))
+        self.query_one("#tail-status", Static).update(
+            Text(f"{state}   buffer {len(self.buffer)}/{BUFFER_SIZE}   {hint}", style="bold")
+        )
 
     @work(exclusive=True, group="stream", exit_on_error=False)
     async def tail(self) -> None:
@@ -246,10 +257,15 @@ class EventsScreen(SectionScreen):
         self.show_status()
 
     def action_search(self) -> None:
-        self.app.push_screen(SearchDialog(
-            "Search events", [("type", "Type"), ("since", "Since"), ("until", "Until")],
-            self.search or {}, "Type: order.created, or order.* for a family."),
-            self._searched)
+        self.app.push_screen(
+            SearchDialog(
+                "Search events",
+                [("type", "Type"), ("since", "Since"), ("until", "Until")],
+                self.search or {},
+                "Type: order.created, or order.* for a family.",
+            ),
+            self._searched,
+        )
 
     def _searched(self, search: dict[str, str] | None) -> None:
         if search is None:
@@ -277,9 +293,12 @@ class EventsScreen(SectionScreen):
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield from super().palette_commands()
-        yield SystemCommand("Pause/resume live tail", "Hold new events, or show them (key p)",
-                            self.action_pause)
-        yield SystemCommand("Find events", "Past events by type and time (key f)",
-                            self.action_search)
-        yield SystemCommand("Open event", "The selected event with its payload (enter)",
-                            self.action_open_event)
+        yield SystemCommand(
+            "Pause/resume live tail", "Hold new events, or show them (key p)", self.action_pause
+        )
+        yield SystemCommand(
+            "Find events", "Past events by type and time (key f)", self.action_search
+        )
+        yield SystemCommand(
+            "Open event", "The selected event with its payload (enter)", self.action_open_event
+        )

@@ -46,7 +46,8 @@ class HelpScreen(ModalScreen[None]):
         screen_keys = [
             (binding.key_display or binding.key, binding.description)
             for binding in getattr(self.underneath, "BINDINGS", [])
-            if isinstance(binding, Binding) and binding.show
+            if isinstance(binding, Binding)
+            and binding.show
             and binding.key not in {"r", "slash", "escape"}
             and self.underneath.check_action(binding.action, ()) is not False
         ]

@@ -35,10 +35,10 @@ class View:
 
 VIEWS = {
     # Through the module at call time, so tests can hold the axis labels still.
-    "hour": View("hour", 24, "Requests per hour, last 24 hours (UTC)",
-                 lambda start: fmt.hour(start)),
-    "day": View("day", 30, "Requests per day, last 30 days (UTC)",
-                lambda start: fmt.day(start)),
+    "hour": View(
+        "hour", 24, "Requests per hour, last 24 hours (UTC)", lambda start: fmt.hour(start)
+    ),
+    "day": View("day", 30, "Requests per day, last 30 days (UTC)", lambda start: fmt.day(start)),
 }
 # Rows a chart may take: what the terminal leaves under the key's lines and above the
 # legend, the hint and the footer (at 80x24: 5).
@@ -65,20 +65,22 @@ class KeyDetailScreen(ModalScreen[ApiKey | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(Text(f"Usage of {self.key.name}", style="bold"),
-                         classes="dialog-title")
+            yield Static(Text(f"Usage of {self.key.name}", style="bold"), classes="dialog-title")
             yield Static(self.summary(), id="usage-key")
             yield Static(id="usage-chart")
             yield Static(id="usage-legend")
             yield Static(id="usage-rotation")
-            yield Static(Text("v per hour / per day · r refresh · esc closes", style="dim"),
-                         id="usage-hint")
+            yield Static(
+                Text("v per hour / per day · r refresh · esc closes", style="dim"), id="usage-hint"
+            )
         yield Footer(compact=True)
 
     def summary(self) -> Text:
         key = self.key
-        text = Text(f"{fmt.redacted_key(key.redacted_key)}  {key.environment}, {key.status}, "
-                    f"last used {fmt.relative(key.last_used_at)}")
+        text = Text(
+            f"{fmt.redacted_key(key.redacted_key)}  {key.environment}, {key.status}, "
+            f"last used {fmt.relative(key.last_used_at)}"
+        )
         if is_unused(key):
             text.append("\nunused: no successful request for 30 days", style="bold")
         return text
@@ -103,8 +105,9 @@ class KeyDetailScreen(ModalScreen[ApiKey | None]):
         self.dismiss(None)
 
     def action_revoke(self) -> None:
-        self.app.push_screen(RevokeKeyDialog(self.key),
-                             lambda revoked: self.dismiss(revoked) if revoked else None)
+        self.app.push_screen(
+            RevokeKeyDialog(self.key), lambda revoked: self.dismiss(revoked) if revoked else None
+        )
 
     @work(exclusive=True, group="usage", exit_on_error=False)
     async def load(self) -> None:
@@ -117,8 +120,9 @@ class KeyDetailScreen(ModalScreen[ApiKey | None]):
         chart = self.query_one("#usage-chart", Static)
         chart.loading = True
         try:
-            usage = await client.api_key_usage(self.key.id, view.granularity,
-                                               since=first - step * (view.buckets - 1))
+            usage = await client.api_key_usage(
+                self.key.id, view.granularity, since=first - step * (view.buckets - 1)
+            )
             if in_grace(self.key):
                 self.recent = await recent_successes(client, self.key.id)
         except ApiError as error:
@@ -128,7 +132,7 @@ class KeyDetailScreen(ModalScreen[ApiKey | None]):
         finally:
             chart.loading = False
         # The server's clock may put one more partial bucket at the end: keep the newest.
-        self.buckets = usage.buckets[-view.buckets:]
+        self.buckets = usage.buckets[-view.buckets :]
         self.draw()
 
     def draw(self) -> None:
@@ -141,7 +145,8 @@ class KeyDetailScreen(ModalScreen[ApiKey | None]):
         self.query_one("#usage-legend", Static).update(legend(self.buckets))
         if in_grace(self.key):
             self.query_one("#usage-rotation", Static).update(
-                Text(rotation_status(self.key, self.recent), style="bold"))
+                Text(rotation_status(self.key, self.recent), style="bold")
+            )
 
     def on_resize(self) -> None:
         if self.buckets:

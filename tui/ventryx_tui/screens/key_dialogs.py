@@ -49,9 +49,13 @@ GRACE_CHOICES: tuple[tuple[str, int], ...] = (
 
 def _scope_list(grantable: list[str], chosen: list[str]) -> MarkedSelectionList:
     return MarkedSelectionList(
-        *(Selection(f"{scope:<16} {SCOPE_DESCRIPTIONS[scope]}", scope, scope in chosen)
-          for scope in grantable),
-        id="scopes", compact=True)
+        *(
+            Selection(f"{scope:<16} {SCOPE_DESCRIPTIONS[scope]}", scope, scope in chosen)
+            for scope in grantable
+        ),
+        id="scopes",
+        compact=True,
+    )
 
 
 class CreateKeyDialog(Dialog[ApiKeyCreated]):
@@ -67,13 +71,19 @@ class CreateKeyDialog(Dialog[ApiKeyCreated]):
     def compose_form(self) -> ComposeResult:
         yield Label("Name (what uses this key)")
         yield Input(id="name", placeholder="ci-pipeline", max_length=100, compact=True)
-        yield Label(f"Scopes of the {self.environment.upper()} key (enter or space "
-                    "toggles; only those you may grant)")
+        yield Label(
+            f"Scopes of the {self.environment.upper()} key (enter or space "
+            "toggles; only those you may grant)"
+        )
         yield _scope_list(self.grantable, [])
         yield Label("Expires")
-        yield Select([(label, days if days is not None else 0)
-                      for label, days in EXPIRY_CHOICES],
-                     value=0, allow_blank=False, id="expiry", compact=True)
+        yield Select(
+            [(label, days if days is not None else 0) for label, days in EXPIRY_CHOICES],
+            value=0,
+            allow_blank=False,
+            id="expiry",
+            compact=True,
+        )
 
     def compose_buttons(self) -> ComposeResult:
         yield Button("Create", id="create", variant="primary", compact=True)
@@ -101,8 +111,10 @@ class CreateKeyDialog(Dialog[ApiKeyCreated]):
             moment = fmt.now() + timedelta(days=int(days))
             expires_at = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
         ordered = [scope for scope in SCOPE_DESCRIPTIONS if scope in scopes]
-        self.submit("Creating the key", lambda client: client.create_api_key(
-            name, ordered, self.environment, expires_at))
+        self.submit(
+            "Creating the key",
+            lambda client: client.create_api_key(name, ordered, self.environment, expires_at),
+        )
 
 
 class EditKeyDialog(Dialog[ApiKey]):
@@ -147,8 +159,7 @@ class EditKeyDialog(Dialog[ApiKey]):
         if not changes:
             self.dismiss(None)
             return
-        self.submit("Saving the key", lambda client: client.update_api_key(
-            self.key.id, **changes))
+        self.submit("Saving the key", lambda client: client.update_api_key(self.key.id, **changes))
 
 
 class RevokeKeyDialog(Dialog[ApiKey]):
@@ -159,11 +170,13 @@ class RevokeKeyDialog(Dialog[ApiKey]):
         self.key = key
 
     def compose_form(self) -> ComposeResult:
-        yield Static(Text(
-            f"Revoking {self.key.redacted_key} is instantaneous: every request with it gets "
-            "401 from the moment this returns. It cannot be undone."))
-        yield Static(Text("Counting its requests of the last 15 minutes..."),
-                     id="recent-traffic")
+        yield Static(
+            Text(
+                f"Revoking {self.key.redacted_key} is instantaneous: every request with it gets "
+                "401 from the moment this returns. It cannot be undone."
+            )
+        )
+        yield Static(Text("Counting its requests of the last 15 minutes..."), id="recent-traffic")
         yield Label(Text(f"Type the key's name to confirm: {self.key.name}"))
         yield Input(id="confirm-name", compact=True)
 
@@ -181,9 +194,14 @@ class RevokeKeyDialog(Dialog[ApiKey]):
             line.update(Text(f"Its recent traffic could not be read: {error.describe()}"))
             return
         if served:
-            line.update(Text(f"It served {fmt.plural(served, 'request')} in the last "
-                             f"{RECENT_MINUTES} minutes: whatever sent them gets 401 from "
-                             "now on.", style="bold"))
+            line.update(
+                Text(
+                    f"It served {fmt.plural(served, 'request')} in the last "
+                    f"{RECENT_MINUTES} minutes: whatever sent them gets 401 from "
+                    "now on.",
+                    style="bold",
+                )
+            )
         else:
             line.update(Text(f"It served no request in the last {RECENT_MINUTES} minutes."))
 
@@ -213,9 +231,12 @@ class RotateKeyDialog(Dialog):
         self.grace_seconds = 0
 
     def compose_form(self) -> ComposeResult:
-        yield Static(Text(
-            f"A new key with the name {self.key.name!r}, the same scopes and environment "
-            "is made now; its secret is shown once. How long may the old key keep working?"))
+        yield Static(
+            Text(
+                f"A new key with the name {self.key.name!r}, the same scopes and environment "
+                "is made now; its secret is shown once. How long may the old key keep working?"
+            )
+        )
         with RadioSet(id="grace", compact=True):
             for index, (label, _seconds) in enumerate(GRACE_CHOICES):
                 yield MarkedRadioButton(label, value=index == 0)
@@ -239,14 +260,18 @@ class RotateKeyDialog(Dialog):
             text = f"The old key {self.key.redacted_key} stops working the moment you rotate."
         else:
             dies = fmt.now() + timedelta(seconds=self.grace_seconds)
-            text = (f"The old key {self.key.redacted_key} stops working at about "
-                    f"{fmt.precise(dies)} ({fmt.duration(self.grace_seconds)} from now).")
+            text = (
+                f"The old key {self.key.redacted_key} stops working at about "
+                f"{fmt.precise(dies)} ({fmt.duration(self.grace_seconds)} from now)."
+            )
         self.query_one("#dies-at", Static).update(Text(text))
 
     @on(Button.Pressed, "#rotate")
     def rotate(self) -> None:
-        self.submit("Rotating the key", lambda client: client.rotate_api_key(
-            self.key.id, self.grace_seconds))
+        self.submit(
+            "Rotating the key",
+            lambda client: client.rotate_api_key(self.key.id, self.grace_seconds),
+        )
 
 
 class RevealDialog(ModalScreen[None]):
@@ -281,16 +306,27 @@ class RevealDialog(ModalScreen[None]):
             for line in self.lines:
                 yield Static(Text(line))
             if self._secret:
-                yield Static(Text("Shown once. Store it in your secrets manager now.",
-                                  style="bold"))
+                yield Static(
+                    Text("Shown once. Store it in your secrets manager now.", style="bold")
+                )
                 yield Static(Text(self._secret), id="secret")
-                yield Static(Text("c copies it (OSC 52). If your terminal ignores that, "
-                                  "select the line above with the mouse (shift+drag over "
-                                  "SSH/tmux).", style="dim"), id="copy-hint")
+                yield Static(
+                    Text(
+                        "c copies it (OSC 52). If your terminal ignores that, "
+                        "select the line above with the mouse (shift+drag over "
+                        "SSH/tmux).",
+                        style="dim",
+                    ),
+                    id="copy-hint",
+                )
             else:
-                yield Static(Text("The server did not send the secret again (a retried "
-                                  "request never shows it twice). Rotate the key to get "
-                                  "a new one."))
+                yield Static(
+                    Text(
+                        "The server did not send the secret again (a retried "
+                        "request never shows it twice). Rotate the key to get "
+                        "a new one."
+                    )
+                )
             with Horizontal(classes="dialog-buttons"):
                 if self._secret:
                     yield Button("Copy", id="copy", compact=True)
@@ -302,9 +338,12 @@ class RevealDialog(ModalScreen[None]):
         if not self._secret:
             return
         self.app.copy_to_clipboard(self._secret)
-        self.query_one("#copy-hint", Static).update(Text(
-            "Sent to your terminal's clipboard (OSC 52). If pasting gives nothing, select "
-            "the line above with the mouse instead."))
+        self.query_one("#copy-hint", Static).update(
+            Text(
+                "Sent to your terminal's clipboard (OSC 52). If pasting gives nothing, select "
+                "the line above with the mouse instead."
+            )
+        )
 
     @on(Button.Pressed, "#done")
     def action_done(self) -> None:

@@ -43,10 +43,20 @@ class AddMemberDialog(Dialog[MemberCreated]):
             yield Input(id="member-name", compact=True, placeholder="Dana Scully")
         with Horizontal(classes="form-row"):
             yield Label("Role", classes="form-label")
-            yield Select(_role_options(), value="developer", allow_blank=False,
-                         id="member-role", compact=True)
-        yield Static(Text("They get a one-time password, shown once next, which they must "
-                          "change at first sign-in."), classes="form-note")
+            yield Select(
+                _role_options(),
+                value="developer",
+                allow_blank=False,
+                id="member-role",
+                compact=True,
+            )
+        yield Static(
+            Text(
+                "They get a one-time password, shown once next, which they must "
+                "change at first sign-in."
+            ),
+            classes="form-note",
+        )
 
     def compose_buttons(self) -> ComposeResult:
         yield Button("Add", id="add", variant="primary", compact=True)
@@ -75,8 +85,13 @@ class ChangeRoleDialog(Dialog[Member]):
         yield Static(Text(f"{self.member.name} <{self.member.email}>, now {self.member.role}"))
         with Horizontal(classes="form-row"):
             yield Label("Role", classes="form-label")
-            yield Select(_role_options(), value=self.member.role, allow_blank=False,
-                         id="member-role", compact=True)
+            yield Select(
+                _role_options(),
+                value=self.member.role,
+                allow_blank=False,
+                id="member-role",
+                compact=True,
+            )
 
     def compose_buttons(self) -> ComposeResult:
         yield Button("Save", id="save", variant="primary", compact=True)
@@ -88,8 +103,9 @@ class ChangeRoleDialog(Dialog[Member]):
         if role == self.member.role:
             self.dismiss(None)
             return
-        self.submit("Changing the role", lambda client: client.update_member(
-            self.member.id, role=role))
+        self.submit(
+            "Changing the role", lambda client: client.update_member(self.member.id, role=role)
+        )
 
 
 class RemoveMemberDialog(Dialog[MemberRemoved]):
@@ -100,9 +116,12 @@ class RemoveMemberDialog(Dialog[MemberRemoved]):
         self.member = member
 
     def compose_form(self) -> ComposeResult:
-        yield Static(Text(
-            f"Remove {self.member.name} <{self.member.email}>? Their sessions end at once. "
-            "API keys they created keep working until you revoke them."))
+        yield Static(
+            Text(
+                f"Remove {self.member.name} <{self.member.email}>? Their sessions end at once. "
+                "API keys they created keep working until you revoke them."
+            )
+        )
         yield Label(Text(f"Type their email to confirm: {self.member.email}"))
         yield Input(id="confirm-email", compact=True)
 
@@ -126,11 +145,12 @@ class RemoveMemberDialog(Dialog[MemberRemoved]):
 class MembersScreen(SectionScreen):
     SECTION = "Members"
     PARENT = ("settings", "Settings")
-    HELP = ("The organization's members and their roles (owner and admin hold org:admin, "
-            "developer every other scope, viewer the :read scopes). Changing members needs "
-            "org:admin; the last owner can be neither demoted nor removed.")
-    MUTATING = {"add_member": "org:admin", "change_role": "org:admin",
-                "remove_member": "org:admin"}
+    HELP = (
+        "The organization's members and their roles (owner and admin hold org:admin, "
+        "developer every other scope, viewer the :read scopes). Changing members needs "
+        "org:admin; the last owner can be neither demoted nor removed."
+    )
+    MUTATING = {"add_member": "org:admin", "change_role": "org:admin", "remove_member": "org:admin"}
     BINDINGS = [
         Binding("n", "add_member", "Add", id="add-member"),
         Binding("e", "change_role", "Role", id="change-role"),
@@ -171,11 +191,14 @@ class MembersScreen(SectionScreen):
         for member in self.members:
             if not self.matches(member.name, member.email, member.role, member.id):
                 continue
-            table.add_row(Text(member.name, overflow="ellipsis", no_wrap=True),
-                          Text(member.email, overflow="ellipsis", no_wrap=True),
-                          member.role,
-                          "must change" if member.must_change_password else "set",
-                          fmt.date(member.created_at), key=member.id)
+            table.add_row(
+                Text(member.name, overflow="ellipsis", no_wrap=True),
+                Text(member.email, overflow="ellipsis", no_wrap=True),
+                member.role,
+                "must change" if member.must_change_password else "set",
+                fmt.date(member.created_at),
+                key=member.id,
+            )
         self.update_detail()
 
     def selected(self) -> Member | None:
@@ -189,13 +212,21 @@ class MembersScreen(SectionScreen):
         member = self.selected()
         detail = self.query_one("#detail", Static)
         if member is None:
-            detail.update(Text(self.empty_text() if not self.members
-                               else "No member matches the filter; esc clears it."))
+            detail.update(
+                Text(
+                    self.empty_text()
+                    if not self.members
+                    else "No member matches the filter; esc clears it."
+                )
+            )
             return
-        detail.update(Text(
-            f"{member.name} <{member.email}>  {fmt.identifier(member.id)}\n"
-            f"{member.role}: {', '.join(ROLE_SCOPES.get(member.role, member.scopes))}\n"
-            f"added {fmt.precise(member.created_at)}"))
+        detail.update(
+            Text(
+                f"{member.name} <{member.email}>  {fmt.identifier(member.id)}\n"
+                f"{member.role}: {', '.join(ROLE_SCOPES.get(member.role, member.scopes))}\n"
+                f"added {fmt.precise(member.created_at)}"
+            )
+        )
 
     def empty_text(self) -> str:
         if self.check_action("add_member", ()):
@@ -208,10 +239,14 @@ class MembersScreen(SectionScreen):
     def _added(self, created: MemberCreated | None) -> None:
         if created is None:
             return
-        lines = [f"{created.name} <{created.email}>, {created.role}",
-                 "Give them this one-time password; they must change it at first sign-in."]
-        self.app.push_screen(RevealDialog("One-time password", created.one_time_password,
-                                          lines), lambda _done: self.load())
+        lines = [
+            f"{created.name} <{created.email}>, {created.role}",
+            "Give them this one-time password; they must change it at first sign-in.",
+        ]
+        self.app.push_screen(
+            RevealDialog("One-time password", created.one_time_password, lines),
+            lambda _done: self.load(),
+        )
 
     def action_change_role(self) -> None:
         member = self.selected()
@@ -249,7 +284,9 @@ def removal_words(removed: MemberRemoved, key_names: dict[str, str]) -> str:
     keys = removed.api_keys_still_active
     if keys:
         names = ", ".join(key_names.get(key_id, key_id) for key_id in keys)
-        text += (f" {len(keys)} API key{'s' if len(keys) != 1 else ''} they created "
-                 f"keep{'s' if len(keys) == 1 else ''} working until you revoke "
-                 f"{'it' if len(keys) == 1 else 'them'}: {names}.")
+        text += (
+            f" {len(keys)} API key{'s' if len(keys) != 1 else ''} they created "
+            f"keep{'s' if len(keys) == 1 else ''} working until you revoke "
+            f"{'it' if len(keys) == 1 else 'them'}: {names}."
+        )
     return text

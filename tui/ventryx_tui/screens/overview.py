@@ -51,16 +51,21 @@ def _event_rate(result: Any) -> Text:
         return Text(f"unavailable: {result.describe()}")
     counts = [bucket.events for bucket in result.buckets]
     text = Text(sparkline(counts, len(counts)) + "\n")
-    text.append(f"last hour, oldest left: {fmt.plural(sum(counts), 'event')}, "
-                f"peak {max(counts, default=0):,}/min", style="dim")
+    text.append(
+        f"last hour, oldest left: {fmt.plural(sum(counts), 'event')}, "
+        f"peak {max(counts, default=0):,}/min",
+        style="dim",
+    )
     return text
 
 
 class OverviewScreen(SectionScreen):
     SECTION = "Overview"
-    HELP = ("The organization, your credential and its scopes, how many of each resource "
-            "you can see in this environment, events received per minute over the last hour "
-            "(oldest left, · for a minute without any), and the latest audit log entries.")
+    HELP = (
+        "The organization, your credential and its scopes, how many of each resource "
+        "you can see in this environment, events received per minute over the last hour "
+        "(oldest left, · for a minute without any), and the latest audit log entries."
+    )
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="overview"):
@@ -89,12 +94,16 @@ class OverviewScreen(SectionScreen):
             return await call()
 
         results = await asyncio.gather(
-            client.me(), client.get_org(), client.list_api_keys(environment=environment),
+            client.me(),
+            client.get_org(),
+            client.list_api_keys(environment=environment),
             in_environment("workflows", client.list_workflows),
             in_environment("events", lambda: client.list_events(limit=100)),
             client.list_members(),
-            client.list_audit_log(), in_environment("events", client.event_rate),
-            return_exceptions=True)
+            client.list_audit_log(),
+            in_environment("events", client.event_rate),
+            return_exceptions=True,
+        )
         for result in results:
             if isinstance(result, ServerUnreachable):
                 raise result
@@ -108,22 +117,32 @@ class OverviewScreen(SectionScreen):
         caller = data.caller
         self.app.caller = caller
         people = self.app.people
-        people.learn(members=None if isinstance(data.members, ApiError) else data.members[0],
-                     keys=None if isinstance(data.keys, ApiError) else data.keys[0])
+        people.learn(
+            members=None if isinstance(data.members, ApiError) else data.members[0],
+            keys=None if isinstance(data.keys, ApiError) else data.keys[0],
+        )
         identity = Table.grid(padding=(0, 2))
         identity.add_column(style="bold", no_wrap=True)
         identity.add_column()
         org_name = caller.organization.name
         if not isinstance(data.org, ApiError):
             org_name = data.org.name
-        identity.add_row("Organization", Text(
-            f"{org_name}  {fmt.identifier(caller.organization.id)}"))
-        identity.add_row("Environment", Text(
-            f"{self.app.environment.upper()}"
-            + ("" if self.app.can_switch_environment else "  (a test key sees only test data)")))
+        identity.add_row(
+            "Organization", Text(f"{org_name}  {fmt.identifier(caller.organization.id)}")
+        )
+        identity.add_row(
+            "Environment",
+            Text(
+                f"{self.app.environment.upper()}"
+                + ("" if self.app.can_switch_environment else "  (a test key sees only test data)")
+            ),
+        )
         credential = "API key" if caller.credential_type == "api_key" else "member session"
-        who = people.label(caller.member_id) if caller.credential_type == "session" \
+        who = (
+            people.label(caller.member_id)
+            if caller.credential_type == "session"
             else people.label(caller.credential_id)
+        )
         identity.add_row("Signed in with", Text(f"{credential}: {who}, {caller.environment}"))
         identity.add_row("Scopes", Text(", ".join(caller.scopes)))
         identity.add_row("Server", Text(fmt.address(self.client.server) if self.client else "-"))
@@ -140,9 +159,13 @@ class OverviewScreen(SectionScreen):
         if isinstance(data.events, ApiError):
             counts.add_row("Events", Text(f"unavailable: {data.events.describe()}"))
         else:
-            counts.add_row("Events", Text(
-                fmt.plural(len(data.events), "recent event")
-                + ("+" if len(data.events) >= 100 else "")))
+            counts.add_row(
+                "Events",
+                Text(
+                    fmt.plural(len(data.events), "recent event")
+                    + ("+" if len(data.events) >= 100 else "")
+                ),
+            )
         counts.add_row("Events/min", _event_rate(data.event_rate))
         counts.add_row("Members", Text(_count(data.members, "member")))
         self.query_one("#overview-counts", Static).update(counts)
@@ -161,7 +184,10 @@ class OverviewScreen(SectionScreen):
             activity.add_row("nothing yet: changes appear here (6 opens the audit log)")
         else:
             for entry in data.activity[0][:6]:
-                activity.add_row(fmt.timestamp(entry.created_at), entry.action,
-                                 people.short(entry.target_id),
-                                 "by " + people.short(entry.actor_id))
+                activity.add_row(
+                    fmt.timestamp(entry.created_at),
+                    entry.action,
+                    people.short(entry.target_id),
+                    "by " + people.short(entry.actor_id),
+                )
         self.query_one("#overview-activity", Static).update(activity)

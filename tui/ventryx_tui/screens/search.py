@@ -36,8 +36,9 @@ def describe(filters: dict[str, str]) -> str:
 class SearchDialog(Dialog[dict]):
     """Closes with the non-empty filters (times resolved), ``{}`` for "everything"."""
 
-    def __init__(self, title: str, fields: list[tuple[str, str]], current: dict[str, str],
-                 hint: str):
+    def __init__(
+        self, title: str, fields: list[tuple[str, str]], current: dict[str, str], hint: str
+    ):
         super().__init__()
         self.TITLE_TEXT = title
         self.fields = fields
@@ -45,8 +46,12 @@ class SearchDialog(Dialog[dict]):
         self.hint = hint
 
     def compose_form(self) -> ComposeResult:
-        yield Static(Text(self.hint + " Times: 15m, 2h, 3d ago, or 2026-04-02T10:00:00Z. "
-                          "Empty fields match everything."))
+        yield Static(
+            Text(
+                self.hint + " Times: 15m, 2h, 3d ago, or 2026-04-02T10:00:00Z. "
+                "Empty fields match everything."
+            )
+        )
         for name, label in self.fields:
             with Horizontal(classes="form-row"):
                 yield Label(label, classes="form-label")

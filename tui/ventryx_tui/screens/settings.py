@@ -57,9 +57,11 @@ class RenameOrgDialog(Dialog[OrganizationDetails]):
 
 class SettingsScreen(SectionScreen):
     SECTION = "Settings"
-    HELP = ("The organization and who may use it. e renames the organization (needs "
-            "org:admin); a opens API keys (n there makes a new key), m opens members. "
-            "Esc in either comes back here.")
+    HELP = (
+        "The organization and who may use it. e renames the organization (needs "
+        "org:admin); a opens API keys (n there makes a new key), m opens members. "
+        "Esc in either comes back here."
+    )
     MUTATING = {"rename_org": "org:admin"}
     AUTO_FOCUS = "#settings-menu"
     BINDINGS = [
@@ -77,11 +79,11 @@ class SettingsScreen(SectionScreen):
             yield Static(Text("Organization", style="bold"))
             yield Static(id="settings-org")
             yield OptionList(
-                Option("API keys   create, edit, rotate and revoke keys        (a)",
-                       id="api-keys"),
-                Option("Members    add people, change roles, remove them       (m)",
-                       id="members"),
-                id="settings-menu", compact=True)
+                Option("API keys   create, edit, rotate and revoke keys        (a)", id="api-keys"),
+                Option("Members    add people, change roles, remove them       (m)", id="members"),
+                id="settings-menu",
+                compact=True,
+            )
 
     def on_mount(self) -> None:
         self.query_one("#settings-menu", OptionList).highlighted = 0
@@ -136,8 +138,9 @@ class SettingsScreen(SectionScreen):
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield from super().palette_commands()
         if self.check_action("rename_org", ()):
-            yield SystemCommand("Rename organization", "Change its name (key e)",
-                                self.action_rename_org)
+            yield SystemCommand(
+                "Rename organization", "Change its name (key e)", self.action_rename_org
+            )
 
 
 def _plain(value: Any) -> str:

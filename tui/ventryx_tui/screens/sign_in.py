@@ -16,17 +16,23 @@ from ..client import ApiError
 class StartScreen(Screen):
     """Shown while the saved credential is being checked."""
 
-    BINDINGS = [Binding("q", "app.quit", "Quit", id="start-quit"),
-                Binding("s", "sign_in", "Sign in differently", id="start-sign-in")]
+    BINDINGS = [
+        Binding("q", "app.quit", "Quit", id="start-quit"),
+        Binding("s", "sign_in", "Sign in differently", id="start-sign-in"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Ventryx\n\nConnecting...", justify="center"), id="start")
         yield Footer(compact=True)
 
     def show_waiting(self, error: ApiError, seconds: float) -> None:
-        self.query_one("#start", Static).update(Text(
-            f"Ventryx\n\n{error.describe()}\nReconnecting: trying again in {seconds:g} s.\n"
-            "s signs in with another server or credential, q quits.", justify="center"))
+        self.query_one("#start", Static).update(
+            Text(
+                f"Ventryx\n\n{error.describe()}\nReconnecting: trying again in {seconds:g} s.\n"
+                "s signs in with another server or credential, q quits.",
+                justify="center",
+            )
+        )
 
     def action_sign_in(self) -> None:
         self.app.workers.cancel_group(self.app, "connect")
@@ -51,13 +57,17 @@ class SignInScreen(Screen):
             yield Label("Server")
             yield Input(self.server, id="server", compact=True)
             yield Label("API key (vtx_live_... or vtx_test_...)")
-            yield Input(id="api-key", password=True, compact=True,
-                        placeholder="paste a key, then enter")
+            yield Input(
+                id="api-key", password=True, compact=True, placeholder="paste a key, then enter"
+            )
             yield Label("or a member login: email and password")
             yield Input(id="email", placeholder="you@example.com", compact=True)
             yield Input(id="password", password=True, placeholder="password", compact=True)
-            yield Input(id="organization", compact=True,
-                        placeholder="organization id (org_...), for an email in several")
+            yield Input(
+                id="organization",
+                compact=True,
+                placeholder="organization id (org_...), for an email in several",
+            )
             yield Static(id="sign-in-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Sign in", id="sign-in-button", variant="primary", compact=True)
@@ -120,8 +130,12 @@ class ChangePasswordScreen(Screen):
     def compose(self) -> ComposeResult:
         with Vertical(id="sign-in"):
             yield Static(Text("Choose your own password", style="bold"), classes="dialog-title")
-            yield Static(Text("You signed in with a one-time password. Choose a new one "
-                              "(at least 12 characters) to continue."))
+            yield Static(
+                Text(
+                    "You signed in with a one-time password. Choose a new one "
+                    "(at least 12 characters) to continue."
+                )
+            )
             if not self._current:
                 yield Label("One-time password")
                 yield Input(id="current-password", password=True, compact=True)
@@ -131,8 +145,9 @@ class ChangePasswordScreen(Screen):
             yield Input(id="repeat-password", password=True, compact=True)
             yield Static(id="sign-in-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Change password", id="change-password", variant="primary",
-                             compact=True)
+                yield Button(
+                    "Change password", id="change-password", variant="primary", compact=True
+                )
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

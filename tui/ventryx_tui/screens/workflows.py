@@ -37,7 +37,7 @@ def check_steps(text: str) -> tuple[list | None, str]:
     except msgspec.DecodeError as exc:
         return None, f"Steps are not valid JSON: {exc}"
     if not isinstance(steps, list):
-        return None, "Steps must be a JSON list: [ {\"name\", \"action\", \"config\"}, ... ]"
+        return None, 'Steps must be a JSON list: [ {"name", "action", "config"}, ... ]'
     for index, step in enumerate(steps):
         if not isinstance(step, dict):
             return None, f"Step {index + 1} must be an object with name, action and config."
@@ -59,8 +59,7 @@ class WorkflowEditor(Dialog[Workflow]):
         Binding("ctrl+s", "save", "Save", id="save-workflow"),
         # Tab moves on (the steps box does not trap it); f7 is the text area's select-all.
         Binding("tab", "app.focus_next", "Next field", id="editor-next-field"),
-        Binding("f7", "select_all_steps", "Select all steps", id="select-all-steps",
-                priority=True),
+        Binding("f7", "select_all_steps", "Select all steps", id="select-all-steps", priority=True),
     ]
     DIALOG_CLASSES = "editor"
 
@@ -69,8 +68,11 @@ class WorkflowEditor(Dialog[Workflow]):
         # The form edits the workflow's JSON form, which is also what a PATCH compares with.
         self.workflow = msgspec.to_builtins(workflow) if workflow is not None else None
         workflow = self.workflow
-        self.TITLE_TEXT = (f"Edit workflow {workflow['name']} (version {workflow['version']})"
-                           if workflow else "New workflow")
+        self.TITLE_TEXT = (
+            f"Edit workflow {workflow['name']} (version {workflow['version']})"
+            if workflow
+            else "New workflow"
+        )
 
     def compose_form(self) -> ComposeResult:
         workflow = self.workflow or {}
@@ -79,20 +81,32 @@ class WorkflowEditor(Dialog[Workflow]):
             yield Input(workflow.get("name", ""), id="wf-name", compact=True, max_length=100)
         with Horizontal(classes="form-row"):
             yield Label("Trigger", classes="form-label")
-            yield Input(workflow.get("trigger", ""), id="wf-trigger", compact=True,
-                        placeholder="order.created, order.* or *")
+            yield Input(
+                workflow.get("trigger", ""),
+                id="wf-trigger",
+                compact=True,
+                placeholder="order.created, order.* or *",
+            )
         with Horizontal(classes="form-row"):
             yield Label("Description", classes="form-label")
             yield Input(workflow.get("description", ""), id="wf-description", compact=True)
         with Horizontal(classes="form-row"):
             yield Label("Enabled", classes="form-label")
-            yield MarkedCheckbox("runs when a matching event arrives",
-                           workflow.get("enabled", True), id="wf-enabled", compact=True)
-        yield Label("Steps (JSON): tab moves on, f7 selects all, ctrl+s saves",
-                    classes="form-label-wide")
+            yield MarkedCheckbox(
+                "runs when a matching event arrives",
+                workflow.get("enabled", True),
+                id="wf-enabled",
+                compact=True,
+            )
+        yield Label(
+            "Steps (JSON): tab moves on, f7 selects all, ctrl+s saves", classes="form-label-wide"
+        )
         steps = workflow.get("steps")
-        text = msgspec.json.format(msgspec.json.encode(steps), indent=2).decode() \
-            if steps is not None else STEPS_EXAMPLE
+        text = (
+            msgspec.json.format(msgspec.json.encode(steps), indent=2).decode()
+            if steps is not None
+            else STEPS_EXAMPLE
+        )
         yield TextArea(text, id="wf-steps", soft_wrap=False, tab_behavior="focus")
         yield Static(id="steps-error")
 
@@ -108,20 +122,27 @@ class WorkflowEditor(Dialog[Workflow]):
         self.opened_as = self.form_values()
 
     def form_values(self) -> tuple:
-        return (self.query_one("#wf-name", Input).value,
-                self.query_one("#wf-trigger", Input).value,
-                self.query_one("#wf-description", Input).value,
-                self.query_one("#wf-enabled", Checkbox).value,
-                self.query_one("#wf-steps", TextArea).text)
+        return (
+            self.query_one("#wf-name", Input).value,
+            self.query_one("#wf-trigger", Input).value,
+            self.query_one("#wf-description", Input).value,
+            self.query_one("#wf-enabled", Checkbox).value,
+            self.query_one("#wf-steps", TextArea).text,
+        )
 
     def action_cancel(self) -> None:
         """Esc with unsaved edits asks before they are thrown away."""
         if self.form_values() == self.opened_as:
             self.dismiss(None)
             return
-        self.app.push_screen(ConfirmDialog(
-            "Discard your changes?", "This workflow has edits that are not saved.",
-            "Discard them"), lambda sure: self.dismiss(None) if sure else None)
+        self.app.push_screen(
+            ConfirmDialog(
+                "Discard your changes?",
+                "This workflow has edits that are not saved.",
+                "Discard them",
+            ),
+            lambda sure: self.dismiss(None) if sure else None,
+        )
 
     def action_select_all_steps(self) -> None:
         steps = self.query_one("#wf-steps", TextArea)
@@ -158,14 +179,20 @@ class WorkflowEditor(Dialog[Workflow]):
             self.dismiss(None)
             return
         version = self.workflow["version"]
-        self.submit("Saving the workflow", lambda client: client.update_workflow(
-            self.workflow["id"], {"version": version, **changes}))
+        self.submit(
+            "Saving the workflow",
+            lambda client: client.update_workflow(
+                self.workflow["id"], {"version": version, **changes}
+            ),
+        )
 
     def failed(self, error: ApiError, what: str) -> None:
         if error.status == 409 and self.workflow is not None and error.param == "version":
-            self.show_error("Not saved: someone saved this workflow after you opened it "
-                            f"(request id {error.request_id}). Reload latest shows theirs "
-                            "(your edits go), then Save; Cancel keeps theirs.")
+            self.show_error(
+                "Not saved: someone saved this workflow after you opened it "
+                f"(request id {error.request_id}). Reload latest shows theirs "
+                "(your edits go), then Save; Cancel keeps theirs."
+            )
             self.query_one("#reload").display = True
             self.query_one("#reload").focus()
             self.app.notify(error.describe(), severity="warning")
@@ -180,8 +207,9 @@ class WorkflowEditor(Dialog[Workflow]):
         async def load(client: VentryxClient):
             return await client.get_workflow(self.workflow["id"])
 
-        self.run_worker(self._apply_latest(load), exclusive=True, group="submit",
-                        exit_on_error=False)
+        self.run_worker(
+            self._apply_latest(load), exclusive=True, group="submit", exit_on_error=False
+        )
 
     async def _apply_latest(self, load) -> None:
         try:
@@ -195,9 +223,11 @@ class WorkflowEditor(Dialog[Workflow]):
         self.query_one("#wf-description", Input).value = latest.get("description", "")
         self.query_one("#wf-enabled", Checkbox).value = latest["enabled"]
         self.query_one("#wf-steps", TextArea).text = msgspec.json.format(
-            msgspec.json.encode(latest["steps"]), indent=2).decode()
-        self.query_one(".dialog-title", Static).update(Text(
-            f"Edit workflow {latest['name']} (version {latest['version']})", style="bold"))
+            msgspec.json.encode(latest["steps"]), indent=2
+        ).decode()
+        self.query_one(".dialog-title", Static).update(
+            Text(f"Edit workflow {latest['name']} (version {latest['version']})", style="bold")
+        )
         self.query_one("#reload").display = False
         self.opened_as = self.form_values()
         self.show_error("")
@@ -212,8 +242,12 @@ class ConfirmDeleteDialog(Dialog[bool]):
         self.workflow = workflow
 
     def compose_form(self) -> ComposeResult:
-        yield Static(Text(f"Delete {self.workflow.name} ({self.workflow.trigger})? "
-                          "Events that matched it keep its id. This cannot be undone."))
+        yield Static(
+            Text(
+                f"Delete {self.workflow.name} ({self.workflow.trigger})? "
+                "Events that matched it keep its id. This cannot be undone."
+            )
+        )
 
     def compose_buttons(self) -> ComposeResult:
         yield Button("Delete", id="delete", variant="error", compact=True)
@@ -232,10 +266,16 @@ class ConfirmDeleteDialog(Dialog[bool]):
 
 class WorkflowsScreen(SectionScreen):
     SECTION = "Workflows"
-    HELP = ("Workflows of the environment shown at the top right. Enter or e edits "
-            "(steps as JSON, checked as you type), space enables or disables, x deletes.")
-    MUTATING = {"new_workflow": "workflows:write", "edit_workflow": "workflows:write",
-                "toggle_workflow": "workflows:write", "delete_workflow": "workflows:write"}
+    HELP = (
+        "Workflows of the environment shown at the top right. Enter or e edits "
+        "(steps as JSON, checked as you type), space enables or disables, x deletes."
+    )
+    MUTATING = {
+        "new_workflow": "workflows:write",
+        "edit_workflow": "workflows:write",
+        "toggle_workflow": "workflows:write",
+        "delete_workflow": "workflows:write",
+    }
     BINDINGS = [
         Binding("n", "new_workflow", "New", id="new-workflow"),
         Binding("e", "edit_workflow", "Edit", id="edit-workflow"),
@@ -274,9 +314,9 @@ class WorkflowsScreen(SectionScreen):
         table = self.query_one(ResourceTable)
         selected = table.selected_key
         table.clear()
-        visible = [w for w in self.workflows
-                   if self.matches(w.name, w.trigger, w.description,
-                                   w.id)]
+        visible = [
+            w for w in self.workflows if self.matches(w.name, w.trigger, w.description, w.id)
+        ]
         for workflow in visible:
             table.add_row(
                 Text(workflow.name, overflow="ellipsis", no_wrap=True),
@@ -310,17 +350,25 @@ class WorkflowsScreen(SectionScreen):
         workflow = self.selected()
         if workflow is None:
             empty = "No workflows here yet." + (
-                " Press n to create one." if self.check_action("new_workflow", ()) else "")
-            detail.update(Text(empty if not self.workflows
-                               else "No workflow matches the filter; esc clears it."))
+                " Press n to create one." if self.check_action("new_workflow", ()) else ""
+            )
+            detail.update(
+                Text(
+                    empty
+                    if not self.workflows
+                    else "No workflow matches the filter; esc clears it."
+                )
+            )
             return
-        steps = ", ".join(f"{s.name} ({s.action})"
-                          for s in workflow.steps) or "no steps"
-        detail.update(Text(
-            f"{workflow.name}  {fmt.identifier(workflow.id)}  "
-            f"{'enabled' if workflow.enabled else 'disabled'}\n"
-            f"{workflow.description or 'no description'}\n"
-            f"steps: {steps}"))
+        steps = ", ".join(f"{s.name} ({s.action})" for s in workflow.steps) or "no steps"
+        detail.update(
+            Text(
+                f"{workflow.name}  {fmt.identifier(workflow.id)}  "
+                f"{'enabled' if workflow.enabled else 'disabled'}\n"
+                f"{workflow.description or 'no description'}\n"
+                f"steps: {steps}"
+            )
+        )
 
     def action_new_workflow(self) -> None:
         self.app.push_screen(WorkflowEditor(), self._saved)
@@ -341,15 +389,18 @@ class WorkflowsScreen(SectionScreen):
             return
         body = {"version": workflow.version, "enabled": not workflow.enabled}
         verb = "Disabling" if workflow.enabled else "Enabling"
-        self.change(f"{verb} {workflow.name}",
-                    lambda client: client.update_workflow(workflow.id, body),
-                    lambda _updated: self.load())
+        self.change(
+            f"{verb} {workflow.name}",
+            lambda client: client.update_workflow(workflow.id, body),
+            lambda _updated: self.load(),
+        )
 
     def action_delete_workflow(self) -> None:
         workflow = self.selected()
         if workflow is not None:
-            self.app.push_screen(ConfirmDeleteDialog(workflow),
-                                 lambda deleted: self.load() if deleted else None)
+            self.app.push_screen(
+                ConfirmDeleteDialog(workflow), lambda deleted: self.load() if deleted else None
+            )
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield from super().palette_commands()

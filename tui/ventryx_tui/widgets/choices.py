@@ -18,11 +18,11 @@ class _MarkedToggle:
     @property
     def _button(self) -> Content:
         button_style = self.get_visual_style("toggle--button")
-        side_style = Style(foreground=button_style.background,
-                           background=self.background_colors[1])
+        side_style = Style(foreground=button_style.background, background=self.background_colors[1])
         inner = self.BUTTON_INNER if self.value else " "
-        return Content.assemble((self.BUTTON_LEFT, side_style), (inner, button_style),
-                                (self.BUTTON_RIGHT, side_style))
+        return Content.assemble(
+            (self.BUTTON_LEFT, side_style), (inner, button_style), (self.BUTTON_RIGHT, side_style)
+        )
 
 
 class MarkedCheckbox(_MarkedToggle, Checkbox):

@@ -31,13 +31,16 @@ class TopBar(Static):
         left.append(f" {self.section}")
         right = Text()
         environment = getattr(app, "environment", "live")
-        right.append(f"[{environment.upper()}]",
-                     style="bold reverse" if environment == "live" else "bold underline")
+        right.append(
+            f"[{environment.upper()}]",
+            style="bold reverse" if environment == "live" else "bold underline",
+        )
         if getattr(app, "read_only", False):
             right.append(" read-only", style="bold")
         connection = getattr(app, "connection", "connecting")
-        right.append(f" {connection} ",
-                     style="bold blink" if connection == "reconnecting" else "dim")
+        right.append(
+            f" {connection} ", style="bold blink" if connection == "reconnecting" else "dim"
+        )
         width = max(self.size.width, 1)
         gap = max(1, width - left.cell_len - right.cell_len)
         self.update(Text.assemble(left, " " * gap, right))
