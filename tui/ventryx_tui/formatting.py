@@ -21,20 +21,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _in_utc(value: datetime | str | None, pattern: str, empty: str) -> str:
+    moment = _parse(value)
+    return empty if moment is None else moment.astimezone(UTC).strftime(pattern)
+
+
 def timestamp(value: datetime | str | None, empty: str = "-") -> str:
     """``2026-04-02 10:00`` in UTC: short enough for an 80-column table."""
-    moment = _parse(value)
-    if moment is None:
-        return empty
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return _in_utc(value, "%Y-%m-%d %H:%M", empty)
 
 
 def time_of_day(value: datetime | str | None, empty: str = "-") -> str:
     """``10:00:05``: enough for a live tail; the detail view has the full time."""
-    moment = _parse(value)
-    if moment is None:
-        return empty
-    return moment.astimezone(UTC).strftime("%H:%M:%S")
+    return _in_utc(value, "%H:%M:%S", empty)
 
 
 def plural(count: int, noun: str) -> str:
@@ -42,17 +41,11 @@ def plural(count: int, noun: str) -> str:
 
 
 def date(value: datetime | str | None, empty: str = "-") -> str:
-    moment = _parse(value)
-    if moment is None:
-        return empty
-    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+    return _in_utc(value, "%Y-%m-%d", empty)
 
 
 def precise(value: datetime | str | None, empty: str = "-") -> str:
-    moment = _parse(value)
-    if moment is None:
-        return empty
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return _in_utc(value, "%Y-%m-%d %H:%M:%SZ", empty)
 
 
 def relative(value: datetime | str | None, empty: str = "never") -> str:
@@ -95,18 +88,12 @@ def duration(seconds: int) -> str:
 
 def hour(value: datetime | str | None, empty: str = "-") -> str:
     """``14:00``: the start of an hour on a chart's axis (UTC)."""
-    moment = _parse(value)
-    if moment is None:
-        return empty
-    return moment.astimezone(UTC).strftime("%H:00")
+    return _in_utc(value, "%H:00", empty)
 
 
 def day(value: datetime | str | None, empty: str = "-") -> str:
     """``04-02``: a day on a chart's axis (UTC)."""
-    moment = _parse(value)
-    if moment is None:
-        return empty
-    return moment.astimezone(UTC).strftime("%m-%d")
+    return _in_utc(value, "%m-%d", empty)
 
 
 def rate(count: int, minutes: int) -> str:
