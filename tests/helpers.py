@@ -1,5 +1,5 @@
 """What many test modules do: sign members in, and hold a transaction open while a
-request queues behind its locks."""
+request queues behind its locks (a revocation's, or a write's in flight)."""
 
 import asyncio
 import secrets
@@ -74,6 +74,20 @@ async def member_session(client, ledger, org, role: str, by: str | None = None):
         client, ledger, member["email"], member["one_time_password"]
     )
     return member, token, password
+
+
+def revocation_locks(org_id: str, key_id: str) -> tuple[tuple[Any, ...], ...]:
+    """The locks DELETE /v1/api-keys/{id} takes before it changes the key, as statements
+    for open_transaction: the key's exclusive write lock (which every write with the key
+    waits on: 0014_fair_revocation, 0023_key_writes_without_row_lock), then its row."""
+    return (
+        (
+            "SELECT stop_credential_writes(lookup_id) FROM api_keys WHERE org_id = $1 AND id = $2",
+            org_id,
+            key_id,
+        ),
+        ("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org_id, key_id),
+    )
 
 
 @asynccontextmanager

@@ -1,14 +1,19 @@
 """Every wait of a request is bounded, and one stuck credential never holds up the others.
 
-A key row held FOR UPDATE by an open transaction (an operator's psql, a stuck revocation)
-makes every write with that key wait for its lock: those writes end in 503 with
+A revocation left open (an operator's psql holding the key's write lock and row, a stuck
+revocation) makes every write with that key wait for its lock: those writes end in 503 with
 Retry-After once lock_timeout runs out, and meanwhile other keys keep being served."""
 
 import asyncio
 
 import httpx
 import pytest
-from helpers import QUEUE_TIMEOUT_SECONDS, queued_on_locks, statements_waiting_for_locks
+from helpers import (
+    QUEUE_TIMEOUT_SECONDS,
+    queued_on_locks,
+    revocation_locks,
+    statements_waiting_for_locks,
+)
 
 from conftest import ServerProcess, bearer, wait_for
 from ventryx_server.db import ConnectionsPerCredential
@@ -53,9 +58,8 @@ async def test_writes_with_a_stuck_key_end_in_503_while_other_keys_are_served(
         assert (await _emit(http, stuck_key)).status_code == 201
         holder = conn.transaction()
         await holder.start()
-        await conn.execute(
-            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, stuck_id
-        )
+        for statement in revocation_locks(org.id, stuck_id):
+            await conn.execute(*statement)
         try:
             stuck = [asyncio.create_task(_emit(http, stuck_key)) for _ in range(STUCK_WRITERS)]
             # They take what they can of the pool: the credential's share, each waiting.
@@ -99,10 +103,9 @@ async def test_the_same_key_writes_again_once_the_row_is_released(
     ):
         holder = conn.transaction()
         await holder.start()
-        await conn.execute(
-            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id
-        )
-        write = await queued_on_locks(db, _emit(http, key), "the write did not wait for the row")
+        for statement in revocation_locks(org.id, key_id):
+            await conn.execute(*statement)
+        write = await queued_on_locks(db, _emit(http, key), "the write did not wait for the key")
         await holder.rollback()
         assert (await write).status_code == 201
 
@@ -128,9 +131,8 @@ async def test_no_connection_in_time_is_503_and_other_keys_still_answer(
             db.acquire() as conn,
             conn.transaction(),
         ):
-            await conn.execute(
-                "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, stuck_id
-            )
+            for statement in revocation_locks(org.id, stuck_id):
+                await conn.execute(*statement)
             stuck = [asyncio.create_task(_emit(http, stuck_key)) for _ in range(30)]
             assert await wait_for(
                 lambda: _at_least_waiting(db, CREDENTIAL_SHARE), timeout=QUEUE_TIMEOUT_SECONDS
@@ -159,13 +161,12 @@ async def test_a_retry_of_an_abandoned_emit_with_its_idempotency_key_makes_one_e
     async with db.acquire() as conn:
         holder = conn.transaction()
         await holder.start()
-        await conn.execute(
-            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id
-        )
+        for statement in revocation_locks(org.id, key_id):
+            await conn.execute(*statement)
         async with httpx.AsyncClient(base_url=client.base_url, timeout=0.5) as impatient:
             with pytest.raises(httpx.ReadTimeout):
                 await impatient.post("/v1/events", headers=headers, json=body)
-        # The abandoned attempt still waits for the row; the retry waits behind it.
+        # The abandoned attempt still waits for the key; the retry waits behind it.
         retry = await queued_on_locks(
             db,
             client.post("/v1/events", headers=headers, json=body),

@@ -2,7 +2,7 @@
 401 Unauthorized." — on every server process, and for writes still in flight."""
 
 import httpx
-from helpers import member_session, open_transaction, queued_on_locks
+from helpers import member_session, open_transaction, queued_on_locks, revocation_locks
 
 from conftest import TEST_PEPPER, bearer
 from ventryx_server.auth import hash_secret
@@ -57,13 +57,13 @@ async def test_revocation_through_one_process_is_seen_by_another(
 async def test_write_in_flight_when_revocation_commits_gets_401_and_writes_nothing(
     client, org, make_key, db
 ):
-    """Hold a revocation open exactly as DELETE does it (lock the row FOR UPDATE, set
-    revoked_at), start a write with the key, then commit the revocation."""
+    """Hold a revocation open exactly as DELETE does it (the key's write lock and row,
+    revoked_at set), start a write with the key, then commit the revocation."""
     key_id, key = await make_key(org, ["api-keys:write"])
     before = await db.fetchval("SELECT count(*) FROM api_keys WHERE org_id = $1", org.id)
     async with open_transaction(
         db,
-        ("SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id),
+        *revocation_locks(org.id, key_id),
         ("UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2", org.id, key_id),
     ):
         write = await queued_on_locks(
@@ -179,6 +179,31 @@ async def test_a_new_write_of_another_key_does_not_wait_for_a_revocation(client,
         assert passing.status_code == 201
         assert not revoke.done()
     assert (await revoke).status_code == 200
+
+
+async def test_writes_in_flight_with_a_key_hold_its_write_lock_but_not_its_row(org, make_key, db):
+    """Writes order themselves against a revocation with the key's shared advisory lock
+    alone (0023_key_writes_without_row_lock): a row lock per write made every concurrent
+    write with one key write a MultiXact into the key's row. With two writes in flight the
+    row can be locked at once, while the key's exclusive write lock, which every
+    revocation takes first, cannot (the twin that keeps revocation ordered)."""
+    key_id, key = await make_key(org, ["events:write"])
+    async with open_transaction(db) as first, open_transaction(db) as second:
+        for in_flight in (first, second):
+            await _hold_write(in_flight, "locked_api_key_caller", key, 9, "events:write", key_id)
+        async with open_transaction(db) as checker:
+            locked = await checker.fetchval(
+                "SELECT id FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE NOWAIT",
+                org.id,
+                key_id,
+            )
+            assert locked == key_id
+            assert not await checker.fetchval(
+                "SELECT pg_try_advisory_xact_lock(credential_write_lock_class(), "
+                "hashtext(lookup_id)) FROM api_keys WHERE org_id = $1 AND id = $2",
+                org.id,
+                key_id,
+            )
 
 
 async def test_a_new_write_cannot_overtake_a_waiting_member_removal(client, org, ledger, db):

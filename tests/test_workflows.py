@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from helpers import revocation_locks
 
 from conftest import bearer, wait_for
 from ventryx_shared.ids import new_id
@@ -420,11 +421,8 @@ async def test_a_write_in_flight_when_its_key_is_revoked_gets_401_and_writes_not
     async with db.acquire() as revoker:
         revocation = revoker.transaction()
         await revocation.start()
-        # As DELETE /v1/api-keys/{id} does: FOR UPDATE, which the writer's FOR KEY SHARE
-        # waits on.
-        await revoker.execute(
-            "SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2 FOR UPDATE", org.id, key_id
-        )
+        for statement in revocation_locks(org.id, key_id):
+            await revoker.execute(*statement)
         await revoker.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2", org.id, key_id
         )

@@ -21,8 +21,8 @@ How a request is authorized, followed through ``GET /v1/api-keys/{id}`` (scope
    environment it was made for) and holds the scope (``org:admin`` holds every scope).
    Writes use the ``locked_`` forms inside their transaction (``lock_caller`` here, or
    folded into the write itself as ``emit-event`` and ``create-api-key`` do): they take
-   the credential's shared advisory lock and ``FOR KEY SHARE`` on its row until commit,
-   so a revocation waits for the writes in flight and no later write overtakes it
+   the credential's shared advisory lock until commit (a session also ``FOR KEY SHARE``
+   on its rows), so a revocation waits for the writes in flight and no later write overtakes it
    (0014_fair_revocation.up.sql). Nothing is cached between requests, which is why
    revocation is instant on every process.
 4. The answer. One row with ``caller_org_id`` set: ``authorized`` (or ``lock_caller``)
@@ -389,7 +389,8 @@ async def authorized(
 
 
 async def lock_caller(db: asyncpg.Connection, request: AppRequest) -> AuthorizedCaller:
-    """Inside a transaction: the caller, with its key row locked until commit, or a denial."""
+    """Inside a transaction: the caller, its key locked against revocation until commit, or
+    a denial."""
     row = await request.app.state.queries.lock_caller(db, **caller_params(request))
     if row is None:
         await deny(db, request)

@@ -1,5 +1,5 @@
 -- API keys. Reads fold authentication into their own statement; writes run in a
--- transaction that first locks the caller's key row (lock-caller in auth.sql).
+-- transaction that first locks the caller's key (lock-caller in auth.sql).
 -- A live credential manages keys of both environments; a test one sees only test keys.
 
 -- name: get-api-key^

@@ -1,7 +1,7 @@
 -- Events. Every statement is confined to the caller's organization AND environment.
--- A single emit is one statement: the caller's key row is locked (FOR KEY SHARE, by
--- locked_authorized_caller) in the very statement that inserts; a batch locks it in the
--- first statement of the transaction that writes its events. So an emit either commits
+-- A single emit is one statement: the caller's key is locked against revocation (its
+-- shared write lock, by locked_authorized_caller) in the very statement that inserts; a
+-- batch locks it in the first statement of the transaction that writes its events. So an emit either commits
 -- before a revocation of its key or finds the key revoked and writes nothing.
 -- Emits do not NOTIFY themselves: PostgreSQL serializes the commits of notifying
 -- transactions (a database-wide lock held through the WAL flush), which more than
@@ -37,8 +37,8 @@ JOIN inserted i ON true;
 -- emitted_by) FROM STDIN (FORMAT text), sent by asyncpg's copy_to_table
 -- (server/ventryx_server/event_batches.py, copy_events): COPY inserts rows in blocks,
 -- where INSERT ... SELECT FROM unnest() inserts them one at a time.
--- This statement locks the caller's key row (FOR KEY SHARE, until the COPY commits, as the
--- single emit does) and matches workflows once per distinct type (event_trigger_patterns
+-- This statement locks the caller's key against revocation (until the COPY commits, as
+-- the single emit does) and matches workflows once per distinct type (event_trigger_patterns
 -- costs ~20 µs a call). What the server decided is the same for the whole batch
 -- (created_at, the emitter, the workflows per type). No row: the credential is not valid
 -- or lacks the scope.

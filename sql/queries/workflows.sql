@@ -1,7 +1,7 @@
 -- Workflows. Every statement is confined to the caller's organization AND environment:
 -- a test credential sees only test workflows, a live one only live ones. Reads fold
 -- authentication into their own statement; writes run in a transaction that first
--- locks the caller's key row (lock-caller in auth.sql), so a revocation stops them.
+-- locks the caller's key (lock-caller in auth.sql), so a revocation stops them.
 
 -- name: get-workflow^
 SELECT c.org_id AS caller_org_id, c.credential_id AS caller_credential_id, w.*
