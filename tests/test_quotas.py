@@ -4,9 +4,12 @@ quota_exceeded), race-safe, with nothing written by a refused creation."""
 import asyncio
 import secrets
 
+import asyncpg
 import pytest
+from helpers import queued_on_locks
 
 from conftest import bearer
+from ventryx_shared.ids import new_id
 
 
 async def _set_quotas(
@@ -108,6 +111,117 @@ async def test_concurrent_key_creations_cannot_exceed_the_quota(client, db, ledg
             "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org.id
         )
     assert active == 4
+
+
+# add_api_key's quota slots (0024_parallel_key_creation): creations far from the quota
+# run side by side, at most this many at once.
+QUOTA_SLOTS = 8
+
+
+async def _add_key(conn, org_id: str) -> str:
+    """add_api_key as the server calls it (an org:admin caller, no audit entry); its
+    outcome. Inside the caller's transaction its quota slot is held until commit."""
+    return await conn.fetchval(
+        "SELECT outcome FROM add_api_key($1, 'quota test', 'live', ARRAY['org:admin'], $2, "
+        "$3, $4, 'abcd', 'slot test', 'live', ARRAY['workflows:read'], NULL, NULL, NULL, "
+        "NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+        org_id,
+        new_id("key"),
+        secrets.token_hex(6),
+        secrets.token_bytes(32),
+    )
+
+
+async def _creations_in_flight(database_url: str, org_id: str, count: int) -> list:
+    """``count`` connections of their own, each holding one key creation uncommitted."""
+    holders = []
+    for _ in range(count):
+        holder = await asyncpg.connect(database_url)
+        holders.append(holder)
+        await holder.execute("BEGIN")
+        assert await _add_key(holder, org_id) == "created"
+    return holders
+
+
+async def _end(holders: list) -> None:
+    for holder in holders:
+        await holder.execute("COMMIT")
+        await holder.close()
+
+
+async def test_creations_far_from_the_quota_run_side_by_side_up_to_the_slots(database_url, db, org):
+    """Far from the quota, a creation does not wait for the ones in flight, up to
+    QUOTA_SLOTS of them; one more waits for a slot and goes on once they commit."""
+    await _set_quotas(db, org.id, keys=100)
+    holders = []
+    try:
+        # Each of these would wait for the others if creations took turns.
+        holders += await asyncio.wait_for(
+            _creations_in_flight(database_url, org.id, QUOTA_SLOTS), timeout=10
+        )
+        async with db.acquire() as conn, conn.transaction():
+            waiting = await queued_on_locks(
+                db, _add_key(conn, org.id), "a creation past the slots did not wait"
+            )
+            # It waits for one slot (picked at random), not for all of them.
+            await _end(holders)
+            holders = []
+            assert await asyncio.wait_for(waiting, timeout=10) == "created"
+    finally:
+        await _end(holders)
+    async with db.acquire() as conn:
+        active = await conn.fetchval(
+            "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org.id
+        )
+    assert active == 1 + QUOTA_SLOTS + 1
+
+
+async def test_near_the_quota_a_creation_waits_for_every_one_in_flight(database_url, db, org):
+    """The twin: within QUOTA_SLOTS of the quota, a creation waits until no other is in
+    flight, then counts exactly, and creations stop at the quota."""
+    await _set_quotas(db, org.id, keys=100)
+    holders = await _creations_in_flight(database_url, org.id, 1)  # far from it: a slot
+    try:
+        await _set_quotas(db, org.id, keys=5)
+        async with db.acquire() as conn, conn.transaction():
+            near = await queued_on_locks(
+                db, _add_key(conn, org.id), "a creation near the quota did not wait"
+            )
+            await _end(holders)
+            holders = []
+            assert await asyncio.wait_for(near, timeout=10) == "created"
+    finally:
+        await _end(holders)
+    # The bootstrap key and these two: two more fit, then the quota refuses.
+    outcomes = [await _add_key_alone(db, org.id) for _ in range(3)]
+    assert outcomes == ["created", "created", "quota_exceeded"]
+
+
+async def _add_key_alone(db, org_id: str) -> str:
+    async with db.acquire() as conn, conn.transaction():
+        return await _add_key(conn, org_id)
+
+
+async def test_racing_creations_across_the_slot_margin_stop_at_the_quota(client, db, ledger, org):
+    """Creations that start far from the quota (side by side) and end near it (one at a
+    time) together stop exactly at the quota."""
+    await _set_quotas(db, org.id, keys=QUOTA_SLOTS + 4)
+    responses = await asyncio.gather(*[_create_key(client, org, f"racer {n}") for n in range(30)])
+    for response in responses:
+        if response.status_code == 201:
+            ledger.add(response.json()["data"]["key"])
+    assert sorted(r.status_code for r in responses) == [201] * (QUOTA_SLOTS + 3) + [403] * (
+        30 - QUOTA_SLOTS - 3
+    )
+    for refused in (r for r in responses if r.status_code == 403):
+        _assert_quota_refusal(refused, "active_api_keys", QUOTA_SLOTS + 4)
+    async with db.acquire() as conn:
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org.id
+            )
+            == QUOTA_SLOTS + 4
+        )
 
 
 def _workflow(name: str) -> dict:
