@@ -197,6 +197,52 @@ async def test_near_the_quota_a_creation_waits_for_every_one_in_flight(database_
     assert outcomes == ["created", "created", "quota_exceeded"]
 
 
+async def test_the_slots_bound_never_falls_below_the_keys_that_count(client, db, ledger, org):
+    """The fast path trusts the slots' sum as an upper bound on the active keys; through
+    creations on both paths, revocations and a rotation in its grace period it stays one,
+    and after an exact count it is exact again."""
+
+    async def bound_and_active() -> tuple[int, int]:
+        async with db.acquire() as conn:
+            return (
+                await conn.fetchval(
+                    "SELECT sum(keys_added) FROM api_key_quota_slots WHERE org_id = $1", org.id
+                ),
+                await conn.fetchval(
+                    "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL "
+                    "AND (expires_at IS NULL OR expires_at > now())",
+                    org.id,
+                ),
+            )
+
+    await _set_quotas(db, org.id, keys=100)
+    created = []
+    for n in range(4):  # far from the quota: the fast path
+        response = await _create_key(client, org, f"bound {n}")
+        assert response.status_code == 201
+        ledger.add(response.json()["data"]["key"])
+        created.append(response.json()["data"])
+    for key in created[:3]:
+        revoked = await client.delete(f"/v1/api-keys/{key['id']}", headers=bearer(org.admin_key))
+        assert revoked.status_code == 200
+    bound, active = await bound_and_active()
+    assert (bound, active) == (5, 2)  # loose after the revocations
+    rotated = await client.post(
+        f"/v1/api-keys/{created[3]['id']}/rotate",
+        headers=bearer(org.admin_key),
+        json={"grace_period_seconds": 3600},
+    )
+    assert rotated.status_code in (200, 201), rotated.text
+    ledger.add(rotated.json()["data"]["key"])
+    bound, active = await bound_and_active()
+    assert active == 3 and bound >= active  # the old key still counts in its grace
+    await _set_quotas(db, org.id, keys=bound + QUOTA_SLOTS - 1)  # now near: an exact count
+    response = await _create_key(client, org, "after an exact count")
+    assert response.status_code == 201
+    ledger.add(response.json()["data"]["key"])
+    assert await bound_and_active() == (4, 4)
+
+
 async def _add_key_alone(db, org_id: str) -> str:
     async with db.acquire() as conn, conn.transaction():
         return await _add_key(conn, org_id)

@@ -72,6 +72,7 @@ END
 $$;
 
 DROP FUNCTION active_api_keys(text, text);
+DROP TABLE api_key_quota_slots;
 DROP FUNCTION api_key_quota_slot(text, integer);
 DROP INDEX api_keys_not_revoked;
 
