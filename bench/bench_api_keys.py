@@ -8,6 +8,7 @@ from litestar import get
 from ventryx_server.db import Queries
 from ventryx_server.errors import NotFound
 from ventryx_server.keys import to_api_key
+from ventryx_server.settings import Settings
 from ventryx_shared.api_keys import ApiKey
 from ventryx_shared.common import Data
 
@@ -15,9 +16,15 @@ from ventryx_shared.common import Data
 _QUERIES = Queries(
     """
 -- name: get-api-key-row^
-SELECT k.* FROM api_keys k WHERE k.org_id = :org_id AND k.id = :id;
+-- sql/queries/api_keys.sql's get-api-key minus the caller: the key and its usage columns.
+SELECT k.*, u.*
+FROM api_keys k
+LEFT JOIN LATERAL api_key_usage(k.org_id, k.id, k.rotated_at, k.rotated_to, k.last_used_at,
+                                :quiet_seconds) u ON true
+WHERE k.org_id = :org_id AND k.id = :id;
 """
 )
+QUIET_SECONDS = Settings.traffic_quiet_seconds  # the default, as the bench server runs
 
 BASELINE = "baseline: api_keys row, no auth"
 READ = "GET /v1/api-keys/{id}"
@@ -29,8 +36,9 @@ CPU_COMPARISONS = [(CREATE, READ)]
 
 @get("/baseline/api-keys/{org_id:str}/{key_id:str}")
 async def api_key_without_auth(db: asyncpg.Connection, org_id: str, key_id: str) -> Data[ApiKey]:
-    """The server's GET /v1/api-keys/{id} minus the credential: same row, same JSON."""
-    row = await _QUERIES.get_api_key_row(db, org_id=org_id, id=key_id)
+    """The server's GET /v1/api-keys/{id} minus the credential: same row, same usage
+    columns, same JSON."""
+    row = await _QUERIES.get_api_key_row(db, org_id=org_id, id=key_id, quiet_seconds=QUIET_SECONDS)
     if row is None:
         raise NotFound(f"No such API key: '{key_id}'", param="id")
     return Data(to_api_key(row))
