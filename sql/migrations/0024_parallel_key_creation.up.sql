@@ -19,6 +19,8 @@
 -- creation is in flight, counts exactly as before, and sets the bound to that count. No
 -- creation waits on another crosswise: one holds at most one slot while it waits for
 -- one, and one that takes them all holds none when it starts.
+-- A refusal at the quota may keep the bound it set (the exact count, true either way);
+-- the key, its audit entry and the Idempotency-Key's claim are written only on success.
 --
 -- The exact count reads a partial index of the keys not revoked (api_keys_not_revoked),
 -- not every key the organization ever had.
@@ -158,4 +160,4 @@ BEGIN
 END
 $$;
 
-INSERT INTO schema_migrations (version, name, checksum) VALUES (24, 'parallel_key_creation', 'sha256:4e6aa07e0c86229d9759a282c6146a2be61a333ae83bc9b13aafcc1da4429949');
+INSERT INTO schema_migrations (version, name, checksum) VALUES (24, 'parallel_key_creation', 'sha256:e8d7a6f79ae73e23965235f24048249792d87a37cc70b8ef0c437c1a8e4848ee');

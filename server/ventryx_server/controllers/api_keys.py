@@ -157,7 +157,9 @@ class ApiKeysController(Controller):
         until: Annotated[
             datetime | None, Parameter(description="End, exclusive (default: now)")
         ] = None,
-        granularity: Granularity = "hour",
+        granularity: Annotated[
+            Granularity, Parameter(description="Bucket size: minute, hour or day")
+        ] = "hour",
     ) -> Data[KeyUsage]:
         """Requests counted against a key per minute, hour or day, by outcome (at most
         1,440 buckets, zero-filled, oldest first)."""
