@@ -34,6 +34,16 @@ async def _counts(db, org_id: str) -> tuple[int, int, int]:
         )
 
 
+async def _active_keys(db, org_id: str) -> int:
+    """The organization's keys that count against its quota (none here expires)."""
+    async with db.acquire() as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL "
+            "AND (expires_at IS NULL OR expires_at > now())",
+            org_id,
+        )
+
+
 async def _create_key(client, org, name: str = "quota key", **extra):
     return await client.post(
         "/v1/api-keys",
@@ -106,11 +116,7 @@ async def test_concurrent_key_creations_cannot_exceed_the_quota(client, db, ledg
         if response.status_code == 201:
             ledger.add(response.json()["data"]["key"])
     assert sorted(r.status_code for r in responses) == [201] * 3 + [403] * 9
-    async with db.acquire() as conn:
-        active = await conn.fetchval(
-            "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org.id
-        )
-    assert active == 4
+    assert await _active_keys(db, org.id) == 4
 
 
 # add_api_key's quota slots (0024_parallel_key_creation): creations far from the quota
@@ -169,11 +175,7 @@ async def test_creations_far_from_the_quota_run_side_by_side_up_to_the_slots(dat
             assert await asyncio.wait_for(waiting, timeout=10) == "created"
     finally:
         await _end(holders)
-    async with db.acquire() as conn:
-        active = await conn.fetchval(
-            "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org.id
-        )
-    assert active == 1 + QUOTA_SLOTS + 1
+    assert await _active_keys(db, org.id) == 1 + QUOTA_SLOTS + 1
 
 
 async def test_near_the_quota_a_creation_waits_for_every_one_in_flight(database_url, db, org):
@@ -204,16 +206,10 @@ async def test_the_slots_bound_never_falls_below_the_keys_that_count(client, db,
 
     async def bound_and_active() -> tuple[int, int]:
         async with db.acquire() as conn:
-            return (
-                await conn.fetchval(
-                    "SELECT sum(keys_added) FROM api_key_quota_slots WHERE org_id = $1", org.id
-                ),
-                await conn.fetchval(
-                    "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL "
-                    "AND (expires_at IS NULL OR expires_at > now())",
-                    org.id,
-                ),
+            bound = await conn.fetchval(
+                "SELECT sum(keys_added) FROM api_key_quota_slots WHERE org_id = $1", org.id
             )
+        return bound, await _active_keys(db, org.id)
 
     await _set_quotas(db, org.id, keys=100)
     created = []
@@ -261,13 +257,7 @@ async def test_racing_creations_across_the_slot_margin_stop_at_the_quota(client,
     )
     for refused in (r for r in responses if r.status_code == 403):
         _assert_quota_refusal(refused, "active_api_keys", QUOTA_SLOTS + 4)
-    async with db.acquire() as conn:
-        assert (
-            await conn.fetchval(
-                "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org.id
-            )
-            == QUOTA_SLOTS + 4
-        )
+    assert await _active_keys(db, org.id) == QUOTA_SLOTS + 4
 
 
 def _workflow(name: str) -> dict:
