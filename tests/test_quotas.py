@@ -155,24 +155,28 @@ async def _end(holders: list) -> None:
         await holder.close()
 
 
+async def _created_once_they_commit(db, org_id: str, holders: list, what: str) -> None:
+    """A creation that must wait for the ones ``holders`` hold open: it queues, and is
+    created once they commit (``holders`` is left empty)."""
+    async with db.acquire() as conn, conn.transaction():
+        waiting = await queued_on_locks(db, _add_key(conn, org_id), f"{what} did not wait")
+        await _end(holders)
+        holders.clear()
+        assert await asyncio.wait_for(waiting, timeout=10) == "created"
+
+
 async def test_creations_far_from_the_quota_run_side_by_side_up_to_the_slots(database_url, db, org):
     """Far from the quota, a creation does not wait for the ones in flight, up to
     QUOTA_SLOTS of them; one more waits for a slot and goes on once they commit."""
     await _set_quotas(db, org.id, keys=100)
-    holders = []
+    holders: list = []
     try:
         # Each of these would wait for the others if creations took turns.
         holders += await asyncio.wait_for(
             _creations_in_flight(database_url, org.id, QUOTA_SLOTS), timeout=10
         )
-        async with db.acquire() as conn, conn.transaction():
-            waiting = await queued_on_locks(
-                db, _add_key(conn, org.id), "a creation past the slots did not wait"
-            )
-            # It waits for one slot (picked at random), not for all of them.
-            await _end(holders)
-            holders = []
-            assert await asyncio.wait_for(waiting, timeout=10) == "created"
+        # It waits for one slot (picked at random), not for all of them.
+        await _created_once_they_commit(db, org.id, holders, "a creation past the slots")
     finally:
         await _end(holders)
     assert await _active_keys(db, org.id) == 1 + QUOTA_SLOTS + 1
@@ -185,13 +189,7 @@ async def test_near_the_quota_a_creation_waits_for_every_one_in_flight(database_
     holders = await _creations_in_flight(database_url, org.id, 1)  # far from it: a slot
     try:
         await _set_quotas(db, org.id, keys=5)
-        async with db.acquire() as conn, conn.transaction():
-            near = await queued_on_locks(
-                db, _add_key(conn, org.id), "a creation near the quota did not wait"
-            )
-            await _end(holders)
-            holders = []
-            assert await asyncio.wait_for(near, timeout=10) == "created"
+        await _created_once_they_commit(db, org.id, holders, "a creation near the quota")
     finally:
         await _end(holders)
     # The bootstrap key and these two: two more fit, then the quota refuses.
