@@ -138,21 +138,22 @@ async def _add_key(conn, org_id: str) -> str:
     )
 
 
-async def _creations_in_flight(database_url: str, org_id: str, count: int) -> list:
-    """``count`` connections of their own, each holding one key creation uncommitted."""
-    holders = []
+async def _creations_in_flight(database_url: str, org_id: str, count: int, holders: list) -> None:
+    """Adds to ``holders`` ``count`` connections of their own, each holding one key
+    creation uncommitted (the caller ends them, also when one of these fails)."""
     for _ in range(count):
         holder = await asyncpg.connect(database_url)
         holders.append(holder)
         await holder.execute("BEGIN")
         assert await _add_key(holder, org_id) == "created"
-    return holders
 
 
 async def _end(holders: list) -> None:
     for holder in holders:
-        await holder.execute("COMMIT")
-        await holder.close()
+        try:
+            await holder.execute("COMMIT")
+        finally:
+            await holder.close()
 
 
 async def _created_once_they_commit(db, org_id: str, holders: list, what: str) -> None:
@@ -172,8 +173,8 @@ async def test_creations_far_from_the_quota_run_side_by_side_up_to_the_slots(dat
     holders: list = []
     try:
         # Each of these would wait for the others if creations took turns.
-        holders += await asyncio.wait_for(
-            _creations_in_flight(database_url, org.id, QUOTA_SLOTS), timeout=10
+        await asyncio.wait_for(
+            _creations_in_flight(database_url, org.id, QUOTA_SLOTS, holders), timeout=10
         )
         # It waits for one slot (picked at random), not for all of them.
         await _created_once_they_commit(db, org.id, holders, "a creation past the slots")
@@ -186,8 +187,9 @@ async def test_near_the_quota_a_creation_waits_for_every_one_in_flight(database_
     """The twin: within QUOTA_SLOTS of the quota, a creation waits until no other is in
     flight, then counts exactly, and creations stop at the quota."""
     await _set_quotas(db, org.id, keys=100)
-    holders = await _creations_in_flight(database_url, org.id, 1)  # far from it: a slot
+    holders: list = []
     try:
+        await _creations_in_flight(database_url, org.id, 1, holders)  # far from it: a slot
         await _set_quotas(db, org.id, keys=5)
         await _created_once_they_commit(db, org.id, holders, "a creation near the quota")
     finally:
