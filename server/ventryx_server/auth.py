@@ -22,8 +22,8 @@ How a request is authorized, followed through ``GET /v1/api-keys/{id}`` (scope
    Writes use the ``locked_`` forms inside their transaction (``lock_caller`` here, or
    folded into the write itself as ``emit-event`` and ``create-api-key`` do): they take
    the credential's shared advisory lock until commit (a session also ``FOR KEY SHARE``
-   on its rows), so a revocation waits for the writes in flight and no later write overtakes it
-   (0014_fair_revocation.up.sql). Nothing is cached between requests, which is why
+   on its rows), so a revocation waits for the writes in flight and no later write
+   overtakes it (0014_fair_revocation.up.sql, 0023_key_writes_without_row_lock.up.sql). Nothing is cached between requests, which is why
    revocation is instant on every process.
 4. The answer. One row with ``caller_org_id`` set: ``authorized`` (or ``lock_caller``)
    counts the request and the handler goes on; a NULL key id in it is a 404 with the

@@ -30,8 +30,8 @@ _COPIED_COLUMNS = (
 async def copy_batch(
     db: Db, request: AppRequest, ids: list[str], items: list[EventCreate], payloads: list[bytes]
 ) -> tuple[Any, dict[str, list[str]]]:
-    """Inside a transaction: locks the caller's key against revocation (or denies), matches the workflows
-    of each type, then writes the events (copy_events)."""
+    """Inside a transaction: locks the caller's key against revocation (or denies),
+    matches the workflows of each type, then writes the events (copy_events)."""
     row = await authorized(
         db,
         request,

@@ -1,8 +1,8 @@
 """Events: emit one, emit a batch, list, get, the gapless feed and the live stream.
 
 An emit without an Idempotency-Key is one statement (one round trip): it locks the
-caller's key against revocation, inserts and records the matching workflows. With a key, the same
-statement runs inside the transaction that claims the key. A batch is one transaction:
+caller's key against revocation, inserts and records the matching workflows. With a
+key, the same statement runs inside the transaction that claims the key. A batch is one transaction:
 the caller locked and the workflows matched, then every event written by one COPY
 (event_batches.py). Once committed, the streams of every server process are woken
 (event_stream.announce).
