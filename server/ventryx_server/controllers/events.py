@@ -2,10 +2,10 @@
 
 An emit without an Idempotency-Key is one statement (one round trip): it locks the
 caller's key against revocation, inserts and records the matching workflows. With a
-key, the same statement runs inside the transaction that claims the key. A batch is one transaction:
-the caller locked and the workflows matched, then every event written by one COPY
-(event_batches.py). Once committed, the streams of every server process are woken
-(event_stream.announce).
+key, the same statement runs inside the transaction that claims the key. A batch is one
+transaction: the caller locked and the workflows matched, then every event written by
+one COPY (event_batches.py). Once committed, the streams of every server process are
+woken (event_stream.announce).
 
 The feed (GET /v1/events/feed) and the stream read events in the order of
 sql/migrations/0015_event_feed.up.sql, which no later commit can change.
