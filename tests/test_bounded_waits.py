@@ -21,7 +21,7 @@ from ventryx_server.settings import Settings
 
 STUCK_WRITERS = 40
 # The pooled connections one credential's requests may hold at once.
-CREDENTIAL_SHARE = Settings.connections_per_credential
+CREDENTIAL_SHARE = Settings(database_url="unused", pepper=b"unused").credential_connections
 
 
 async def _at_least_waiting(db, count: int) -> bool:
@@ -145,6 +145,55 @@ async def test_no_connection_in_time_is_503_and_other_keys_still_answer(
         assert len(turned_away) == 30
         assert {r.json()["error"]["code"] for r in turned_away} == {"service_unavailable"}
         assert {r.headers["Retry-After"] for r in turned_away} == {"1"}
+    finally:
+        process.stop()
+
+
+async def test_the_configured_pool_and_share_bound_what_stuck_keys_hold(
+    database_url, server_log_dir, org, make_key, db
+):
+    """VENTRYX_POOL_SIZE=5, VENTRYX_CONNECTIONS_PER_CREDENTIAL=2: writes with three keys,
+    each stuck behind a revocation, hold two connections per key and never more than the
+    pool's five in all; once the revocations let go, every write commits."""
+    process = ServerProcess(
+        database_url,
+        server_log_dir / "server-small-pool.log",
+        extra_env={
+            "VENTRYX_POOL_SIZE": "5",
+            "VENTRYX_CONNECTIONS_PER_CREDENTIAL": "2",
+            "VENTRYX_LOCK_TIMEOUT_SECONDS": "20",
+            "VENTRYX_POOL_TIMEOUT_SECONDS": "20",
+        },
+    )
+    process.wait_ready()
+    try:
+        keys = [await make_key(org, ["events:write"], name=f"stuck {n}") for n in range(3)]
+        writes: list[asyncio.Task[httpx.Response]] = []
+        async with (
+            httpx.AsyncClient(
+                base_url=process.url, timeout=30, limits=httpx.Limits(max_connections=32)
+            ) as http,
+            db.acquire() as conn,
+        ):
+            holder = conn.transaction()
+            await holder.start()
+            try:
+                for key_id, _ in keys:
+                    for statement in revocation_locks(org.id, key_id):
+                        await conn.execute(*statement)
+                # Each key's share is 2; the third key finds one connection left.
+                for (_, key), holding in zip(keys, (2, 4, 5), strict=True):
+                    writes += [asyncio.create_task(_emit(http, key)) for _ in range(6)]
+                    assert await wait_for(
+                        lambda holding=holding: _at_least_waiting(db, holding),
+                        timeout=QUEUE_TIMEOUT_SECONDS,
+                    )
+                    await asyncio.sleep(0.5)  # time for any more to arrive: none may
+                    assert await statements_waiting_for_locks(db) == holding
+            finally:
+                await holder.rollback()
+            answers = await asyncio.gather(*writes)
+        assert [r.status_code for r in answers] == [201] * 18, [r.text for r in answers]
     finally:
         process.stop()
 

@@ -55,6 +55,28 @@ def test_an_unset_variable_keeps_the_default_and_a_set_one_is_parsed():
     assert Settings(database_url="x", pepper=TEST_PEPPER).stream_heartbeat_seconds == 15
 
 
+def test_the_pool_size_sets_each_credentials_share_unless_it_is_given():
+    def settings(**env: str) -> Settings:
+        return Settings(database_url="x", pepper=TEST_PEPPER, **values_from_env(env))
+
+    assert (settings().pool_max_size, settings().credential_connections) == (20, 16)
+    assert settings(VENTRYX_POOL_SIZE="5").credential_connections == 4
+    assert settings(VENTRYX_POOL_SIZE="1").credential_connections == 1
+    given = settings(VENTRYX_POOL_SIZE="5", VENTRYX_CONNECTIONS_PER_CREDENTIAL="2")
+    assert (given.pool_max_size, given.credential_connections) == (5, 2)
+
+
+def test_a_credentials_share_larger_than_the_pool_stops_the_server(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://unused")
+    monkeypatch.setenv("VENTRYX_PEPPER", TEST_PEPPER.hex())
+    monkeypatch.setenv("VENTRYX_POOL_SIZE", "5")
+    monkeypatch.setenv("VENTRYX_CONNECTIONS_PER_CREDENTIAL", "6")
+    with pytest.raises(SystemExit, match="^VENTRYX_CONNECTIONS_PER_CREDENTIAL=6 is more than"):
+        Settings.from_env()
+    monkeypatch.setenv("VENTRYX_CONNECTIONS_PER_CREDENTIAL", "5")  # the twin: the whole pool
+    assert Settings.from_env().credential_connections == 5
+
+
 @pytest.mark.parametrize("variable", sorted(FROM_ENV))
 def test_a_value_a_variable_cannot_take_stops_the_server_naming_it(variable):
     with pytest.raises(SystemExit, match=f"^{variable}='not a value': "):
@@ -68,6 +90,8 @@ def test_a_value_a_variable_cannot_take_stops_the_server_naming_it(variable):
         ("VENTRYX_POOL_TIMEOUT_SECONDS", "nan"),
         ("VENTRYX_USAGE_HOURS_KEEP_DAYS", "3661"),
         ("VENTRYX_MAX_CONNECTIONS", "0"),
+        ("VENTRYX_POOL_SIZE", "0"),
+        ("VENTRYX_CONNECTIONS_PER_CREDENTIAL", "1001"),
         ("VENTRYX_HEADER_READ_TIMEOUT_SECONDS", "0.01"),
         ("VENTRYX_LOG_FORMAT", "JSON"),
         ("VENTRYX_METRICS_ADDRESS", "127.0.0.1:70000"),
@@ -81,6 +105,8 @@ def test_a_value_out_of_range_is_refused_and_its_twin_in_range_is_taken(variable
         "VENTRYX_POOL_TIMEOUT_SECONDS": "0.5",
         "VENTRYX_USAGE_HOURS_KEEP_DAYS": "3660",
         "VENTRYX_MAX_CONNECTIONS": "1",
+        "VENTRYX_POOL_SIZE": "1",
+        "VENTRYX_CONNECTIONS_PER_CREDENTIAL": "1000",
         "VENTRYX_HEADER_READ_TIMEOUT_SECONDS": "0.1",
         "VENTRYX_LOG_FORMAT": "json",
         "VENTRYX_METRICS_ADDRESS": "127.0.0.1:9464",

@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "metrics": metrics.Metrics(),
                 "credentials": credentials,
                 "connections_per_credential": ConnectionsPerCredential(
-                    settings.connections_per_credential
+                    settings.credential_connections
                 ),
                 "address_limits": AddressLimiter(settings.address_limits),
             }

@@ -254,7 +254,7 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
-        min_size=settings.pool_min_size,
+        min_size=min(settings.pool_min_size, settings.pool_max_size),
         max_size=settings.pool_max_size,
         reset=_keep_session,
         timeout=settings.pool_timeout_seconds,  # to open a connection, as to wait for one

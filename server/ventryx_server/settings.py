@@ -31,6 +31,8 @@ class Settings:
     pepper: bytes = field(repr=False)
     sql_dir: Path = field(default_factory=find_sql_dir)
     pool_min_size: int = 2
+    # Pooled connections per process (VENTRYX_POOL_SIZE): README "Scaling out" budgets
+    # them against PostgreSQL's max_connections.
     pool_max_size: int = 20
     # last_used_at is written at most once per key per process in this many seconds.
     usage_flush_seconds: float = 10.0
@@ -56,7 +58,8 @@ class Settings:
     idle_in_transaction_timeout_seconds: float = 30.0
     # One credential's requests hold at most this many of a process's pooled connections
     # (the rest wait their turn), so one stuck key leaves connections to everyone else.
-    connections_per_credential: int = 16
+    # None: four fifths of the pool (16 of 20), at least one (credential_connections).
+    connections_per_credential: int | None = None
     # Rate limits and abuse resistance: see rate_limits.py, addresses.py, passwords.py.
     rate_limit_sync_seconds: float = 1.0
     trusted_proxies: tuple[IpNetwork, ...] = ()
@@ -99,6 +102,13 @@ class Settings:
     listen_database_url: str | None = None
 
     @property
+    def credential_connections(self) -> int:
+        """The pooled connections one credential's requests may hold at once."""
+        if self.connections_per_credential is not None:
+            return self.connections_per_credential
+        return max(1, self.pool_max_size * 4 // 5)
+
+    @property
     def listener_url(self) -> str:
         return self.listen_database_url or self.database_url
 
@@ -114,6 +124,12 @@ class Settings:
                 "VENTRYX_LISTEN_DATABASE_URL: event streams LISTEN on a direct "
                 "connection to PostgreSQL, which a pooler in transaction mode "
                 "cannot give"
+            )
+        pool_size = values.get("pool_max_size", cls.pool_max_size)
+        if values.get("connections_per_credential", 0) > pool_size:
+            raise SystemExit(
+                f"VENTRYX_CONNECTIONS_PER_CREDENTIAL={values['connections_per_credential']} "
+                f"is more than the pool's {pool_size} connections (VENTRYX_POOL_SIZE)"
             )
         return cls(database_url=url, pepper=load_pepper(), **values)
 
@@ -191,6 +207,8 @@ FROM_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "VENTRYX_USAGE_HOURS_KEEP_DAYS": ("usage_hours_keep_seconds", _number(1, 3660, unit=86400)),
     "VENTRYX_TRAFFIC_QUIET_SECONDS": ("traffic_quiet_seconds", _seconds),
+    "VENTRYX_POOL_SIZE": ("pool_max_size", _whole_number(1, 1000)),
+    "VENTRYX_CONNECTIONS_PER_CREDENTIAL": ("connections_per_credential", _whole_number(1, 1000)),
     "VENTRYX_POOL_TIMEOUT_SECONDS": ("pool_timeout_seconds", _seconds),
     "VENTRYX_BODY_READ_TIMEOUT_SECONDS": ("body_read_timeout_seconds", _seconds),
     "VENTRYX_LOCK_TIMEOUT_SECONDS": ("lock_timeout_seconds", _seconds),
