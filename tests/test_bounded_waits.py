@@ -5,6 +5,8 @@ revocation) makes every write with that key wait for its lock: those writes end 
 Retry-After once lock_timeout runs out, and meanwhile other keys keep being served."""
 
 import asyncio
+import secrets
+from collections.abc import Awaitable
 
 import httpx
 import pytest
@@ -194,6 +196,69 @@ async def test_the_configured_pool_and_share_bound_what_stuck_keys_hold(
                 await holder.rollback()
             answers = await asyncio.gather(*writes)
         assert [r.status_code for r in answers] == [201] * 18, [r.text for r in answers]
+    finally:
+        process.stop()
+
+
+async def test_with_the_pool_taken_other_waits_for_a_connection_end_in_503_too(
+    database_url, server_log_dir, org, make_key, db, ledger
+):
+    """VENTRYX_POOL_SIZE=1, its connection held by a write stuck behind a revocation: a
+    credential's first request (which reads its rate limit) and a route that authorizes
+    before hashing (adding a member) wait for a connection at most
+    VENTRYX_POOL_TIMEOUT_SECONDS and get 503, while the write still waits. The twin: once
+    the write has committed, both succeed."""
+    process = ServerProcess(
+        database_url,
+        server_log_dir / "server-one-connection.log",
+        extra_env={
+            "VENTRYX_POOL_SIZE": "1",
+            "VENTRYX_POOL_TIMEOUT_SECONDS": "0.5",
+            "VENTRYX_LOCK_TIMEOUT_SECONDS": "30",
+        },
+    )
+    process.wait_ready()
+    try:
+        stuck_id, stuck_key = await make_key(org, ["events:write"], name="stuck")
+        _, newcomer_key = await make_key(org, ["events:read"], name="first request")
+        member = {
+            "email": f"pool-{secrets.token_hex(4)}@example.com",
+            "name": "P",
+            "role": "viewer",
+        }
+        admin = bearer(org.admin_key)
+
+        def add_member() -> Awaitable[httpx.Response]:
+            return http.post("/v1/members", headers=admin, json=member)
+
+        def first_request() -> Awaitable[httpx.Response]:
+            return http.get("/v1/events?limit=1", headers=bearer(newcomer_key))
+
+        async with (
+            httpx.AsyncClient(base_url=process.url, timeout=30) as http,
+            db.acquire() as conn,
+        ):
+            # The admin key's limit is known to this process before the pool is taken.
+            assert (await http.get("/v1/me", headers=admin)).status_code == 200
+            holder = conn.transaction()
+            await holder.start()
+            try:
+                for statement in revocation_locks(org.id, stuck_id):
+                    await conn.execute(*statement)
+                write = await queued_on_locks(db, _emit(http, stuck_key), "the stuck write")
+                refused = [await add_member(), await first_request()]
+                write_still_waiting = not write.done()
+            finally:
+                await holder.rollback()
+            assert (await write).status_code == 201
+            added, answered = await add_member(), await first_request()
+        assert write_still_waiting
+        for response in refused:
+            error = response.json()["error"]
+            assert (response.status_code, error["code"]) == (503, "service_unavailable")
+            assert response.headers["Retry-After"] == "1"
+        assert (added.status_code, answered.status_code) == (201, 200), added.text
+        ledger.add(added.json()["data"]["one_time_password"])
     finally:
         process.stop()
 

@@ -80,7 +80,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.usage = usage.UsageRecorder(
                 pool, queries, settings.usage_flush_seconds, counting=settings.usage_counting
             )
-            app.state.rate_limiter = RateLimiter(pool, queries, settings.rate_limit_sync_seconds)
+            app.state.rate_limiter = RateLimiter(
+                pool,
+                queries,
+                settings.rate_limit_sync_seconds,
+                acquire_timeout=settings.pool_timeout_seconds,
+            )
             async with (
                 app.state.usage.running(),
                 credentials.forgetting(),

@@ -318,9 +318,11 @@ async def _unknown_credential(
 
 async def _authorize_before_body(request: AppRequest) -> None:
     """For routes whose work is expensive (argon2): the credential and scope are checked
-    in the database before the body is read and before that work."""
-    async with request.app.state.pool.acquire() as db:
-        caller = await request.app.state.queries.authenticate(db, **caller_params(request))
+    in the database before the body is read and before that work. Its wait for a
+    connection is bounded as provide_db's is (503 when it runs out)."""
+    state = request.app.state
+    async with state.pool.acquire(timeout=state.settings.pool_timeout_seconds) as db:
+        caller = await state.queries.authenticate(db, **caller_params(request))
         scope = required_scope(request)
         if caller is None or (scope and not grants_all(caller["scopes"], [scope])):
             await deny(db, request)

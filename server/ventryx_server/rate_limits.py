@@ -123,8 +123,12 @@ class RateLimiter:
         idle_seconds: float = 60.0,
         capacity: int = 100_000,
         clock: Callable[[], float] = time.time,
+        acquire_timeout: float = 5.0,
     ) -> None:
         self._pool = pool
+        # A first request waits this long at most for the connection that reads its
+        # credential's limit (Settings.pool_timeout_seconds): then 503, as in provide_db.
+        self._acquire_timeout = acquire_timeout
         self._queries = queries
         self.interval = interval
         self._idle_seconds = max(idle_seconds, 2 * interval)
@@ -149,7 +153,7 @@ class RateLimiter:
 
     async def _read(self, credential: Credential) -> CredentialWindow:
         now = self.clock()
-        async with self._pool.acquire() as db:
+        async with self._pool.acquire(timeout=self._acquire_timeout) as db:
             row = await self._queries.credential_rate_limit(
                 db,
                 kind=credential.kind,

@@ -58,7 +58,11 @@ async def _matching_members(
 
 
 async def _record_failure(request: AppRequest, candidates: list[asyncpg.Record]) -> None:
-    async with request.app.state.pool.acquire() as db, db.transaction():
+    state = request.app.state
+    async with (
+        state.pool.acquire(timeout=state.settings.pool_timeout_seconds) as db,
+        db.transaction(),
+    ):
         for member in candidates:
             await audit.record(
                 db,
