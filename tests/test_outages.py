@@ -7,6 +7,7 @@ read and write; the suite's other databases are left alone."""
 
 import asyncio
 import logging
+import socket
 
 import asyncpg
 import httpx
@@ -104,6 +105,39 @@ async def test_terminated_connections_under_load_answer_503_never_500(
 
 async def _answers_200(http: httpx.AsyncClient, key: str) -> bool:
     return (await http.get("/v1/api-keys", headers=bearer(key))).status_code == 200
+
+
+async def test_a_listen_database_that_never_answers_is_a_503_for_streams_only(
+    database_url, server_log_dir, org, make_key
+):
+    """The streams' LISTEN connection goes to an address that accepts and never answers
+    (a firewall dropping the traffic, a hung proxy): opening a stream is 503 once the
+    connection wait (VENTRYX_POOL_TIMEOUT_SECONDS) runs out, not held for asyncpg's 60 s,
+    and the rest of the API, on its own connections, answers as usual."""
+    silent = socket.create_server(("127.0.0.1", 0))  # connections queue, nothing is read
+    port = silent.getsockname()[1]
+    process = ServerProcess(
+        database_url,
+        server_log_dir / "server-silent-listener.log",
+        extra_env={
+            "VENTRYX_LISTEN_DATABASE_URL": f"postgresql://ventryx@127.0.0.1:{port}/ventryx",
+            "VENTRYX_POOL_TIMEOUT_SECONDS": "1",
+        },
+    )
+    process.wait_ready()
+    try:
+        _, key = await make_key(org, ["events:read"])
+        async with httpx.AsyncClient(base_url=process.url, timeout=15) as http:
+            async with http.stream("GET", "/v1/events/stream", headers=bearer(key)) as opened:
+                await opened.aread()
+            listed = await http.get("/v1/events?limit=1", headers=bearer(key))
+        assert opened.status_code == 503, opened.text
+        assert opened.json()["error"]["code"] == "service_unavailable"
+        assert opened.headers["Retry-After"] == "1"
+        assert listed.status_code == 200
+    finally:
+        process.stop()
+        silent.close()
 
 
 async def test_usage_recorder_logs_a_failed_flush_and_keeps_running(

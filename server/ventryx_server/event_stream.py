@@ -119,10 +119,14 @@ class EventHub:
         async with self._connecting:
             if self._connection is not None and not self._connection.is_closed():
                 return
+            settings = self._app.state.settings
             connection = await asyncpg.connect(
-                self._app.state.settings.listener_url,
+                settings.listener_url,
                 # So that pg_stat_activity tells a DBA what this long-lived session is.
                 server_settings={"application_name": LISTENER_APPLICATION_NAME},
+                # Bounded as a pooled connection's opening is (db.create_pool): a
+                # database that never answers is a 503, not a stream request held 60 s.
+                timeout=settings.pool_timeout_seconds,
             )
             connection.add_termination_listener(self._connection_lost)
             # The stubs type a notification's payload as object; asyncpg passes a str.
