@@ -8,6 +8,8 @@ read and write; the suite's other databases are left alone."""
 import asyncio
 import logging
 import socket
+from functools import partial
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
@@ -138,6 +140,112 @@ async def test_a_listen_database_that_never_answers_is_a_503_for_streams_only(
     finally:
         process.stop()
         silent.close()
+
+
+class FreezableProxy:
+    """A TCP proxy to PostgreSQL that can stop forwarding without closing anything: the
+    database's connections stay open and nothing comes back, as when the network between
+    the server and the database starts dropping packets."""
+
+    def __init__(self, database_url: str) -> None:
+        target = urlsplit(database_url)
+        query = parse_qs(target.query)
+        port = int(query.get("port", [target.port or 5432])[0])
+        if socket_dir := query.get("host", [""])[0]:  # the embedded PostgreSQL's socket
+            self._open = partial(asyncio.open_unix_connection, f"{socket_dir}/.s.PGSQL.{port}")
+        else:
+            self._open = partial(asyncio.open_connection, target.hostname, port)
+        self._user, self._database = target.username, target.path
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> "FreezableProxy":
+        self._server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"postgresql://{self._user}@127.0.0.1:{port}{self._database}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await self._open()
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                await self.flowing.wait()  # frozen: the bytes are held, never delivered
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            sink.close()
+
+
+async def test_a_database_that_stops_answering_mid_request_is_a_503_and_then_recovers(
+    database_url, server_log_dir, org, make_key
+):
+    """The network to PostgreSQL starts dropping everything while requests are in flight:
+    PostgreSQL's own statement_timeout cannot help (its answer never arrives), so the
+    server bounds each statement itself, a little past statement_timeout, and answers
+    503 instead of holding the request until TCP gives up (about 15 minutes on Linux).
+    Once the network is back, requests succeed again."""
+    _, key = await make_key(org, ["events:write", "events:read"])
+    # Under VENTRYX_TEST_PGBOUNCER=1 the network that freezes is the one to PgBouncer.
+    pooler = ServerProcess.suite_pooler
+    async with FreezableProxy(pooler.url_for(database_url) if pooler else database_url) as proxy:
+        process = ServerProcess(
+            database_url,
+            server_log_dir / "server-frozen-network.log",
+            extra_env={
+                "DATABASE_URL": proxy.url,
+                "VENTRYX_STATEMENT_TIMEOUT_SECONDS": "2",
+                "VENTRYX_LISTEN_DATABASE_URL": database_url,
+            },
+        )
+        await asyncio.to_thread(process.wait_ready)  # the proxy runs on this event loop
+        try:
+            async with httpx.AsyncClient(base_url=process.url, timeout=30) as http:
+                assert (await http.get("/v1/me", headers=bearer(key))).status_code == 200
+                proxy.flowing.clear()
+                emit = {"type": "order.created", "payload": {}}
+                during = await asyncio.gather(
+                    http.get("/v1/me", headers=bearer(key)),
+                    http.post("/v1/events", headers=bearer(key), json=emit),
+                    # In a transaction: its rollback gets no answer either.
+                    http.post(
+                        "/v1/events",
+                        headers={**bearer(key), "Idempotency-Key": "frozen-network-1"},
+                        json=emit,
+                    ),
+                )
+                proxy.flowing.set()
+                after = await wait_for_status(http, key, 200)
+        finally:
+            process.stop()
+    for response in during:
+        error = response.json()["error"]
+        assert (response.status_code, error["code"]) == (503, "service_unavailable"), response.text
+        assert response.headers["Retry-After"] == "1"
+    assert after.status_code == 200
+
+
+async def wait_for_status(http: httpx.AsyncClient, key: str, status: int) -> httpx.Response:
+    """The first GET /v1/me that answers ``status`` within 20 s (the pool reconnects)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        response = await http.get("/v1/me", headers=bearer(key))
+        if response.status_code == status or asyncio.get_running_loop().time() > deadline:
+            return response
+        await asyncio.sleep(0.2)
 
 
 async def test_usage_recorder_logs_a_failed_flush_and_keeps_running(

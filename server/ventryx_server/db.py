@@ -1,6 +1,7 @@
 """The asyncpg pool, the SQL loaded from ``sql/queries``, and the per-request connection."""
 
 import asyncio
+import contextlib
 import re
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable
@@ -251,6 +252,14 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+# How much longer than statement_timeout the server waits for a statement's answer
+# itself. PostgreSQL's statement_timeout ends a statement it is running; it cannot help
+# when its answers stop arriving (the network drops everything, the host hangs), and
+# without a bound of our own the request would wait until TCP gives up, about 15 minutes
+# on Linux. The margin lets PostgreSQL's own timeout (SQLSTATE 57014) come first.
+COMMAND_TIMEOUT_MARGIN_SECONDS = 2.0
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
@@ -258,6 +267,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.pool_max_size,
         reset=_keep_session,
         timeout=settings.pool_timeout_seconds,  # to open a connection, as to wait for one
+        command_timeout=settings.statement_timeout_seconds + COMMAND_TIMEOUT_MARGIN_SECONDS,
         **_pool_options(settings),
     )
 
@@ -380,9 +390,27 @@ async def provide_db(request: AppRequest) -> AsyncGenerator[asyncpg.Connection, 
         raise
     try:
         yield _as_connection(connection)
+    except BaseException:
+        # The request failed, perhaps because the database stopped answering: then the
+        # release would wait for its cancellation and a rollback that never come. Bounded,
+        # a connection that does not come back clean in time is closed by asyncpg, which
+        # then raises (the pool opens another); the request's own error is what counts.
+        # A healthy connection comes back at once.
+        with contextlib.suppress(Exception):
+            await _release(pool, connection, share, shares, timeout=COMMAND_TIMEOUT_MARGIN_SECONDS)
+        raise
+    await _release(pool, connection, share, shares)
+
+
+async def _release(
+    pool: asyncpg.Pool,
+    connection: PoolConnectionProxy,
+    share: str | None,
+    shares: ConnectionsPerCredential,
+    timeout: float | None = None,
+) -> None:
+    try:
+        await pool.release(connection, timeout=timeout)
     finally:
-        try:
-            await pool.release(connection)
-        finally:
-            if share is not None:
-                shares.give_back(share)
+        if share is not None:
+            shares.give_back(share)
