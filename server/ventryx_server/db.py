@@ -256,7 +256,9 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
 # itself. PostgreSQL's statement_timeout ends a statement it is running; it cannot help
 # when its answers stop arriving (the network drops everything, the host hangs), and
 # without a bound of our own the request would wait until TCP gives up, about 15 minutes
-# on Linux. The margin lets PostgreSQL's own timeout (SQLSTATE 57014) come first.
+# on Linux. The margin lets PostgreSQL's own timeout (SQLSTATE 57014) come first. Its
+# price is asyncpg's timer per statement: about 9 µs of CPU (measured with a bare
+# fetchrow, uvloop), 1% of a request.
 COMMAND_TIMEOUT_MARGIN_SECONDS = 2.0
 
 
