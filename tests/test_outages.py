@@ -228,24 +228,14 @@ async def test_a_database_that_stops_answering_mid_request_is_a_503_and_then_rec
                     ),
                 )
                 proxy.flowing.set()
-                after = await wait_for_status(http, key, 200)
+                recovered = await wait_for(lambda: _answers_200(http, org.admin_key), timeout=20)
         finally:
-            process.stop()
+            await asyncio.to_thread(process.stop)  # its clean stop still writes through us
     for response in during:
         error = response.json()["error"]
         assert (response.status_code, error["code"]) == (503, "service_unavailable"), response.text
         assert response.headers["Retry-After"] == "1"
-    assert after.status_code == 200
-
-
-async def wait_for_status(http: httpx.AsyncClient, key: str, status: int) -> httpx.Response:
-    """The first GET /v1/me that answers ``status`` within 20 s (the pool reconnects)."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        response = await http.get("/v1/me", headers=bearer(key))
-        if response.status_code == status or asyncio.get_running_loop().time() > deadline:
-            return response
-        await asyncio.sleep(0.2)
+    assert recovered
 
 
 async def test_usage_recorder_logs_a_failed_flush_and_keeps_running(
